@@ -1,0 +1,570 @@
+"""OpenAI Chat Completions ⇄ IR.
+
+Pure: requests and responses are plain JSON values (dicts) in and out; streams
+are decoded chunk by chunk (:class:`StreamDecoder`) and encoded event by event
+(:class:`StreamEncoder`).  Field-by-field mappings and what cannot be carried
+are written down in spec/mapping.md; the section names are cited below as
+``mapping §...``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+from .. import ir
+from ..errors import AuxotError, ErrorKind, InvalidRequest
+from . import check
+
+# mapping §stop-reasons
+FINISH_TO_STOP = {
+    "stop": ir.StopReason.END_TURN,
+    "length": ir.StopReason.MAX_TOKENS,
+    "tool_calls": ir.StopReason.TOOL_USE,
+    "function_call": ir.StopReason.TOOL_USE,
+    "content_filter": ir.StopReason.REFUSAL,
+}
+STOP_TO_FINISH = {
+    ir.StopReason.END_TURN: "stop",
+    ir.StopReason.STOP_SEQUENCE: "stop",
+    ir.StopReason.MAX_TOKENS: "length",
+    ir.StopReason.TOOL_USE: "tool_calls",
+    ir.StopReason.REFUSAL: "content_filter",
+}
+
+# mapping §errors
+ERROR_TYPES = {
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.AUTHENTICATION: "authentication_error",
+    ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.REQUEST_TOO_LARGE: "invalid_request_error",
+    ErrorKind.RATE_LIMIT: "rate_limit_error",
+    ErrorKind.UPSTREAM: "upstream_error",
+    ErrorKind.UNAVAILABLE: "service_unavailable",
+    ErrorKind.TIMEOUT: "timeout",
+    ErrorKind.INTERNAL: "server_error",
+}
+ERROR_CODES = {
+    ErrorKind.NOT_FOUND: "model_not_found",
+    ErrorKind.AUTHENTICATION: "invalid_api_key",
+    ErrorKind.REQUEST_TOO_LARGE: "request_too_large",
+}
+
+
+def error_body(err: AuxotError) -> dict[str, Any]:
+    return error_fields(err.kind, err.message, err.param)
+
+
+def error_fields(kind: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": ERROR_TYPES.get(kind, "server_error"), "param": param, "code": ERROR_CODES.get(kind)}}
+
+
+# --- requests ----------------------------------------------------------------
+
+
+def decode_request(body: Any) -> ir.Request:
+    """A Chat Completions request body (parsed JSON) → IR.  Raises InvalidRequest
+    naming the field path and the offending value."""
+    body = check.obj(body, "body")
+    model = body.get("model")
+    if model is None or model == "":
+        raise InvalidRequest("You must specify a model to call", param="model")
+    check.string(model, "model")
+    raw_messages = check.array(body.get("messages"), "messages", required=True)
+    if not raw_messages:
+        raise InvalidRequest("Messages array cannot be empty", param="messages")
+
+    system: list[ir.Text] = []
+    messages: list[ir.Message] = []
+    for i, raw in enumerate(raw_messages):
+        message = _decode_message(raw, f"messages[{i}]")
+        if message.role is ir.Role.SYSTEM and not messages:
+            system.extend(p for p in message.content if isinstance(p, ir.Text))
+        else:
+            messages.append(message)
+
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise InvalidRequest(f"n={n!r} is not supported; only one choice is generated", param="n")
+
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stops: tuple[str, ...] = (stop,)
+    elif stop is None:
+        stops = ()
+    else:
+        stops = tuple(check.string(s, f"stop[{j}]") for j, s in enumerate(check.array(stop, "stop")))
+
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    sampling = ir.Sampling(
+        temperature=check.number(body.get("temperature"), "temperature", 0, 2),
+        top_p=check.number(body.get("top_p"), "top_p", 0, 1),
+        top_k=check.integer(body.get("top_k"), "top_k", 0),
+        max_tokens=check.integer(max_tokens, "max_tokens", 1),
+        presence_penalty=check.number(body.get("presence_penalty"), "presence_penalty", -2, 2),
+        frequency_penalty=check.number(body.get("frequency_penalty"), "frequency_penalty", -2, 2),
+        seed=check.integer(body.get("seed"), "seed"),
+        stop=stops,
+    )
+    stream_options = body.get("stream_options")
+    include_usage = False
+    if stream_options is not None:
+        include_usage = bool(check.obj(stream_options, "stream_options").get("include_usage"))
+    metadata = body.get("metadata")
+    return ir.Request(
+        model=model,
+        messages=tuple(messages),
+        system=tuple(system),
+        tools=tuple(_decode_tool(t, f"tools[{j}]") for j, t in enumerate(check.array(body.get("tools"), "tools"))),
+        tool_choice=_decode_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
+        sampling=sampling,
+        response_format=_decode_response_format(body.get("response_format")),
+        stream=bool(check.boolean(body.get("stream"), "stream")),
+        include_usage=include_usage,
+        metadata=check.obj(metadata, "metadata") if metadata is not None else None,
+        user=check.string(body.get("user"), "user") if body.get("user") is not None else None,
+    )
+
+
+def _decode_message(raw: Any, path: str) -> ir.Message:
+    raw = check.obj(raw, path)
+    role = raw.get("role")
+    content = raw.get("content")
+    match role:
+        case "system" | "developer":
+            return ir.Message(ir.Role.SYSTEM, tuple(_decode_parts(content, f"{path}.content", images=False)))
+        case "user":
+            return ir.Message(ir.Role.USER, tuple(_decode_parts(content, f"{path}.content", images=True)), raw.get("name"))
+        case "assistant":
+            parts: list[ir.Part] = []
+            reasoning = raw.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                parts.append(ir.Thinking(reasoning))
+            if content is not None:
+                parts.extend(_decode_parts(content, f"{path}.content", images=False, refusal=True))
+            for j, call in enumerate(check.array(raw.get("tool_calls"), f"{path}.tool_calls")):
+                cpath = f"{path}.tool_calls[{j}]"
+                call = check.obj(call, cpath)
+                fn = check.obj(call.get("function"), f"{cpath}.function", required=True)
+                arguments = fn.get("arguments", "")
+                parts.append(ir.ToolCall(
+                    check.string(call.get("id"), f"{cpath}.id", required=True),
+                    check.string(fn.get("name"), f"{cpath}.function.name", required=True),
+                    check.string(arguments, f"{cpath}.function.arguments") or "{}",
+                ))
+            return ir.Message(ir.Role.ASSISTANT, tuple(parts), raw.get("name"))
+        case "tool":
+            call_id = check.string(raw.get("tool_call_id"), f"{path}.tool_call_id", required=True)
+            result_parts = _decode_parts(content, f"{path}.content", images=True)
+            return ir.Message(ir.Role.TOOL, (ir.ToolResult(call_id, tuple(result_parts)),))  # type: ignore[arg-type]
+        case _:
+            raise InvalidRequest(
+                f"{path}.role must be one of system, developer, user, assistant, tool; got {role!r}",
+                param=f"{path}.role",
+            )
+
+
+def _decode_parts(content: Any, path: str, *, images: bool, refusal: bool = False) -> list[ir.Part]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [ir.Text(content)] if content else []
+    parts: list[ir.Part] = []
+    for j, part in enumerate(check.array(content, path)):
+        ppath = f"{path}[{j}]"
+        part = check.obj(part, ppath)
+        kind = part.get("type")
+        if kind == "text":
+            parts.append(ir.Text(check.string(part.get("text"), f"{ppath}.text", required=True)))
+        elif kind == "refusal" and refusal:
+            parts.append(ir.Text(check.string(part.get("refusal"), f"{ppath}.refusal", required=True)))
+        elif kind == "image_url" and images:
+            image = part.get("image_url")
+            if isinstance(image, str):
+                image = {"url": image}
+            image = check.obj(image, f"{ppath}.image_url", required=True)
+            url = check.string(image.get("url"), f"{ppath}.image_url.url", required=True)
+            parts.append(image_from_url(url, image.get("detail")))
+        else:
+            raise InvalidRequest(f"{ppath}.type {kind!r} is not supported here", param=f"{ppath}.type")
+    return parts
+
+
+def image_from_url(url: str, detail: str | None = None) -> ir.Image:
+    """``data:`` URLs become inline base64 images (mapping §images)."""
+    if url.startswith("data:") and ";base64," in url:
+        media_type, _, data = url[5:].partition(";base64,")
+        return ir.Image(media_type=media_type or None, data=data, detail=detail)
+    return ir.Image(url=url, detail=detail)
+
+
+def _decode_tool(raw: Any, path: str) -> ir.Tool:
+    raw = check.obj(raw, path)
+    if raw.get("type", "function") != "function":
+        raise InvalidRequest(f"{path}.type {raw.get('type')!r} is not supported; only 'function'", param=f"{path}.type")
+    fn = check.obj(raw.get("function"), f"{path}.function", required=True)
+    params = fn.get("parameters")
+    return ir.Tool(
+        name=check.string(fn.get("name"), f"{path}.function.name", required=True),
+        description=check.string(fn.get("description"), f"{path}.function.description"),
+        parameters=check.obj(params, f"{path}.function.parameters") if params is not None else None,
+        strict=check.boolean(fn.get("strict"), f"{path}.function.strict"),
+    )
+
+
+def _decode_tool_choice(raw: Any) -> ir.ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ir.ToolChoice(raw)
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        fn = check.obj(raw.get("function"), "tool_choice.function", required=True)
+        return ir.ToolChoice("tool", check.string(fn.get("name"), "tool_choice.function.name", required=True))
+    raise InvalidRequest(f"tool_choice must be 'auto', 'none', 'required' or a function; got {raw!r}", param="tool_choice")
+
+
+def _decode_response_format(raw: Any) -> ir.ResponseFormat | None:
+    if raw is None:
+        return None
+    raw = check.obj(raw, "response_format")
+    kind = raw.get("type")
+    if kind in ("text", "json_object"):
+        return ir.ResponseFormat(kind)
+    if kind == "json_schema":
+        spec = check.obj(raw.get("json_schema"), "response_format.json_schema", required=True)
+        schema = spec.get("schema")
+        return ir.ResponseFormat(
+            "json_schema",
+            schema=check.obj(schema, "response_format.json_schema.schema") if schema is not None else None,
+            name=check.string(spec.get("name"), "response_format.json_schema.name"),
+            strict=check.boolean(spec.get("strict"), "response_format.json_schema.strict"),
+        )
+    raise InvalidRequest(f"response_format.type must be text, json_object or json_schema; got {kind!r}", param="response_format.type")
+
+
+def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
+    """IR → a Chat Completions request for an upstream.  Always streams with usage
+    so that the router sees tokens as they come and the final counts."""
+    messages: list[dict[str, Any]] = []
+    if req.system:
+        messages.append({"role": "system", "content": "\n\n".join(t.text for t in req.system)})
+    for message in req.messages:
+        messages.extend(_encode_message(message))
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    s = req.sampling
+    for key, value in (
+        ("temperature", s.temperature), ("top_p", s.top_p), ("top_k", s.top_k), ("max_tokens", s.max_tokens),
+        ("presence_penalty", s.presence_penalty), ("frequency_penalty", s.frequency_penalty), ("seed", s.seed),
+    ):
+        if value is not None:
+            body[key] = value
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if req.tools:
+        body["tools"] = [_encode_tool(t) for t in req.tools]
+    if req.tool_choice is not None:
+        tc = req.tool_choice
+        body["tool_choice"] = {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" else tc.mode
+    if req.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.response_format is not None:
+        rf = req.response_format
+        if rf.type == "json_schema":
+            spec: dict[str, Any] = {"name": rf.name or "response", "schema": rf.schema or {}}
+            if rf.strict is not None:
+                spec["strict"] = rf.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": spec}
+        else:
+            body["response_format"] = {"type": rf.type}
+    if req.user is not None:
+        body["user"] = req.user
+    return body
+
+
+def _encode_message(message: ir.Message) -> list[dict[str, Any]]:
+    if message.role is ir.Role.TOOL:
+        out = []
+        for part in message.content:
+            if isinstance(part, ir.ToolResult):
+                # mapping §tool-results: images in tool results are not carried.
+                text = "".join(p.text for p in part.content if isinstance(p, ir.Text))
+                out.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
+        return out
+    if message.role is ir.Role.ASSISTANT:
+        encoded: dict[str, Any] = {"role": "assistant"}
+        text = "".join(p.text for p in message.content if isinstance(p, ir.Text))
+        encoded["content"] = text or None
+        reasoning = "".join(p.text for p in message.content if isinstance(p, ir.Thinking))
+        if reasoning:
+            encoded["reasoning_content"] = reasoning
+        calls = [p for p in message.content if isinstance(p, ir.ToolCall)]
+        if calls:
+            encoded["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+            ]
+        return [encoded]
+    role = "system" if message.role is ir.Role.SYSTEM else "user"
+    results = [p for p in message.content if isinstance(p, ir.ToolResult)]
+    others = [p for p in message.content if not isinstance(p, ir.ToolResult)]
+    out = _encode_message(ir.Message(ir.Role.TOOL, tuple(results))) if results else []
+    if others or not results:
+        out.append({"role": role, "content": _encode_content(others)})
+    return out
+
+
+def _encode_content(parts: list[ir.Part]) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, ir.Text) for p in parts):
+        return "".join(p.text for p in parts)  # type: ignore[union-attr]
+    encoded: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, ir.Text):
+            encoded.append({"type": "text", "text": p.text})
+        elif isinstance(p, ir.Image):
+            url = p.url if p.url is not None else f"data:{p.media_type or 'image/png'};base64,{p.data}"
+            image: dict[str, Any] = {"url": url}
+            if p.detail:
+                image["detail"] = p.detail
+            encoded.append({"type": "image_url", "image_url": image})
+    return encoded
+
+
+def _encode_tool(tool: ir.Tool) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters or {"type": "object", "properties": {}}}
+    if tool.description is not None:
+        fn["description"] = tool.description
+    if tool.strict is not None:
+        fn["strict"] = tool.strict
+    return {"type": "function", "function": fn}
+
+
+# --- responses ---------------------------------------------------------------
+
+
+def encode_usage(usage: ir.Usage) -> dict[str, Any]:
+    """mapping §usage: prompt_tokens counts cached tokens too."""
+    prompt = (usage.input_tokens or 0) + (usage.cache_read_tokens or 0) + (usage.cache_write_tokens or 0)
+    completion = usage.output_tokens or 0
+    encoded: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if usage.cache_read_tokens:
+        encoded["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return encoded
+
+
+def decode_usage(raw: Any) -> ir.Usage:
+    if not isinstance(raw, dict):
+        return ir.Usage()
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    prompt = raw.get("prompt_tokens")
+    if isinstance(prompt, int) and isinstance(cached, int):
+        prompt -= cached
+    return ir.Usage(
+        input_tokens=prompt if isinstance(prompt, int) else None,
+        output_tokens=raw.get("completion_tokens") if isinstance(raw.get("completion_tokens"), int) else None,
+        cache_read_tokens=cached if isinstance(cached, int) and cached else None,
+    )
+
+
+def encode_response(resp: ir.Response, created: int) -> dict[str, Any]:
+    text = "".join(p.text for p in resp.content if isinstance(p, ir.Text))
+    calls = [p for p in resp.content if isinstance(p, ir.ToolCall)]
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    reasoning = "".join(p.text for p in resp.content if isinstance(p, ir.Thinking))
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+        ]
+    return {
+        "id": resp.id,
+        "object": "chat.completion",
+        "created": created,
+        "model": resp.model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": STOP_TO_FINISH.get(resp.stop_reason) if resp.stop_reason else None,
+        }],
+        "usage": encode_usage(resp.usage),
+    }
+
+
+def decode_response(body: Any) -> ir.Response:
+    body = check.obj(body, "response")
+    choices = check.array(body.get("choices"), "choices", required=True)
+    if not choices:
+        raise InvalidRequest("upstream response has no choices", param="choices")
+    choice = check.obj(choices[0], "choices[0]")
+    message = _decode_message(check.obj(choice.get("message"), "choices[0].message", required=True), "choices[0].message")
+    content = tuple(p for p in message.content if isinstance(p, (ir.Text, ir.Thinking, ir.ToolCall)))
+    return ir.Response(
+        id=str(body.get("id", "")),
+        model=str(body.get("model", "")),
+        content=content,
+        stop_reason=FINISH_TO_STOP.get(choice.get("finish_reason") or ""),
+        usage=decode_usage(body.get("usage")),
+    )
+
+
+# --- streams -----------------------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+class StreamDecoder:
+    """Chat Completions chunks (parsed ``data:`` payloads) → IR events.
+
+    Synthesises block boundaries: a change from reasoning to text, or a new tool
+    call index, closes the open block and opens the next one.  Call
+    :meth:`end` at ``[DONE]`` or end of body: the stop event is emitted only
+    then, because the usage chunk arrives after the finish_reason chunk.
+    """
+
+    def __init__(self, id_factory: Callable[[], str]) -> None:
+        self._new_id = id_factory
+        self._started = False
+        self._open: tuple[str, int] | None = None  # (kind, block index)
+        self._next_block = 0
+        self._tool_blocks: dict[int, int] = {}
+        self._finish: str | None = None
+        self._usage = ir.Usage()
+        self._ended = False
+
+    def feed(self, chunk: Any) -> list[ir.Event]:
+        """One parsed chunk.  Malformed fields from the upstream are treated as
+        absent rather than trusted; they never raise."""
+        if not isinstance(chunk, dict):
+            return []
+        events: list[ir.Event] = []
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            self._ended = True
+            return [ir.StreamError(ErrorKind.UPSTREAM, f"upstream error: {message}")]
+        if not self._started:
+            self._started = True
+            events.append(ir.MessageStart(str(chunk.get("model") or "")))
+        if chunk.get("usage"):
+            self._usage = decode_usage(chunk["usage"])
+        for choice in _list(chunk.get("choices")):
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = _dict(choice.get("delta"))
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                index = self._ensure("thinking", events)
+                events.append(ir.ThinkingDelta(index, reasoning))
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                index = self._ensure("text", events)
+                events.append(ir.TextDelta(index, text))
+            for position, call in enumerate(_list(delta.get("tool_calls"))):
+                if isinstance(call, dict):
+                    self._tool_call(call, position, events)
+            if choice.get("finish_reason"):
+                self._finish = str(choice["finish_reason"])
+                self._close(events)
+        return events
+
+    def _tool_call(self, call: dict[str, Any], position: int, events: list[ir.Event]) -> None:
+        tool_index = call.get("index", position)
+        if not isinstance(tool_index, int):
+            tool_index = position
+        fn = _dict(call.get("function"))
+        if tool_index not in self._tool_blocks:
+            self._close(events)
+            block = self._next_block
+            self._next_block += 1
+            self._tool_blocks[tool_index] = block
+            self._open = ("tool", block)
+            call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else self._new_id()
+            name = fn.get("name") if isinstance(fn.get("name"), str) else ""
+            events.append(ir.ToolCallStart(block, call_id, name))
+        arguments = fn.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            events.append(ir.ToolArgumentsDelta(self._tool_blocks[tool_index], arguments))
+
+    def _ensure(self, kind: str, events: list[ir.Event]) -> int:
+        if self._open is not None and self._open[0] == kind:
+            return self._open[1]
+        self._close(events)
+        block = self._next_block
+        self._next_block += 1
+        self._open = (kind, block)
+        events.append(ir.TextStart(block) if kind == "text" else ir.ThinkingStart(block))
+        return block
+
+    def _close(self, events: list[ir.Event]) -> None:
+        if self._open is not None:
+            events.append(ir.BlockStop(self._open[1]))
+            self._open = None
+
+    def end(self) -> list[ir.Event]:
+        """The upstream said [DONE] or closed its body."""
+        if self._ended:
+            return []
+        self._ended = True
+        events: list[ir.Event] = []
+        if not self._started:
+            return [ir.StreamError(ErrorKind.UPSTREAM, "upstream ended the stream before any output")]
+        self._close(events)
+        if self._finish is None:
+            events.append(ir.StreamError(ErrorKind.UPSTREAM, "upstream ended the stream without a finish_reason"))
+        else:
+            stop = FINISH_TO_STOP.get(self._finish, ir.StopReason.END_TURN)
+            events.append(ir.MessageStop(stop, None, self._usage))
+        return events
+
+
+class StreamEncoder:
+    """IR events → Chat Completions SSE bytes (``data: {...}`` … ``data: [DONE]``)."""
+
+    def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
+        self._prefix = f'{{"id":{ir.dumps(response_id)},"object":"chat.completion.chunk","created":{created},"model":{ir.dumps(model)},"choices":['
+        self._include_usage = include_usage
+        self._tool_numbers: dict[int, int] = {}
+        self._tools = itertools.count()
+        self._usage = ir.Usage()
+
+    def _chunk(self, delta: str, finish: str | None = None, usage: str = "") -> bytes:
+        finish_json = "null" if finish is None else f'"{finish}"'
+        tail = f',"usage":{usage}' if usage else ""
+        return f'data: {self._prefix}{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish_json}}}]{tail}}}\n\n'.encode()
+
+    def encode(self, event: ir.Event) -> bytes:
+        match event:
+            case ir.TextDelta(text=text):
+                return self._chunk(f'{{"content":{ir.dumps(text)}}}')
+            case ir.MessageStart(usage=usage):
+                self._usage = usage
+                return self._chunk('{"role":"assistant","content":""}')
+            case ir.ThinkingDelta(text=text):
+                return self._chunk(f'{{"reasoning_content":{ir.dumps(text)}}}') if text else b""
+            case ir.ToolCallStart(index=block, id=call_id, name=name):
+                number = self._tool_numbers[block] = next(self._tools)
+                call = {"index": number, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+                return self._chunk(ir.dumps({"tool_calls": [call]}))
+            case ir.ToolArgumentsDelta(index=block, json=fragment):
+                call = {"index": self._tool_numbers.get(block, 0), "function": {"arguments": fragment}}
+                return self._chunk(ir.dumps({"tool_calls": [call]}))
+            case ir.MessageStop(stop_reason=stop, usage=usage):
+                usage_json = ir.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
+                out = self._chunk("{}", STOP_TO_FINISH.get(stop, "stop") if stop else "stop", usage_json)
+                if self._include_usage:
+                    out += f"data: {self._prefix}],\"usage\":{usage_json}}}\n\n".encode()
+                return out + b"data: [DONE]\n\n"
+            case ir.StreamError(kind=kind, message=message):
+                # mapping §stream-errors: an error payload, then the stream ends without [DONE].
+                return f"data: {ir.dumps(error_fields(kind, message))}\n\n".encode()
+            case _:
+                return b""

@@ -1,0 +1,141 @@
+"""Run a provider's event stream out to the client: as SSE, or folded into one
+JSON answer.
+
+The pump and a watcher for ``http.disconnect`` share one nursery, so a client
+that goes away cancels the pump, which closes the upstream connection (the
+provider frees its slot).  Errors before the first byte reach the client as a
+JSON error with the right status; after the headers, as the dialect's
+in-stream error followed by a clean end — never a fake normal stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import aclosing
+from typing import Any, AsyncIterator, Callable, Protocol
+
+import trio
+
+from .. import ir
+from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
+from ..errors import AuxotError, ErrorKind, ProviderError
+
+log = logging.getLogger("auxot.relay")
+
+
+class StreamEncoder(Protocol):
+    def encode(self, event: ir.Event) -> bytes: ...
+
+
+ErrorBody = Callable[[AuxotError], dict[str, Any]]
+
+
+def error_headers(err: AuxotError) -> list[tuple[bytes, bytes]]:
+    if err.retry_after is not None:
+        return [(b"retry-after", str(max(1, round(err.retry_after))).encode())]
+    return []
+
+
+async def send_error(send: Send, err: AuxotError, error_body: ErrorBody) -> None:
+    await send_json(send, err.status, error_body(err), error_headers(err))
+
+
+async def relay(
+    receive: Receive,
+    send: Send,
+    events: AsyncIterator[ir.Event],
+    *,
+    error_body: ErrorBody,
+    stream: StreamEncoder | None,
+    fold: Callable[[ir.Response], dict[str, Any]] | None = None,
+    response_id: str = "",
+) -> str:
+    """Returns an outcome word for logs and metrics: ok, error, disconnected."""
+    outcome = "disconnected"
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await wait_disconnect(receive)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        try:
+            async with aclosing(events):
+                if stream is not None:
+                    outcome = await _stream(send, events, stream, error_body)
+                else:
+                    assert fold is not None
+                    outcome = await _fold(send, events, fold, error_body, response_id)
+        finally:
+            nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def _stream(send: Send, events: AsyncIterator[ir.Event], encoder: StreamEncoder, error_body: ErrorBody) -> str:
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        await send_error(send, ProviderError("the provider returned an empty stream"), error_body)
+        return "error"
+    except AuxotError as err:
+        await send_error(send, err, error_body)
+        return "error"
+    except Exception:
+        log.exception("provider failed before the first event")
+        await send_error(send, AuxotError("internal error before the first byte; see the router's log"), error_body)
+        return "error"
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    outcome = "ok"
+    try:
+        await send({"type": "http.response.body", "body": encoder.encode(first), "more_body": True})
+        async for event in events:
+            if isinstance(event, ir.StreamError):
+                outcome = "error"
+            data = encoder.encode(event)
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+    except trio.Cancelled:
+        # The client went away (nothing to tell) or the router is shutting down and
+        # the grace period ran out: end the stream with an error, not silently.
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            event = ir.StreamError(ErrorKind.UNAVAILABLE, "the router is shutting down; the answer was cut short")
+            await send({"type": "http.response.body", "body": encoder.encode(event), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        raise
+    except Exception as exc:
+        outcome = "error"
+        if isinstance(exc, AuxotError):
+            message, kind = exc.message, exc.kind
+        else:
+            log.exception("provider failed mid-stream")
+            message, kind = "internal error mid-stream; see the router's log", ErrorKind.INTERNAL
+        await send({"type": "http.response.body", "body": encoder.encode(ir.StreamError(kind, message)), "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return outcome
+
+
+async def _fold(
+    send: Send, events: AsyncIterator[ir.Event], fold: Callable[[ir.Response], dict[str, Any]], error_body: ErrorBody,
+    response_id: str,
+) -> str:
+    acc = ir.Fold(response_id)
+    try:
+        async for event in events:
+            acc.feed(event)
+    except AuxotError as err:
+        await send_error(send, err, error_body)
+        return "error"
+    except Exception:
+        log.exception("provider failed")
+        await send_error(send, AuxotError("internal error; see the router's log"), error_body)
+        return "error"
+    if acc.error is not None:
+        err = ProviderError(acc.error.message)
+        err.kind = acc.error.kind
+        await send_error(send, err, error_body)
+        return "error"
+    if acc.stop is None:
+        await send_error(send, ProviderError("the provider ended without finishing its answer"), error_body)
+        return "error"
+    await send_json(send, 200, fold(acc.result()))
+    return "ok"

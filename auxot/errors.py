@@ -1,0 +1,129 @@
+"""The one exception hierarchy of the project.
+
+Every error a client can see is an :class:`AuxotError`: it carries the HTTP status,
+a dialect-neutral ``kind`` and a message meant for a person.  Codecs render it in
+their dialect's error envelope (``codecs.*.error_body``); nothing else formats
+errors, and no traceback ever reaches a client.
+
+Foreign exceptions (OSError, h11 errors, trio timeouts, JSON errors) are mapped
+into this hierarchy once, at the boundary where they occur.
+"""
+
+from __future__ import annotations
+
+
+class ErrorKind:
+    INVALID_REQUEST = "invalid_request"
+    AUTHENTICATION = "authentication"
+    PERMISSION = "permission"
+    NOT_FOUND = "not_found"
+    REQUEST_TOO_LARGE = "request_too_large"
+    RATE_LIMIT = "rate_limit"
+    UPSTREAM = "upstream"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    INTERNAL = "internal"
+
+
+class AuxotError(Exception):
+    status = 500
+    kind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+# --- the client's fault (4xx) ----------------------------------------------
+
+
+class ClientError(AuxotError):
+    status = 400
+    kind = ErrorKind.INVALID_REQUEST
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class AuthenticationFailed(ClientError):
+    status = 401
+    kind = ErrorKind.AUTHENTICATION
+
+
+class PermissionDenied(ClientError):
+    status = 403
+    kind = ErrorKind.PERMISSION
+
+
+class NotFound(ClientError):
+    status = 404
+    kind = ErrorKind.NOT_FOUND
+
+
+class RequestTooLarge(ClientError):
+    status = 413
+    kind = ErrorKind.REQUEST_TOO_LARGE
+
+
+class RateLimited(ClientError):
+    status = 429
+    kind = ErrorKind.RATE_LIMIT
+
+
+# --- the provider's fault (5xx) --------------------------------------------
+
+
+class ProviderError(AuxotError):
+    """A provider could not serve.  ``retriable`` errors happened before the
+    first byte reached the client, so the scheduler may try someone else."""
+
+    status = 502
+    kind = ErrorKind.UPSTREAM
+    retriable = False
+
+
+class ProviderUnavailable(ProviderError):
+    status = 503
+    kind = ErrorKind.UNAVAILABLE
+    retriable = True
+
+
+class ProviderTimeout(ProviderError):
+    status = 504
+    kind = ErrorKind.TIMEOUT
+    retriable = True
+
+
+class UpstreamError(ProviderError):
+    """The upstream answered with an error status."""
+
+    def __init__(self, message: str, *, status: int = 502, retriable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.retriable = retriable
+        if status == 429:
+            self.kind = ErrorKind.RATE_LIMIT
+        elif 400 <= status < 500:
+            self.kind = ErrorKind.INVALID_REQUEST
+
+
+# --- the outbound HTTP client's own errors (mapped at http/ boundary) -------
+
+
+class HTTPClientError(Exception):
+    """Raised by auxot.http; providers translate it into a ProviderError."""
+
+
+class ConnectError(HTTPClientError):
+    pass
+
+
+class ReadTimeout(HTTPClientError):
+    pass
+
+
+class ProtocolError(HTTPClientError):
+    pass

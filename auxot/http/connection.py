@@ -1,0 +1,127 @@
+"""One HTTP/1.1 connection: an h11 state machine over a trio stream.
+
+Every network wait has a deadline, applied to the one operation it guards:
+``first_byte`` while waiting for the response head, ``idle`` between body
+chunks.  Protocol and network failures are mapped to the project's errors here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import h11
+import trio
+
+from ..errors import ConnectError, ProtocolError, ReadTimeout
+
+READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    first_byte: float = 600.0  # a model may think a long time before its first token
+    idle: float = 300.0  # between body chunks
+    pool_idle: float = 30.0  # keep-alive connections older than this are closed
+
+
+class Connection:
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=1024 * 1024)
+        self.last_used = time.monotonic()
+        self.requests = 0
+
+    @property
+    def reusable(self) -> bool:
+        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+
+    def is_idle_expired(self, max_idle: float) -> bool:
+        return time.monotonic() - self.last_used > max_idle
+
+    async def send_request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.requests += 1
+        try:
+            data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
+            if body:
+                data += self._h11.send(h11.Data(data=body))
+            data += self._h11.send(h11.EndOfMessage())
+            await self._stream.send_all(data)
+        except h11.LocalProtocolError as exc:
+            raise ProtocolError(f"cannot send request: {exc}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ConnectError(f"connection lost while sending: {exc}") from None
+
+    async def _next_event(self, timeout: float, waiting_for: str) -> h11.Event:
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ProtocolError(f"malformed response from upstream: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                with trio.fail_after(timeout):
+                    data = await self._stream.receive_some(READ_SIZE)
+            except trio.TooSlowError:
+                raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
+            self._h11.receive_data(data)
+
+    async def receive_response(self, timeout: float) -> tuple[int, list[tuple[bytes, bytes]]]:
+        while True:
+            event = await self._next_event(timeout, "response")
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                return event.status_code, list(event.headers)
+            if isinstance(event, h11.ConnectionClosed):
+                raise ConnectError("upstream closed the connection before responding")
+            raise ProtocolError(f"unexpected {type(event).__name__} before the response head")
+
+    async def iter_body(self, idle: float) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._next_event(idle, "data")
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.last_used = time.monotonic()
+                if self.reusable:
+                    self._h11.start_next_cycle()
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectError("upstream closed the connection mid-body")
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self._stream)
+
+
+class Response:
+    """A response whose body is streamed.  Read it with :meth:`iter_bytes` or
+    :meth:`read`; the pool gets the connection back when the body is complete."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: AsyncIterator[bytes]) -> None:
+        self.status = status
+        self.headers = headers
+        self._body = body
+
+    def header(self, name: str) -> str | None:
+        key = name.lower().encode()
+        for k, v in self.headers:
+            if k.lower() == key:
+                return v.decode("latin-1")
+        return None
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        return self._body
+
+    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        parts = bytearray()
+        async for chunk in self._body:
+            parts += chunk
+            if len(parts) > limit:
+                raise ProtocolError(f"response body larger than {limit} bytes")
+        return bytes(parts)

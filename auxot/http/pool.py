@@ -1,0 +1,98 @@
+"""Keep-alive connections per origin.
+
+``async with pool.request(...) as response`` leases a connection: reused if an
+idle one is fresh, opened otherwise.  When the body was read to its end the
+connection goes back to the pool; on any error or cancellation (a client that
+disconnected) it is closed instead, since its state is unknown.
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import trio
+
+from .connection import Connection, Response, Timeouts
+from .network import open_stream
+
+
+class Pool:
+    def __init__(
+        self, base_url: str, *, timeouts: Timeouts = Timeouts(), max_connections: int = 64,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base URL must be http(s)://host[:port][/path]; got {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.base_path = parts.path.rstrip("/")
+        self._authority = parts.netloc
+        self._tls = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
+        self.timeouts = timeouts
+        self._idle: list[Connection] = []
+        self._limit = trio.Semaphore(max_connections)
+        self.opened = 0  # connections opened over the pool's life (for tests and benchmarks)
+
+    async def _acquire(self) -> Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_idle_expired(self.timeouts.pool_idle):
+                return conn
+            await conn.aclose()
+        stream = await open_stream(self.host, self.port, tls=self._tls, connect_timeout=self.timeouts.connect)
+        self.opened += 1
+        return Connection(stream)
+
+    @asynccontextmanager
+    async def request(
+        self, method: str, path: str, *, headers: list[tuple[str, str]] = (), body: bytes = b"",  # type: ignore[assignment]
+        first_byte_timeout: float | None = None,
+    ) -> AsyncIterator[Response]:
+        async with self._limit:
+            conn = await self._acquire()
+            finished = False
+            reused = conn.requests > 0
+
+            async def body_iter() -> AsyncIterator[bytes]:
+                nonlocal finished
+                async for chunk in conn.iter_body(self.timeouts.idle):
+                    yield chunk
+                finished = True
+
+            try:
+                all_headers = [("Host", self._authority), *headers]
+                if body:
+                    all_headers.append(("Content-Length", str(len(body))))
+                try:
+                    await conn.send_request(method, self.base_path + path, all_headers, body)
+                    status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
+                except Exception:
+                    if not reused:
+                        raise
+                    # A kept-alive connection may have been closed by the peer while idle:
+                    # retry once on a fresh one (the request was not processed).
+                    await conn.aclose()
+                    stream = await open_stream(self.host, self.port, tls=self._tls, connect_timeout=self.timeouts.connect)
+                    self.opened += 1
+                    conn = Connection(stream)
+                    await conn.send_request(method, self.base_path + path, all_headers, body)
+                    status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
+                yield Response(status, head, body_iter())
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
+                raise
+            if finished and conn.reusable:
+                self._idle.append(conn)
+            else:
+                await conn.aclose()
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        with trio.CancelScope(shield=True):
+            for conn in idle:
+                await conn.aclose()

