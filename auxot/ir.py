@@ -125,6 +125,7 @@ class Sampling:
     frequency_penalty: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logit_bias: dict[str, float] | None = None  # OpenAI only; token ids are the provider's (mapping §sampling)
 
 
 @dataclass(frozen=True)

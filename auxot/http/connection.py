@@ -33,16 +33,15 @@ class Connection:
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=1024 * 1024)
         self.last_used = time.monotonic()
         self.requests = 0
+        self.reusable = False  # true once a response ended cleanly and h11 is ready for the next
 
-    @property
-    def reusable(self) -> bool:
-        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
 
     def is_idle_expired(self, max_idle: float) -> bool:
         return time.monotonic() - self.last_used > max_idle
 
     async def send_request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
         self.requests += 1
+        self.reusable = False
         try:
             data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
             if body:
@@ -89,8 +88,9 @@ class Connection:
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self.last_used = time.monotonic()
-                if self.reusable:
+                if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
                     self._h11.start_next_cycle()
+                    self.reusable = True
                 return
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectError("upstream closed the connection mid-body")

@@ -226,7 +226,7 @@ class LlamaCppProvider:
         return {
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
             "slots_used": self.slots.borrowed_tokens, "slots_total": int(self.slots.total_tokens),
-            "restarts": self.restarts, "pid": self.pid,
+            "restarts": self.restarts, "pid": self.pid, "port": self.port if self.state == "ready" else None,
         }
 
     def _unavailable(self) -> ProviderUnavailable:
