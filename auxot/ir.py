@@ -129,6 +129,15 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """Extended thinking / reasoning effort, where a dialect asks for it."""
+
+    enabled: bool = True
+    budget_tokens: int | None = None  # Anthropic thinking.budget_tokens
+    effort: str | None = None  # OpenAI reasoning_effort: minimal | low | medium | high; "adaptive" from Anthropic
+
+
+@dataclass(frozen=True)
 class Request:
     model: str
     messages: tuple[Message, ...]
@@ -142,6 +151,7 @@ class Request:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     metadata: dict[str, Any] | None = None
     user: str | None = None
+    reasoning: Reasoning | None = None
 
 
 # --- response --------------------------------------------------------------

@@ -126,7 +126,16 @@ def decode_request(body: Any) -> ir.Request:
         include_usage=include_usage,
         metadata=check.obj(metadata, "metadata") if metadata is not None else None,
         user=check.string(body.get("user"), "user") if body.get("user") is not None else None,
+        reasoning=_decode_reasoning(body.get("reasoning_effort")),
     )
+
+
+def _decode_reasoning(effort: Any) -> ir.Reasoning | None:
+    if effort is None:
+        return None
+    if effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        raise InvalidRequest(f"reasoning_effort must be none, minimal, low, medium or high; got {effort!r}", param="reasoning_effort")
+    return ir.Reasoning(enabled=effort != "none", effort=effort)
 
 
 def _decode_logit_bias(raw: Any) -> dict[str, float] | None:
@@ -294,6 +303,10 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
             body["response_format"] = {"type": rf.type}
     if req.user is not None:
         body["user"] = req.user
+    if req.reasoning is not None and req.reasoning.effort in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        body["reasoning_effort"] = req.reasoning.effort
+    if req.metadata:
+        body["metadata"] = req.metadata
     return body
 
 
