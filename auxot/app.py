@@ -12,9 +12,9 @@ from typing import Any, Awaitable, Callable, Sequence
 import trio
 
 from .asgi import Receive, Scope, Send, header, send_json
-from .codecs import openai_chat
+from .codecs import anthropic as anthropic_codec, openai_chat
 from .config import Config
-from .endpoints import health, openai
+from .endpoints import anthropic, health, openai
 from .errors import AuthenticationFailed, AuxotError, NotFound
 from .keys import shape_problem
 from .store import Store
@@ -29,8 +29,21 @@ MODELS_PATHS = ("/api/openai/models", "/api/openai/v1/models", "/v1/models", "/a
 ROUTES: dict[str, dict[str, Endpoint]] = {
     **{path: {"POST": openai.chat_completions} for path in CHAT_PATHS},
     **{path: {"GET": openai.models} for path in MODELS_PATHS},
+    "/api/anthropic/v1/messages": {"POST": anthropic.messages},
+    "/api/anthropic/messages": {"POST": anthropic.messages},
+    "/api/anthropic/v1/messages/count_tokens": {"POST": anthropic.count_tokens},
+    "/api/anthropic/messages/count_tokens": {"POST": anthropic.count_tokens},
+    "/api/anthropic/v1/models": {"GET": anthropic.models},
+    "/api/anthropic/models": {"GET": anthropic.models},
+    "/api/anthropic": {"HEAD": anthropic.probe, "GET": anthropic.probe},
+    "/api/anthropic/": {"HEAD": anthropic.probe, "GET": anthropic.probe},
     "/health": {"GET": health.health},
 }
+
+
+def error_body_for(path: str):  # type: ignore[no-untyped-def]
+    """Errors outside an endpoint (no route, wrong method) in the dialect the path implies."""
+    return anthropic_codec.error_body if path.startswith("/api/anthropic") else openai_chat.error_body
 
 
 class App:
@@ -48,16 +61,24 @@ class App:
     def new_id(self, prefix: str) -> str:
         return prefix + self._ids()
 
-    async def authenticate(self, scope: Scope) -> str:
-        """The key id of a valid key in ``Authorization: Bearer``; raises
-        AuthenticationFailed with a hint otherwise (the key is never echoed)."""
+    async def authenticate(self, scope: Scope, *, x_api_key: bool = False) -> str:
+        """The key id of a valid key in ``Authorization: Bearer`` (or, on Anthropic
+        paths, ``x-api-key``); raises AuthenticationFailed with a hint otherwise
+        (the key is never echoed)."""
         value = header(scope, b"authorization")
-        if value is None:
-            raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer <key>'")
-        scheme, _, key = value.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise AuthenticationFailed("Malformed Authorization header: expected 'Authorization: Bearer <key>'")
+        key = header(scope, b"x-api-key") if x_api_key else None
+        if key is not None and value is None:
+            key = key.strip()
+        elif value is None:
+            where = "'x-api-key: <key>' or 'Authorization: Bearer <key>'" if x_api_key else "'Authorization: Bearer <key>'"
+            raise AuthenticationFailed(f"Missing API key: send it as {where}")
+        else:
+            scheme, _, key = value.strip().partition(" ")
+            key = key.strip()
+            if scheme.lower() != "bearer" or not key:
+                raise AuthenticationFailed("Malformed Authorization header: expected 'Authorization: Bearer <key>'")
+        if not key:
+            raise AuthenticationFailed("Missing API key: the x-api-key header is empty")
         if problem := shape_problem(key):
             raise AuthenticationFailed(f"Invalid API key: {problem}")
         record = await trio.to_thread.run_sync(self.store.lookup, key)
@@ -83,7 +104,7 @@ class App:
                 err.status, err.kind = 405, "invalid_request"
                 raise err
         except AuxotError as err:
-            await send_json(send, err.status, openai_chat.error_body(err))
+            await send_json(send, err.status, error_body_for(scope["path"])(err))
             return
         try:
             await endpoint(self, scope, receive, send)
@@ -92,7 +113,7 @@ class App:
             # response has not started yet (if it has, hypercorn closes the connection).
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             try:
-                await send_json(send, 500, openai_chat.error_body(AuxotError("internal error; see the router's log")))
+                await send_json(send, 500, error_body_for(scope["path"])(AuxotError("internal error; see the router's log")))
             except Exception:
                 pass
 

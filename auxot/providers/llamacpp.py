@@ -32,8 +32,9 @@ from typing import AsyncIterator, Callable
 
 import trio
 
-from .. import ir, sse
+from .. import ir
 from ..codecs import openai_chat
+from ..codecs.upstream import UpstreamStream
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, ReadTimeout, UpstreamError, ProviderTimeout
 from ..http import Pool, Timeouts
@@ -236,6 +237,32 @@ class LlamaCppProvider:
 
     # --- serving ------------------------------------------------------------
 
+    async def count_tokens(self, req: ir.Request) -> int:
+        """Exact prompt tokens: llama-server renders its own chat template
+        (``/apply-template``) and tokenizes the result (``/tokenize``)."""
+        if self.state != "ready" or self._pool is None:
+            raise self._unavailable()
+        body = openai_chat.encode_request(req, self.model)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        try:
+            prompt = (await self._post_json("/apply-template", body))["prompt"]
+            tokens = (await self._post_json("/tokenize", {"content": prompt, "add_special": True, "parse_special": True}))["tokens"]
+        except HTTPClientError as exc:
+            raise ProviderUnavailable(f"llama-server {self.name!r} is unreachable: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"llama-server {self.name!r} answered an unexpected shape while counting tokens: {exc}") from None
+        return len(tokens)
+
+    async def _post_json(self, path: str, payload: dict[str, object]) -> dict[str, object]:
+        assert self._pool is not None
+        headers = [("Content-Type", "application/json")]
+        async with self._pool.request("POST", path, headers=headers, body=json.dumps(payload).encode(), first_byte_timeout=30) as resp:
+            raw = await resp.read(16 * 1024 * 1024)
+            if resp.status != 200:
+                raise await _upstream_error(resp.status, raw)
+            return json.loads(raw)  # type: ignore[no-any-return]
+
     async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
         """Serve one request: IR in, IR events out.  Errors before the first
         event are raised (the endpoint answers with a JSON error); afterwards
@@ -251,25 +278,17 @@ class LlamaCppProvider:
                 async with pool.request("POST", "/v1/chat/completions", headers=headers, body=body) as resp:
                     if resp.status != 200:
                         raise await _upstream_error(resp.status, await resp.read(1024 * 1024))
-                    decoder = sse.Decoder()
-                    chat = openai_chat.StreamDecoder(self._new_id)
+                    upstream = UpstreamStream("openai", self._new_id)
                     async for chunk in resp.iter_bytes():
-                        for event in decoder.feed(chunk):
-                            if event.data == "[DONE]":
-                                for out in chat.end():
-                                    yield out
-                                return
-                            try:
-                                payload = json.loads(event.data)
-                            except ValueError:
-                                continue
-                            for out in chat.feed(payload):
-                                if isinstance(out, ir.MessageStart):
-                                    out = ir.MessageStart(self.model, out.usage)
-                                started = True
-                                yield out
-                    for out in chat.end():
-                        yield out
+                        for event in upstream.feed(chunk):
+                            if isinstance(event, ir.MessageStart):
+                                event = ir.MessageStart(self.model, event.usage)
+                            started = True
+                            yield event
+                    # Read to the end of the body even after [DONE]: the connection
+                    # then goes back to the pool for the next request.
+                    for event in upstream.end():
+                        yield event
             except HTTPClientError as exc:
                 if started:
                     yield ir.StreamError("upstream", f"llama-server {self.name!r} failed mid-stream: {exc}")

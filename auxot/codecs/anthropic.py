@@ -1,0 +1,569 @@
+"""Anthropic Messages ⇄ IR.
+
+Pure, like every codec: request and response bodies are JSON values; streams
+are decoded event by event (:class:`StreamDecoder`, upstream SSE → IR) and
+encoded event by event (:class:`StreamEncoder`, IR → the client's SSE).
+Mappings and what cannot be carried: spec/mapping.md (cited as ``mapping §…``).
+
+Anthropic's wire shapes, for the reader:
+
+    request   {model, max_tokens, system?, messages: [{role, content}], tools?, tool_choice?,
+               stop_sequences?, temperature?, top_p?, top_k?, thinking?, metadata?, stream?}
+    response  {id, type: "message", role: "assistant", model, content: [blocks],
+               stop_reason, stop_sequence, usage}
+    stream    message_start, (content_block_start, content_block_delta*, content_block_stop)*,
+              message_delta, message_stop — with ping anywhere and error in place of the rest
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .. import ir
+from ..errors import AuxotError, ErrorKind, InvalidRequest
+from . import check
+
+# mapping §stop-reasons
+STOP_REASONS = {
+    "end_turn": ir.StopReason.END_TURN,
+    "max_tokens": ir.StopReason.MAX_TOKENS,
+    "tool_use": ir.StopReason.TOOL_USE,
+    "stop_sequence": ir.StopReason.STOP_SEQUENCE,
+    "refusal": ir.StopReason.REFUSAL,
+    "pause_turn": ir.StopReason.END_TURN,
+    "model_context_window_exceeded": ir.StopReason.MAX_TOKENS,
+}
+
+# mapping §errors
+ERROR_TYPES = {
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.AUTHENTICATION: "authentication_error",
+    ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.REQUEST_TOO_LARGE: "request_too_large",
+    ErrorKind.RATE_LIMIT: "rate_limit_error",
+    ErrorKind.UPSTREAM: "api_error",
+    ErrorKind.UNAVAILABLE: "overloaded_error",
+    ErrorKind.TIMEOUT: "api_error",
+    ErrorKind.INTERNAL: "api_error",
+}
+
+TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def error_body(err: AuxotError) -> dict[str, Any]:
+    return error_fields(err.kind, err.message)
+
+
+def error_fields(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(kind, "api_error"), "message": message}}
+
+
+# --- requests ----------------------------------------------------------------
+
+
+def decode_request(body: Any) -> ir.Request:
+    body = check.obj(body, "body")
+    model = body.get("model")
+    if model is None or model == "":
+        raise InvalidRequest("model: Field required (You must specify a model to call)", param="model")
+    check.string(model, "model")
+    if body.get("max_tokens") is None:
+        raise InvalidRequest("max_tokens: Field required", param="max_tokens")
+    max_tokens = check.integer(body.get("max_tokens"), "max_tokens", 1)
+    raw_messages = check.array(body.get("messages"), "messages", required=True)
+    if not raw_messages:
+        raise InvalidRequest("Messages array cannot be empty", param="messages")
+
+    messages: list[ir.Message] = []
+    for i, raw in enumerate(raw_messages):
+        messages.extend(_decode_message(raw, f"messages[{i}]"))
+
+    stops = tuple(check.string(s, f"stop_sequences[{j}]", required=True) for j, s in enumerate(check.array(body.get("stop_sequences"), "stop_sequences")))
+    tool_choice, parallel = _decode_tool_choice(body.get("tool_choice"))
+    tools = []
+    for j, raw_tool in enumerate(check.array(body.get("tools"), "tools")):
+        tool = _decode_tool(raw_tool, f"tools[{j}]")
+        if tool is not None:
+            tools.append(tool)
+    metadata = body.get("metadata")
+    return ir.Request(
+        model=model,
+        messages=tuple(messages),
+        system=tuple(_decode_system(body.get("system"))),
+        tools=tuple(tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        sampling=ir.Sampling(
+            temperature=check.number(body.get("temperature"), "temperature", 0, 1),
+            top_p=check.number(body.get("top_p"), "top_p", 0, 1),
+            top_k=check.integer(body.get("top_k"), "top_k", 0),
+            max_tokens=max_tokens,
+            stop=stops,
+        ),
+        stream=bool(check.boolean(body.get("stream"), "stream")),
+        include_usage=True,
+        metadata=check.obj(metadata, "metadata") if metadata is not None else None,
+        reasoning=_decode_thinking(body.get("thinking")),
+    )
+
+
+def _decode_system(raw: Any) -> list[ir.Text]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [ir.Text(raw)] if raw else []
+    out = []
+    for j, block in enumerate(check.array(raw, "system")):
+        block = check.obj(block, f"system[{j}]")
+        if block.get("type") != "text":
+            raise InvalidRequest(f"system[{j}].type must be 'text'; got {block.get('type')!r}", param=f"system[{j}].type")
+        out.append(ir.Text(check.string(block.get("text"), f"system[{j}].text", required=True)))
+    return out
+
+
+def _decode_message(raw: Any, path: str) -> list[ir.Message]:
+    """One Anthropic message → one or two IR messages: tool results travel in an
+    IR TOOL message ahead of the rest of the user's turn (mapping §tool-results)."""
+    raw = check.obj(raw, path)
+    role = raw.get("role")
+    if role not in ("user", "assistant"):
+        raise InvalidRequest(f"{path}.role must be 'user' or 'assistant'; got {role!r}", param=f"{path}.role")
+    content = raw.get("content")
+    if isinstance(content, str):
+        blocks: list[Any] = [{"type": "text", "text": content}] if content else []
+    else:
+        blocks = check.array(content, f"{path}.content", required=True)
+    results: list[ir.Part] = []
+    parts: list[ir.Part] = []
+    for j, block in enumerate(blocks):
+        part = _decode_block(block, f"{path}.content[{j}]", role)
+        if part is None:
+            continue
+        (results if isinstance(part, ir.ToolResult) else parts).append(part)
+    out = []
+    if results:
+        out.append(ir.Message(ir.Role.TOOL, tuple(results)))
+    if parts or not results:
+        out.append(ir.Message(ir.Role.USER if role == "user" else ir.Role.ASSISTANT, tuple(parts)))
+    return out
+
+
+def _decode_block(block: Any, path: str, role: str) -> ir.Part | None:
+    block = check.obj(block, path)
+    kind = block.get("type")
+    match kind:
+        case "text":
+            return ir.Text(check.string(block.get("text"), f"{path}.text", required=True))
+        case "image" if role == "user":
+            return _decode_image(block, path)
+        case "tool_use" if role == "assistant":
+            tool_input = block.get("input", {})
+            check.obj(tool_input, f"{path}.input")
+            return ir.ToolCall(
+                check.string(block.get("id"), f"{path}.id", required=True),
+                check.string(block.get("name"), f"{path}.name", required=True),
+                json.dumps(tool_input, ensure_ascii=False),
+            )
+        case "tool_result" if role == "user":
+            content = block.get("content")
+            if isinstance(content, str) or content is None:
+                inner: list[ir.Text | ir.Image] = [ir.Text(content)] if content else []
+            else:
+                inner = []
+                for k, item in enumerate(check.array(content, f"{path}.content")):
+                    item = check.obj(item, f"{path}.content[{k}]")
+                    if item.get("type") == "text":
+                        inner.append(ir.Text(check.string(item.get("text"), f"{path}.content[{k}].text", required=True)))
+                    elif item.get("type") == "image":
+                        inner.append(_decode_image(item, f"{path}.content[{k}]"))
+                    else:
+                        raise InvalidRequest(f"{path}.content[{k}].type {item.get('type')!r} is not supported in a tool_result", param=f"{path}.content[{k}].type")
+            return ir.ToolResult(
+                check.string(block.get("tool_use_id"), f"{path}.tool_use_id", required=True),
+                tuple(inner),
+                bool(check.boolean(block.get("is_error"), f"{path}.is_error")),
+            )
+        case "thinking" if role == "assistant":
+            return ir.Thinking(check.string(block.get("thinking"), f"{path}.thinking", required=True), check.string(block.get("signature"), f"{path}.signature"))
+        case "redacted_thinking" if role == "assistant":
+            return ir.Thinking("", check.string(block.get("data"), f"{path}.data", required=True), redacted=True)
+        case _:
+            raise InvalidRequest(f"{path}.type {kind!r} is not supported in a {role} message", param=f"{path}.type")
+
+
+def _decode_image(block: dict[str, Any], path: str) -> ir.Image:
+    source = check.obj(block.get("source"), f"{path}.source", required=True)
+    match source.get("type"):
+        case "base64":
+            return ir.Image(
+                media_type=check.string(source.get("media_type"), f"{path}.source.media_type", required=True),
+                data=check.string(source.get("data"), f"{path}.source.data", required=True),
+            )
+        case "url":
+            return ir.Image(url=check.string(source.get("url"), f"{path}.source.url", required=True))
+        case other:
+            raise InvalidRequest(f"{path}.source.type must be 'base64' or 'url'; got {other!r}", param=f"{path}.source.type")
+
+
+def _decode_tool(raw: Any, path: str) -> ir.Tool | None:
+    raw = check.obj(raw, path)
+    kind = raw.get("type")
+    if kind not in (None, "custom"):
+        # Anthropic-hosted tools (web_search_…, bash_…, text_editor_…) run on
+        # Anthropic's side; no provider here can run them (mapping §tools).
+        return None
+    schema = raw.get("input_schema")
+    return ir.Tool(
+        name=check.string(raw.get("name"), f"{path}.name", required=True),
+        description=check.string(raw.get("description"), f"{path}.description"),
+        parameters=check.obj(schema, f"{path}.input_schema") if schema is not None else None,
+        strict=check.boolean(raw.get("strict"), f"{path}.strict"),
+    )
+
+
+def _decode_tool_choice(raw: Any) -> tuple[ir.ToolChoice | None, bool | None]:
+    if raw is None:
+        return None, None
+    raw = check.obj(raw, "tool_choice")
+    parallel = None
+    if check.boolean(raw.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use"):
+        parallel = False
+    match raw.get("type"):
+        case "auto":
+            return ir.ToolChoice("auto"), parallel
+        case "any":
+            return ir.ToolChoice("required"), parallel
+        case "none":
+            return ir.ToolChoice("none"), parallel
+        case "tool":
+            return ir.ToolChoice("tool", check.string(raw.get("name"), "tool_choice.name", required=True)), parallel
+        case other:
+            raise InvalidRequest(f"tool_choice.type must be auto, any, tool or none; got {other!r}", param="tool_choice.type")
+
+
+def _decode_thinking(raw: Any) -> ir.Reasoning | None:
+    if raw is None:
+        return None
+    raw = check.obj(raw, "thinking")
+    match raw.get("type"):
+        case "enabled":
+            return ir.Reasoning(True, check.integer(raw.get("budget_tokens"), "thinking.budget_tokens", 0))
+        case "adaptive":
+            return ir.Reasoning(True, effort="adaptive")
+        case "disabled":
+            return ir.Reasoning(False)
+        case other:
+            raise InvalidRequest(f"thinking.type must be enabled, adaptive or disabled; got {other!r}", param="thinking.type")
+
+
+def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
+    """IR → an Anthropic Messages request for an upstream (always streaming)."""
+    system = [t.text for t in req.system]
+    messages: list[dict[str, Any]] = []
+    for message in req.messages:
+        if message.role is ir.Role.SYSTEM:
+            # mapping §system: Anthropic has no mid-conversation system turn.
+            system.extend(p.text for p in message.content if isinstance(p, ir.Text))
+            continue
+        role = "assistant" if message.role is ir.Role.ASSISTANT else "user"
+        blocks = [b for b in (_encode_block(p) for p in message.content) if b is not None]
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)  # consecutive turns of one role merge
+        else:
+            messages.append({"role": role, "content": blocks})
+    s = req.sampling
+    body: dict[str, Any] = {"model": model, "max_tokens": s.max_tokens or 4096, "messages": messages, "stream": True}
+    if system:
+        body["system"] = "\n\n".join(system)
+    for key, value in (("temperature", s.temperature), ("top_p", s.top_p), ("top_k", s.top_k)):
+        if value is not None:
+            body[key] = min(value, 1.0) if key == "temperature" else value  # mapping §sampling
+    if s.stop:
+        body["stop_sequences"] = list(s.stop)
+    if req.tools:
+        body["tools"] = [_encode_tool(t) for t in req.tools]
+    if req.tool_choice is not None or req.parallel_tool_calls is False:
+        mode = req.tool_choice.mode if req.tool_choice else "auto"
+        choice: dict[str, Any] = {"type": {"required": "any"}.get(mode, mode)}
+        if mode == "tool":
+            choice["name"] = req.tool_choice.name  # type: ignore[union-attr]
+        if req.parallel_tool_calls is False and mode != "none":
+            choice["disable_parallel_tool_use"] = True
+        body["tool_choice"] = choice
+    if req.reasoning is not None:
+        r = req.reasoning
+        if not r.enabled:
+            body["thinking"] = {"type": "disabled"}
+        elif r.budget_tokens is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": r.budget_tokens}
+        elif r.effort == "adaptive":
+            body["thinking"] = {"type": "adaptive"}
+    if req.metadata and isinstance(req.metadata.get("user_id"), str):
+        body["metadata"] = {"user_id": req.metadata["user_id"]}
+    return body
+
+
+def _tool_id(raw: str) -> str:
+    """Anthropic accepts tool ids matching ^[a-zA-Z0-9_-]+$ (mapping §tool-ids)."""
+    return TOOL_ID.sub("_", raw) or "toolu_"
+
+
+def _encode_block(part: ir.Part) -> dict[str, Any] | None:
+    match part:
+        case ir.Text(text=text):
+            return {"type": "text", "text": text} if text else None
+        case ir.Image():
+            return _encode_image(part)
+        case ir.ToolCall(id=call_id, name=name, arguments=arguments):
+            return {"type": "tool_use", "id": _tool_id(call_id), "name": name, "input": tool_input(arguments)}
+        case ir.ToolResult(tool_call_id=call_id, content=content, is_error=is_error):
+            inner = [b for b in (_encode_block(p) for p in content) if b is not None]
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(call_id), "content": inner}
+            if is_error:
+                block["is_error"] = True
+            return block
+        case ir.Thinking(text=text, signature=signature, redacted=redacted):
+            if redacted:
+                return {"type": "redacted_thinking", "data": signature or ""}
+            if signature is None:
+                return None  # mapping §thinking: unsigned thinking cannot be sent back to Anthropic
+            return {"type": "thinking", "thinking": text, "signature": signature}
+    return None
+
+
+def _encode_image(image: ir.Image) -> dict[str, Any]:
+    if image.data is not None:
+        return {"type": "image", "source": {"type": "base64", "media_type": image.media_type or "image/png", "data": image.data}}
+    return {"type": "image", "source": {"type": "url", "url": image.url}}
+
+
+def _encode_tool(tool: ir.Tool) -> dict[str, Any]:
+    encoded: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters or {"type": "object", "properties": {}}}
+    if tool.description is not None:
+        encoded["description"] = tool.description
+    return encoded
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """Tool-call arguments as Anthropic's ``input`` object.  Arguments that are not
+    a JSON object (a model may emit broken JSON) are kept, not lost (mapping §tool-input)."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {"_unparsed_arguments": arguments}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+# --- responses ---------------------------------------------------------------
+
+
+def encode_usage(usage: ir.Usage) -> dict[str, Any]:
+    """mapping §usage: input_tokens excludes cache reads and writes."""
+    return {
+        "input_tokens": usage.input_tokens or 0,
+        "output_tokens": usage.output_tokens or 0,
+        "cache_creation_input_tokens": usage.cache_write_tokens or 0,
+        "cache_read_input_tokens": usage.cache_read_tokens or 0,
+    }
+
+
+def decode_usage(raw: Any) -> ir.Usage:
+    raw = raw if isinstance(raw, dict) else {}
+
+    def num(key: str) -> int | None:
+        value = raw.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return ir.Usage(num("input_tokens"), num("output_tokens"), num("cache_read_input_tokens"), num("cache_creation_input_tokens"))
+
+
+def stop_reason_name(stop: ir.StopReason | None) -> str | None:
+    return stop.value if stop is not None else None
+
+
+def encode_response(resp: ir.Response) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    for part in resp.content:
+        match part:
+            case ir.Text(text=text):
+                content.append({"type": "text", "text": text})
+            case ir.Thinking(text=text, signature=signature, redacted=redacted):
+                content.append({"type": "redacted_thinking", "data": signature or ""} if redacted
+                               else {"type": "thinking", "thinking": text, "signature": signature or ""})
+            case ir.ToolCall(id=call_id, name=name, arguments=arguments):
+                content.append({"type": "tool_use", "id": call_id, "name": name, "input": tool_input(arguments)})
+    return {
+        "id": resp.id,
+        "type": "message",
+        "role": "assistant",
+        "model": resp.model,
+        "content": content,
+        "stop_reason": stop_reason_name(resp.stop_reason),
+        "stop_sequence": resp.stop_sequence,
+        "usage": encode_usage(resp.usage),
+    }
+
+
+def decode_response(body: Any) -> ir.Response:
+    body = check.obj(body, "response")
+    parts: list[ir.Text | ir.Thinking | ir.ToolCall] = []
+    for j, block in enumerate(check.array(body.get("content"), "content")):
+        part = _decode_block(block, f"content[{j}]", "assistant")
+        if isinstance(part, (ir.Text, ir.Thinking, ir.ToolCall)):
+            parts.append(part)
+    return ir.Response(
+        id=str(body.get("id", "")),
+        model=str(body.get("model", "")),
+        content=tuple(parts),
+        stop_reason=STOP_REASONS.get(body.get("stop_reason") or ""),
+        stop_sequence=body.get("stop_sequence") if isinstance(body.get("stop_sequence"), str) else None,
+        usage=decode_usage(body.get("usage")),
+    )
+
+
+# --- streams -----------------------------------------------------------------
+
+
+class StreamDecoder:
+    """Anthropic SSE events (event name + parsed data) → IR events."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[int, str] = {}
+        self._usage = ir.Usage()
+        self._stop: ir.MessageStop | None = None
+        self._done = False
+
+    def feed(self, name: str | None, data: Any) -> list[ir.Event]:
+        if not isinstance(data, dict) or self._done:
+            return []
+        kind = data.get("type", name)
+        index = data.get("index") if isinstance(data.get("index"), int) else 0
+        match kind:
+            case "message_start":
+                message = data.get("message") if isinstance(data.get("message"), dict) else {}
+                self._usage = decode_usage(message.get("usage"))
+                return [ir.MessageStart(str(message.get("model") or ""), self._usage)]
+            case "content_block_start":
+                block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+                btype = block.get("type")
+                self._kinds[index] = btype or "text"
+                if btype == "tool_use":
+                    out: list[ir.Event] = [ir.ToolCallStart(index, str(block.get("id") or ""), str(block.get("name") or ""))]
+                    if block.get("input"):
+                        out.append(ir.ToolArgumentsDelta(index, json.dumps(block["input"])))
+                    return out
+                if btype in ("thinking", "redacted_thinking"):
+                    out = [ir.ThinkingStart(index)]
+                    if btype == "redacted_thinking":
+                        out.append(ir.ThinkingDelta(index, "", str(block.get("data") or "")))
+                    return out
+                out = [ir.TextStart(index)]
+                if isinstance(block.get("text"), str) and block["text"]:
+                    out.append(ir.TextDelta(index, block["text"]))
+                return out
+            case "content_block_delta":
+                delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+                match delta.get("type"):
+                    case "text_delta":
+                        return [ir.TextDelta(index, str(delta.get("text", "")))]
+                    case "input_json_delta":
+                        return [ir.ToolArgumentsDelta(index, str(delta.get("partial_json", "")))]
+                    case "thinking_delta":
+                        return [ir.ThinkingDelta(index, str(delta.get("thinking", "")))]
+                    case "signature_delta":
+                        return [ir.ThinkingDelta(index, "", str(delta.get("signature", "")))]
+                return []
+            case "content_block_stop":
+                return [ir.BlockStop(index)]
+            case "message_delta":
+                delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+                self._usage = ir.merge_usage(self._usage, decode_usage(data.get("usage")))
+                stop = STOP_REASONS.get(delta.get("stop_reason") or "", ir.StopReason.END_TURN)
+                sequence = delta.get("stop_sequence") if isinstance(delta.get("stop_sequence"), str) else None
+                self._stop = ir.MessageStop(stop, sequence, self._usage)
+                return []
+            case "message_stop":
+                self._done = True
+                if self._stop is None:
+                    return [ir.StreamError(ErrorKind.UPSTREAM, "upstream ended the message without a stop reason")]
+                return [self._stop]
+            case "error":
+                self._done = True
+                err = data.get("error") if isinstance(data.get("error"), dict) else {}
+                return [ir.StreamError(ErrorKind.UPSTREAM, f"upstream error: {err.get('message', 'unknown')}")]
+        return []
+
+    def end(self) -> list[ir.Event]:
+        """The upstream closed its body."""
+        if self._done:
+            return []
+        self._done = True
+        return [ir.StreamError(ErrorKind.UPSTREAM, "upstream closed the stream before message_stop")]
+
+
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {ir.dumps(payload)}\n\n".encode()
+
+
+class StreamEncoder:
+    """IR events → Anthropic SSE bytes, with ``ping`` after ``message_start``.
+
+    Block indices are renumbered 0, 1, 2… in order of appearance, as Anthropic
+    requires, whatever the provider's numbering.
+    """
+
+    def __init__(self, message_id: str, model: str) -> None:
+        self._id = message_id
+        self._model = model
+        self._blocks: dict[int, int] = {}
+        self._usage = ir.Usage()
+
+    def _index(self, block: int) -> int:
+        if block not in self._blocks:
+            self._blocks[block] = len(self._blocks)
+        return self._blocks[block]
+
+    def encode(self, event: ir.Event) -> bytes:
+        match event:
+            case ir.TextDelta(index=i, text=text):
+                return _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "text_delta", "text": text}})
+            case ir.ToolArgumentsDelta(index=i, json=fragment):
+                return _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "input_json_delta", "partial_json": fragment}})
+            case ir.ThinkingDelta(index=i, text=text, signature=signature):
+                out = b""
+                if text:
+                    out += _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "thinking_delta", "thinking": text}})
+                if signature:
+                    out += _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "signature_delta", "signature": signature}})
+                return out
+            case ir.MessageStart(usage=usage):
+                self._usage = usage
+                message = {
+                    "id": self._id, "type": "message", "role": "assistant", "model": self._model, "content": [],
+                    "stop_reason": None, "stop_sequence": None,
+                    "usage": {**encode_usage(usage), "output_tokens": usage.output_tokens or 0},
+                }
+                return _event("message_start", {"type": "message_start", "message": message}) + _event("ping", {"type": "ping"})
+            case ir.TextStart(index=i):
+                return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": {"type": "text", "text": ""}})
+            case ir.ThinkingStart(index=i):
+                return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            case ir.ToolCallStart(index=i, id=call_id, name=name):
+                block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+                return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": block})
+            case ir.BlockStop(index=i):
+                return _event("content_block_stop", {"type": "content_block_stop", "index": self._blocks.get(i, 0)})
+            case ir.MessageStop(stop_reason=stop, stop_sequence=sequence, usage=usage):
+                merged = ir.merge_usage(self._usage, usage)
+                delta_usage: dict[str, Any] = {"output_tokens": merged.output_tokens or 0}
+                if merged.input_tokens is not None and self._usage.input_tokens is None:
+                    delta_usage["input_tokens"] = merged.input_tokens  # known only at the end (mapping §usage)
+                delta = {"stop_reason": stop_reason_name(stop) or "end_turn", "stop_sequence": sequence}
+                return (_event("message_delta", {"type": "message_delta", "delta": delta, "usage": delta_usage})
+                        + _event("message_stop", {"type": "message_stop"}))
+            case ir.StreamError(kind=kind, message=message):
+                return _event("error", error_fields(kind, message))
+        return b""

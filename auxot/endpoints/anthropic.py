@@ -1,0 +1,77 @@
+"""Anthropic Messages surface: ``POST /api/anthropic/v1/messages`` (also
+``/api/anthropic/messages`` and with ``?beta=true``), ``count_tokens``, ``models``,
+and ``HEAD /api/anthropic`` (Claude Code probes it).  Auth by ``x-api-key`` or
+``Authorization: Bearer``; any ``anthropic-version`` / ``anthropic-beta``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import scheduler
+from ..asgi import Receive, Scope, Send, read_json, send_json
+from ..codecs import anthropic
+from ..errors import AuxotError, ProviderError
+from .relay import relay, send_error
+
+if TYPE_CHECKING:
+    from ..app import App
+
+
+async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        await app.authenticate(scope, x_api_key=True)
+        body = await read_json(scope, receive, app.config.max_body_bytes)
+        request = anthropic.decode_request(body)
+        provider = scheduler.choose(request.model, app.providers)
+    except AuxotError as err:
+        await send_error(send, err, anthropic.error_body)
+        return
+    message_id = app.new_id("msg_auxot_")
+    if request.stream:
+        encoder = anthropic.StreamEncoder(message_id, provider.model)
+        await relay(receive, send, provider.stream(request), error_body=anthropic.error_body, stream=encoder)
+    else:
+        await relay(
+            receive, send, provider.stream(request), error_body=anthropic.error_body, stream=None,
+            fold=anthropic.encode_response, response_id=message_id,
+        )
+
+
+async def count_tokens(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        await app.authenticate(scope, x_api_key=True)
+        body = await read_json(scope, receive, app.config.max_body_bytes)
+        if isinstance(body, dict) and "max_tokens" not in body:
+            body = {**body, "max_tokens": 1}  # count_tokens does not take max_tokens
+        request = anthropic.decode_request(body)
+        provider = scheduler.choose(request.model, app.providers)
+        counter = getattr(provider, "count_tokens", None)
+        if counter is None:
+            raise ProviderError(f"provider {provider.name!r} cannot count tokens")
+        tokens = await counter(request)
+    except AuxotError as err:
+        await send_error(send, err, anthropic.error_body)
+        return
+    await send_json(send, 200, {"input_tokens": tokens})
+
+
+async def models(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        await app.authenticate(scope, x_api_key=True)
+    except AuxotError as err:
+        await send_error(send, err, anthropic.error_body)
+        return
+    import time
+
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(app.started_at))
+    data = [{"type": "model", "id": "auto", "display_name": "auto (router's choice)", "created_at": created}]
+    for provider in app.providers:
+        for model in provider.models:
+            data.append({"type": "model", "id": model, "display_name": f"{model} ({provider.name})", "created_at": created})
+    await send_json(send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+
+
+async def probe(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    """``HEAD``/``GET /api/anthropic``: a reachability probe, no auth, no body."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
