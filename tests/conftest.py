@@ -20,3 +20,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     from auxot import provision
 
     return f"auxot: llama-server={provision.find_llama_server(os.environ.get('AUXOT_LLAMA_SERVER'))} model={provision.find_model(os.environ.get('AUXOT_MODEL'))}"
+
+
+@pytest.fixture(scope="session")
+def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One `python -m auxot serve` with the real llama-server and SmolLM2, shared
+    by the end-to-end tests; on teardown it must exit 0 and leave no child."""
+    from router_process import pid_alive, start_router
+
+    proc = start_router(tmp_path_factory.mktemp("router"))
+    yield proc
+    pids = proc.llama_pids()
+    assert proc.stop() == 0
+    assert pids and not any(pid_alive(p) for p in pids), "llama-server outlived the router"

@@ -14,21 +14,12 @@ import openai
 import pytest
 import trio
 
-from router_process import RouterProcess, pid_alive, start_router
+from router_process import RouterProcess
 
 MODEL = "SmolLM2-135M-Instruct"
 # Ban SmolLM2's <|endoftext|> and <|im_end|> so generation runs to max_tokens:
 # a test of cancellation must not pass because the model stopped by itself.
 NEVER_STOP = {"0": -100, "2": -100}
-
-
-@pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    proc = start_router(tmp_path_factory.mktemp("router"))
-    yield proc
-    pids = proc.llama_pids()
-    assert proc.stop() == 0
-    assert pids and not any(pid_alive(p) for p in pids), "llama-server outlived the router"
 
 
 @pytest.fixture

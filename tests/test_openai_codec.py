@@ -98,7 +98,9 @@ json_values = st.recursive(
         st.sampled_from(["model", "messages", "role", "content", "type", "text", "tools", "tool_calls", "function",
                          "name", "arguments", "tool_choice", "stop", "image_url", "url", "response_format", "json_schema",
                          "stream_options", "temperature", "max_tokens", "n", "tool_call_id", "schema", "choices", "delta",
-                         "usage", "finish_reason", "index", "error", "prompt_tokens_details", "cached_tokens", "reasoning_content"]) | st.text(max_size=5),
+                         "usage", "finish_reason", "index", "error", "prompt_tokens_details", "cached_tokens", "reasoning_content",
+                         "max_tokens", "system", "source", "input", "tool_use_id", "is_error", "thinking", "signature", "data",
+                         "message", "content_block", "partial_json", "stop_reason", "input_schema"]) | st.text(max_size=5),
         inner, max_size=6),
     max_leaves=30,
 )

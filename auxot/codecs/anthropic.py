@@ -380,6 +380,10 @@ def decode_usage(raw: Any) -> ir.Usage:
     return ir.Usage(num("input_tokens"), num("output_tokens"), num("cache_read_input_tokens"), num("cache_creation_input_tokens"))
 
 
+def _stop_reason(raw: Any) -> ir.StopReason | None:
+    return STOP_REASONS.get(raw) if isinstance(raw, str) else None
+
+
 def stop_reason_name(stop: ir.StopReason | None) -> str | None:
     return stop.value if stop is not None else None
 
@@ -418,7 +422,7 @@ def decode_response(body: Any) -> ir.Response:
         id=str(body.get("id", "")),
         model=str(body.get("model", "")),
         content=tuple(parts),
-        stop_reason=STOP_REASONS.get(body.get("stop_reason") or ""),
+        stop_reason=_stop_reason(body.get("stop_reason")),
         stop_sequence=body.get("stop_sequence") if isinstance(body.get("stop_sequence"), str) else None,
         usage=decode_usage(body.get("usage")),
     )
@@ -481,7 +485,7 @@ class StreamDecoder:
             case "message_delta":
                 delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
                 self._usage = ir.merge_usage(self._usage, decode_usage(data.get("usage")))
-                stop = STOP_REASONS.get(delta.get("stop_reason") or "", ir.StopReason.END_TURN)
+                stop = _stop_reason(delta.get("stop_reason")) or ir.StopReason.END_TURN
                 sequence = delta.get("stop_sequence") if isinstance(delta.get("stop_sequence"), str) else None
                 self._stop = ir.MessageStop(stop, sequence, self._usage)
                 return []

@@ -432,7 +432,7 @@ def decode_response(body: Any) -> ir.Response:
         id=str(body.get("id", "")),
         model=str(body.get("model", "")),
         content=content,
-        stop_reason=FINISH_TO_STOP.get(choice.get("finish_reason") or ""),
+        stop_reason=FINISH_TO_STOP.get(choice["finish_reason"]) if isinstance(choice.get("finish_reason"), str) else None,
         usage=decode_usage(body.get("usage")),
     )
 

@@ -1,0 +1,166 @@
+"""The Anthropic Messages codec: what it accepts (Claude Code's bodies included),
+IR round trips, and fuzzing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from auxot import ir
+from auxot.codecs import anthropic, openai_chat
+from auxot.errors import AuxotError, InvalidRequest
+
+from test_openai_codec import json_values
+
+
+def claude_code_body() -> dict:
+    """The shape Claude Code sends: system blocks with cache_control, adaptive
+    thinking, context_management, output_config, many tools incl. hosted ones."""
+    tools = [{"name": f"Tool{i}", "description": "d" * 50, "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}}}
+             for i in range(60)]
+    tools.append({"type": "web_search_20250305", "name": "web_search", "max_uses": 5})
+    return {
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 32000,
+        "system": [
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Be careful."},
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "List files", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Use the tool.", "signature": "sig123"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "Listing."},
+                {"type": "tool_use", "id": "toolu_01", "name": "Tool1", "input": {"x": "."}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01", "content": [
+                    {"type": "text", "text": "a.txt"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                ], "is_error": False},
+                {"type": "tool_result", "tool_use_id": "toolu_02", "content": "boom", "is_error": True},
+                {"type": "text", "text": "Thanks"},
+            ]},
+        ],
+        "tools": tools,
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "output_config": {"effort": "high"},
+        "metadata": {"user_id": "user_abc"},
+        "stop_sequences": ["\n\nHuman:"],
+        "temperature": 1, "top_k": 40,
+        "stream": True,
+    }
+
+
+def test_claude_code_body_is_accepted() -> None:
+    req = anthropic.decode_request(claude_code_body())
+    assert req.system == (ir.Text("You are Claude Code."), ir.Text("Be careful."))
+    assert len(req.tools) == 60  # the hosted web_search tool is dropped (mapping §tools)
+    assert req.reasoning == ir.Reasoning(True, effort="adaptive")
+    assert req.tool_choice == ir.ToolChoice("auto") and req.parallel_tool_calls is False
+    assert [m.role for m in req.messages] == [ir.Role.USER, ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.USER]
+    assistant = req.messages[1].content
+    assert assistant[0] == ir.Thinking("Use the tool.", "sig123")
+    assert assistant[1] == ir.Thinking("", "opaque", redacted=True)
+    assert assistant[3] == ir.ToolCall("toolu_01", "Tool1", '{"x": "."}')
+    results = req.messages[2].content
+    assert results[0] == ir.ToolResult("toolu_01", (ir.Text("a.txt"), ir.Image(media_type="image/png", data="iVBORw0KGgo=")))
+    assert results[1] == ir.ToolResult("toolu_02", (ir.Text("boom"),), is_error=True)
+    assert req.sampling.stop == ("\n\nHuman:",) and req.sampling.top_k == 40 and req.sampling.max_tokens == 32000
+
+
+def test_ir_round_trips_through_anthropic() -> None:
+    req = anthropic.decode_request(claude_code_body())
+    again = anthropic.decode_request(anthropic.encode_request(req, req.model))
+    assert again.messages == req.messages and again.system == (ir.Text("You are Claude Code.\n\nBe careful."),)
+    assert again.tools == req.tools and again.tool_choice == req.tool_choice
+    assert again.parallel_tool_calls is False and again.reasoning == req.reasoning
+    assert again.sampling == req.sampling
+
+
+def test_openai_request_to_anthropic_upstream() -> None:
+    body = {
+        "model": "auto", "max_tokens": 50, "temperature": 1.5,
+        "messages": [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "call.1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+            {"role": "tool", "tool_call_id": "call.1", "content": "r"},
+            {"role": "system", "content": "mid"},
+            {"role": "user", "content": "next"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tool_choice": "required",
+    }
+    encoded = anthropic.encode_request(openai_chat.decode_request(body), "claude-x")
+    assert encoded["system"] == "S\n\nmid"
+    assert encoded["temperature"] == 1.0  # OpenAI allows up to 2; Anthropic up to 1
+    assert encoded["tool_choice"] == {"type": "any"}
+    assert [m["role"] for m in encoded["messages"]] == ["user", "assistant", "user"]
+    assert encoded["messages"][1]["content"] == [{"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}}]
+    assert encoded["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "r"}]},
+        {"type": "text", "text": "next"},
+    ]
+
+
+def test_response_round_trip_and_broken_tool_json_is_kept() -> None:
+    resp = ir.Response("msg_1", "m", (ir.Thinking("t", "s"), ir.Text("hi"), ir.ToolCall("toolu_1", "f", '{"a": 1}')),
+                       ir.StopReason.TOOL_USE, None, ir.Usage(10, 5, 3, 2))
+    encoded = anthropic.encode_response(resp)
+    assert encoded["usage"] == {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}
+    assert anthropic.decode_response(encoded) == resp
+    assert anthropic.tool_input('{"a": ') == {"_unparsed_arguments": '{"a": '}
+    assert anthropic.tool_input("[1]") == {"_value": [1]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field required"),
+        ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "You must specify a model to call"),
+        ({"model": "m", "max_tokens": 5, "messages": []}, "Messages array cannot be empty"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role must be 'user' or 'assistant'"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}, "not supported in a user message"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "sometimes"}}, "thinking.type must be"),
+        ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens must be an integer ≥ 1"),
+    ],
+)
+def test_bad_requests(body: dict, message: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        anthropic.decode_request(body)
+    assert message in info.value.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+@example({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "image", "source": 5}]}]})
+@example({"type": "content_block_delta", "delta": 5})
+@example({"type": "message_start", "message": {"usage": 5}})
+def test_fuzzed_bodies_raise_only_dialect_errors(value: object) -> None:
+    try:
+        anthropic.decode_request(value)
+    except AuxotError as err:
+        assert err.status == 400
+    try:
+        anthropic.decode_response(value)
+    except AuxotError:
+        pass
+    decoder = anthropic.StreamDecoder()
+    for name in ("message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", None):
+        decoder.feed(name, value)
+    decoder.end()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({"model": st.just("m"), "max_tokens": st.just(5), "messages": st.lists(json_values, min_size=1, max_size=3)}))
+def test_fuzzed_messages(body: dict) -> None:
+    try:
+        anthropic.decode_request(body)
+    except AuxotError as err:
+        assert err.status == 400
