@@ -13,6 +13,7 @@ cancelled and every llama-server child is terminated and reaped.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 from pathlib import Path
@@ -64,7 +65,9 @@ async def serve(
     hc = HypercornConfig()
     hc.bind = [_bind(config.host, config.port)]
     hc.graceful_timeout = config.graceful_timeout
-    hc.accesslog = None
+    # Access log on stderr when asked for (AUXOT_ACCESS_LOG=1): method, path, status, time.
+    hc.accesslog = "-" if os.environ.get("AUXOT_ACCESS_LOG") else None
+    hc.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
     hc.keep_alive_timeout = 75
 
     hc.errorlog = logging.getLogger("hypercorn.error")
