@@ -11,7 +11,7 @@ from functools import partial
 import trio
 
 from . import __version__, provision
-from .config import Config, ConfigError, load
+from .config import ConfigError, LlamaCppConfig, load
 from .store import Store
 
 
@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load(args.config, data_dir=args.data_dir, host=args.host, port=args.port)
     if not config.configured:
         pc = config.providers[0]
+        assert isinstance(pc, LlamaCppConfig)
         if provision.find_llama_server(pc.binary) is None or provision.find_model(pc.model) is None:
             print("auxot: first start: provisioning the embedded default (local llama.cpp + SmolLM2)", file=sys.stderr)
             provision.install(pc.binary, pc.model)
@@ -47,8 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _install(args: argparse.Namespace) -> int:
     config = load(args.config)
-    pc = config.providers[0]
-    binary, model = provision.install(pc.binary, pc.model)
+    local = [pc for pc in config.providers if isinstance(pc, LlamaCppConfig)] or [LlamaCppConfig()]
+    binary, model = provision.install(local[0].binary, local[0].model)
     print(f"llama-server: {binary}")
     print(f"model: {model}")
     return 0

@@ -60,13 +60,39 @@ class LlamaCppConfig:
 
 
 @dataclass(frozen=True)
+class CloudConfig:
+    """An upstream reached over HTTP(S): OpenAI, Anthropic, or anything that speaks
+    OpenAI Chat Completions (vLLM, OpenRouter, Ollama…)."""
+
+    name: str
+    kind: str  # "openai" | "anthropic" | "openai-compatible"
+    base_url: str
+    models: tuple[str, ...]
+    api_key: str | None = field(default=None, repr=False)  # never logged, never echoed
+    headers: tuple[tuple[str, str], ...] = ()
+    ca_bundle: str | None = None  # PEM file; default: the system trust store
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 120.0
+    idle_timeout: float = 120.0
+    max_concurrent: int = 64
+    anthropic_version: str = "2023-06-01"
+
+    @property
+    def dialect(self) -> str:
+        return "anthropic" if self.kind == "anthropic" else "openai"
+
+
+ProviderConfig = LlamaCppConfig | CloudConfig
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     max_body_bytes: int = 16 * 1024 * 1024
     graceful_timeout: float = 10.0
-    providers: tuple[LlamaCppConfig, ...] = ()
+    providers: tuple[ProviderConfig, ...] = ()
     configured: bool = False  # False: nothing configured, use the embedded default
 
     @property
@@ -87,11 +113,46 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
     return value
 
 
-def _provider(table: dict[str, Any], i: int) -> LlamaCppConfig:
+CLOUD_DEFAULT_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
+    where = f"providers[{i}]"
+    base_url = _typed(table, "base_url", str, where, CLOUD_DEFAULT_URLS.get(kind))
+    if not base_url:
+        raise ConfigError(f"{where}.base_url is required for kind {kind!r}")
+    api_key = _typed(table, "api_key", str, where, None)
+    if env := _typed(table, "api_key_env", str, where, None):
+        api_key = os.environ.get(env)
+        if not api_key:
+            raise ConfigError(f"{where}.api_key_env names {env}, which is not set")
+    models = _typed(table, "models", list, where, [])
+    if not models:
+        raise ConfigError(f"{where}.models must list the model ids this provider serves")
+    headers = _typed(table, "headers", dict, where, {})
+    d = CloudConfig("", kind, "", ())
+    return CloudConfig(
+        name=_typed(table, "name", str, where, f"{kind}-{i}"),
+        kind=kind,
+        base_url=base_url.rstrip("/"),
+        models=tuple(str(m) for m in models),
+        api_key=api_key,
+        headers=tuple((str(k), str(v)) for k, v in headers.items()),
+        ca_bundle=_typed(table, "ca_bundle", str, where, None),
+        connect_timeout=_typed(table, "connect_timeout", float, where, d.connect_timeout),
+        first_byte_timeout=_typed(table, "first_byte_timeout", float, where, d.first_byte_timeout),
+        idle_timeout=_typed(table, "idle_timeout", float, where, d.idle_timeout),
+        max_concurrent=_typed(table, "max_concurrent", int, where, d.max_concurrent),
+    )
+
+
+def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
     where = f"providers[{i}]"
     kind = table.get("kind", "llamacpp")
+    if kind in ("openai", "anthropic", "openai-compatible"):
+        return _cloud(table, i, kind)
     if kind != "llamacpp":
-        raise ConfigError(f"{where}.kind {kind!r} is not supported yet (supported: 'llamacpp')")
+        raise ConfigError(f"{where}.kind must be llamacpp, openai, anthropic or openai-compatible; got {kind!r}")
     d = LlamaCppConfig()
     aliases = _typed(table, "aliases", list, where, [])
     extra = _typed(table, "extra_args", list, where, [])

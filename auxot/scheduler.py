@@ -19,8 +19,9 @@ class Provider(Protocol):
     name: str
     tier: str
     state: str
-    model: str
     models: tuple[str, ...]
+
+    def served_model(self, requested: str) -> str: ...
 
 
 def choose(model: str, providers: Sequence[Provider]) -> Provider:

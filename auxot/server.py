@@ -25,16 +25,20 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from . import provision
 from .app import App
-from .config import Config, ConfigError
+from .config import CloudConfig, Config, ConfigError
+from .providers.cloud import CloudProvider
 from .providers.llamacpp import LlamaCppProvider
 from .store import Store
 
 log = logging.getLogger("auxot.server")
 
 
-def build_providers(config: Config) -> list[LlamaCppProvider]:
-    providers = []
+def build_providers(config: Config) -> list[LlamaCppProvider | CloudProvider]:
+    providers: list[LlamaCppProvider | CloudProvider] = []
     for pc in config.providers:
+        if isinstance(pc, CloudConfig):
+            providers.append(CloudProvider(pc, lambda: "call_" + secrets.token_hex(12)))
+            continue
         binary = provision.find_llama_server(pc.binary)
         model = provision.find_model(pc.model)
         if binary is None or model is None:
@@ -52,7 +56,7 @@ async def serve(
     config: Config,
     *,
     store: Store,
-    providers: Sequence[LlamaCppProvider] | None = None,
+    providers: Sequence[LlamaCppProvider | CloudProvider] | None = None,
     shutdown: trio.Event | None = None,
     handle_signals: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,

@@ -7,6 +7,7 @@ or close mid-body).  It counts accepted connections.
 
 from __future__ import annotations
 
+import ssl
 from functools import partial
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -17,8 +18,10 @@ Handler = Callable[[str, str, bytes], Awaitable[tuple[int, list[tuple[str, str]]
 
 
 class LoopbackServer:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
+        self.requests: list[tuple[str, str, list[tuple[bytes, bytes]], bytes]] = []
         self.connections = 0
         self.closed = 0
         self.port = 0
@@ -26,10 +29,13 @@ class LoopbackServer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
+        served: list[trio.abc.Listener] = list(listeners)
+        if self.tls is not None:
+            served = [trio.SSLListener(l, self.tls, https_compatible=True) for l in listeners]
         task_status.started()
-        await trio.serve_listeners(partial(self._connection), listeners)
+        await trio.serve_listeners(partial(self._connection), served)  # type: ignore[arg-type]
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
@@ -37,6 +43,7 @@ class LoopbackServer:
                 request, body = await self._read_request(stream, conn)
                 if request is None:
                     return
+                self.requests.append((request.method.decode(), request.target.decode(), list(request.headers), body))
                 status, headers, chunks = await self.handler(request.method.decode(), request.target.decode(), body)
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
                 async for chunk in chunks:
@@ -45,13 +52,13 @@ class LoopbackServer:
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
-        except (trio.BrokenResourceError, h11.ProtocolError, _Close):
+        except (trio.BrokenResourceError, h11.ProtocolError, _Close, ssl.SSLError):
             return
         finally:
             self.closed += 1
             await trio.aclose_forcefully(stream)
 
-    async def _read_request(self, stream: trio.SocketStream, conn: h11.Connection) -> tuple[h11.Request | None, bytes]:
+    async def _read_request(self, stream: trio.abc.Stream, conn: h11.Connection) -> tuple[h11.Request | None, bytes]:
         request = None
         body = b""
         while True:

@@ -28,7 +28,7 @@ async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None
         return
     message_id = app.new_id("msg_auxot_")
     if request.stream:
-        encoder = anthropic.StreamEncoder(message_id, provider.model)
+        encoder = anthropic.StreamEncoder(message_id, provider.served_model(request.model))
         await relay(receive, send, provider.stream(request), error_body=anthropic.error_body, stream=encoder)
     else:
         await relay(

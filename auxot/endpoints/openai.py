@@ -26,7 +26,7 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
     response_id = app.new_id("chatcmpl-auxot-")
     created = int(app.clock())
     if request.stream:
-        encoder = openai_chat.StreamEncoder(response_id, created, provider.model, request.include_usage)
+        encoder = openai_chat.StreamEncoder(response_id, created, provider.served_model(request.model), request.include_usage)
         await relay(receive, send, provider.stream(request), error_body=openai_chat.error_body, stream=encoder)
     else:
         await relay(

@@ -223,6 +223,10 @@ class LlamaCppProvider:
             return True
         return False
 
+    def served_model(self, requested: str) -> str:
+        """The model id a response names: llama-server serves one model, whatever it was asked by."""
+        return self.model
+
     def health(self) -> dict[str, object]:
         return {
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),

@@ -1,0 +1,134 @@
+"""A cloud upstream as a provider: OpenAI, Anthropic, or any OpenAI-compatible
+server, reached through the project's own HTTP client (h11 + trio + TLS).
+
+The request is encoded in the upstream's dialect, the upstream always streams,
+and its SSE body becomes IR events through :class:`UpstreamStream` — so any
+client dialect reaches any upstream dialect.  Upstream failures are mapped
+once, here (mapping §errors):
+
+- 401/403 → 502 "the upstream rejected this provider's credentials" (the
+  router's own auth is separate; the provider's key is never echoed);
+- 429 → 429 with the upstream's Retry-After;
+- 5xx, timeouts and resets before the first byte → retriable errors;
+- after the first byte → an in-stream error event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from typing import AsyncIterator, Callable
+
+import trio
+
+from .. import ir
+from ..codecs import anthropic, openai_chat
+from ..codecs.upstream import UpstreamStream
+from ..config import CloudConfig
+from ..errors import ConnectError, HTTPClientError, ProviderError, ProviderTimeout, ProviderUnavailable, ReadTimeout, UpstreamError
+from ..http import Pool, Timeouts
+
+log = logging.getLogger("auxot.cloud")
+
+
+class CloudProvider:
+    tier = "cloud"
+
+    def __init__(self, config: CloudConfig, id_factory: Callable[[], str]) -> None:
+        self.config = config
+        self.name = config.name
+        self.kind = config.kind
+        self.models = config.models
+        self.state = "ready"
+        self._new_id = id_factory
+        tls = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
+        self._pool = Pool(
+            config.base_url, tls=tls, max_connections=config.max_concurrent,
+            timeouts=Timeouts(connect=config.connect_timeout, first_byte=config.first_byte_timeout, idle=config.idle_timeout),
+        )
+        self.slots = trio.CapacityLimiter(config.max_concurrent)
+
+    def served_model(self, requested: str) -> str:
+        return requested if requested in self.models else self.models[0]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Nothing to supervise; owns the connection pool until cancelled."""
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            await self._pool.aclose()
+
+    def health(self) -> dict[str, object]:
+        return {
+            "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
+            "slots_used": self.slots.borrowed_tokens, "slots_total": int(self.slots.total_tokens),
+            "base_url": self.config.base_url,
+        }
+
+    def _request(self, req: ir.Request) -> tuple[str, list[tuple[str, str]], bytes]:
+        model = self.served_model(req.model)
+        headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
+        if self.config.dialect == "anthropic":
+            body = anthropic.encode_request(req, model)
+            headers.append(("anthropic-version", self.config.anthropic_version))
+            if self.config.api_key:
+                headers.append(("x-api-key", self.config.api_key))
+            path = "/v1/messages"
+        else:
+            body = openai_chat.encode_request(req, model)
+            if self.config.api_key:
+                headers.append(("Authorization", f"Bearer {self.config.api_key}"))
+            path = "/chat/completions"
+        headers.extend(self.config.headers)
+        return path, headers, json.dumps(body, ensure_ascii=False).encode()
+
+    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+        path, headers, body = self._request(req)
+        async with self.slots:
+            started = False
+            try:
+                async with self._pool.request("POST", path, headers=headers, body=body) as resp:
+                    if resp.status != 200:
+                        raise self._status_error(resp.status, await resp.read(1024 * 1024), resp.header("retry-after"))
+                    upstream = UpstreamStream(self.config.dialect, self._new_id)
+                    async for chunk in resp.iter_bytes():
+                        for event in upstream.feed(chunk):
+                            started = True
+                            yield event
+                    for event in upstream.end():
+                        yield event
+            except HTTPClientError as exc:
+                if started:
+                    yield ir.StreamError("upstream", f"{self.name}: the upstream failed mid-stream: {exc}")
+                    return
+                if isinstance(exc, ReadTimeout):
+                    raise ProviderTimeout(f"{self.name}: the upstream did not answer in time: {exc}") from None
+                if isinstance(exc, ConnectError):
+                    raise ProviderUnavailable(f"{self.name}: cannot reach the upstream: {exc}") from None
+                raise ProviderError(f"{self.name}: the upstream broke the protocol: {exc}") from None
+
+    def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
+        message = _upstream_message(raw)
+        if self.config.api_key:
+            message = message.replace(self.config.api_key, "[redacted]")
+        if status in (401, 403):
+            return UpstreamError(f"{self.name}: the upstream rejected this provider's credentials (HTTP {status}): {message}", status=502)
+        if status == 429:
+            seconds = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
+            return UpstreamError(f"{self.name}: the upstream is rate limiting: {message}", status=429, retry_after=seconds)
+        if status >= 500:
+            return UpstreamError(f"{self.name}: the upstream failed (HTTP {status}): {message}", status=502, retriable=True)
+        return UpstreamError(f"{self.name}: the upstream refused the request (HTTP {status}): {message}", status=400 if status != 404 else 404)
+
+
+def _upstream_message(raw: bytes) -> str:
+    try:
+        parsed = json.loads(raw)
+        err = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"][:500]
+    except ValueError:
+        pass
+    return raw.decode("utf-8", "replace")[:500] or "(empty body)"

@@ -1,0 +1,58 @@
+"""TEST DOUBLE for paid cloud APIs (Anthropic Messages, OpenAI Chat Completions).
+
+An HTTPS server on loopback that checks the credentials and headers a real
+upstream would check and answers by replaying the golden upstream streams in
+``golden/``.  It stands in only for services that cost money; the client code
+under test (auxot's HTTP client, TLS, codecs, provider) is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import AsyncIterator
+
+from loopback_server import chunks_of
+
+GOLDEN = Path(__file__).parent / "golden"
+API_KEY = "sk-test-double-0123456789"
+
+
+def _json(status: int, body: object, extra: list[tuple[str, str]] = ()) -> tuple[int, list[tuple[str, str]], AsyncIterator[bytes]]:  # type: ignore[assignment]
+    data = json.dumps(body).encode()
+    return status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *extra], chunks_of(data)
+
+
+def _sse(raw: bytes, pieces: int = 7) -> tuple[int, list[tuple[str, str]], AsyncIterator[bytes]]:
+    size = max(1, len(raw) // pieces)
+    parts = [raw[i : i + size] for i in range(0, len(raw), size)]
+    return 200, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")], chunks_of(*parts)
+
+
+class CloudDouble:
+    """``mode`` lets a test make the upstream misbehave: "ok", "unauthorized",
+    "rate_limited", "server_error"."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+
+    async def __call__(self, method: str, target: str, body: bytes):  # type: ignore[no-untyped-def]
+        request = json.loads(body or b"{}")
+        if self.mode == "unauthorized":
+            return _json(401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+        if self.mode == "rate_limited":
+            return _json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}}, [("Retry-After", "7")])
+        if self.mode == "server_error":
+            return _json(500, {"error": {"message": "overloaded"}})
+        if target == "/v1/messages":
+            return _sse((GOLDEN / "thinking_tool_use.anthropic.sse").read_bytes())
+        if target == "/v1/chat/completions":
+            return _sse((GOLDEN / "parallel_tools.openai.sse").read_bytes())
+        return _json(404, {"error": {"message": f"no route {target}"}})
+
+
+def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v.decode()
+    return None
