@@ -72,9 +72,12 @@ class CloudConfig:
     headers: tuple[tuple[str, str], ...] = ()
     ca_bundle: str | None = None  # PEM file; default: the system trust store
     connect_timeout: float = 10.0
+    tls_timeout: float = 10.0
     first_byte_timeout: float = 120.0
     idle_timeout: float = 120.0
+    total_timeout: float | None = None
     max_concurrent: int = 64
+    discover_models: bool = False  # also serve what the upstream's models endpoint lists
     anthropic_version: str = "2023-06-01"
 
     @property
@@ -127,8 +130,9 @@ def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
         if not api_key:
             raise ConfigError(f"{where}.api_key_env names {env}, which is not set")
     models = _typed(table, "models", list, where, [])
-    if not models:
-        raise ConfigError(f"{where}.models must list the model ids this provider serves")
+    discover = _typed(table, "discover_models", bool, where, False)
+    if not models and not discover:
+        raise ConfigError(f"{where}: list the model ids it serves in models, or set discover_models = true")
     headers = _typed(table, "headers", dict, where, {})
     d = CloudConfig("", kind, "", ())
     return CloudConfig(
@@ -140,9 +144,12 @@ def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
         headers=tuple((str(k), str(v)) for k, v in headers.items()),
         ca_bundle=_typed(table, "ca_bundle", str, where, None),
         connect_timeout=_typed(table, "connect_timeout", float, where, d.connect_timeout),
+        tls_timeout=_typed(table, "tls_timeout", float, where, d.tls_timeout),
         first_byte_timeout=_typed(table, "first_byte_timeout", float, where, d.first_byte_timeout),
         idle_timeout=_typed(table, "idle_timeout", float, where, d.idle_timeout),
+        total_timeout=_typed(table, "total_timeout", float, where, None),
         max_concurrent=_typed(table, "max_concurrent", int, where, d.max_concurrent),
+        discover_models=discover,
     )
 
 

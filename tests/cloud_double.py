@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import AsyncIterator
 
+import trio
+
 from loopback_server import chunks_of
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -31,7 +33,8 @@ def _sse(raw: bytes, pieces: int = 7) -> tuple[int, list[tuple[str, str]], Async
 
 class CloudDouble:
     """``mode`` lets a test make the upstream misbehave: "ok", "unauthorized",
-    "rate_limited", "server_error"."""
+    "rate_limited", "server_error", "slow" (no answer for 5 s), "cut" (closes
+    mid-stream), "huge" (one 5 MB text event)."""
 
     def __init__(self) -> None:
         self.mode = "ok"
@@ -44,11 +47,38 @@ class CloudDouble:
             return _json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}}, [("Retry-After", "7")])
         if self.mode == "server_error":
             return _json(500, {"error": {"message": "overloaded"}})
+        if target in ("/v1/models", "/models"):
+            return _json(200, {"object": "list", "data": [{"id": "discovered-a", "object": "model"}, {"id": "discovered-b"}]})
+        if self.mode == "slow":
+            await trio.sleep(5)
+        if self.mode == "cut":
+            raw = (GOLDEN / "thinking_tool_use.anthropic.sse").read_bytes()
+            half = raw[: raw.index(b"event: content_block_stop")]  # inside the thinking block
+            return 200, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")], chunks_of(half, then_close=True)
+        if self.mode == "huge":
+            return _sse(huge_stream(), pieces=50)
         if target == "/v1/messages":
             return _sse((GOLDEN / "thinking_tool_use.anthropic.sse").read_bytes())
         if target == "/v1/chat/completions":
             return _sse((GOLDEN / "parallel_tools.openai.sse").read_bytes())
         return _json(404, {"error": {"message": f"no route {target}"}})
+
+
+HUGE_TEXT = "0123456789abcdef" * (5 * 1024 * 1024 // 16)
+
+
+def huge_stream() -> bytes:
+    def ev(name: str, data: object) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    return b"".join([
+        ev("message_start", {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 1}}}),
+        ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": HUGE_TEXT}}),
+        ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
+        ev("message_stop", {"type": "message_stop"}),
+    ])
 
 
 def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -147,9 +147,25 @@ def garbage_bodies(seed: int, n: int) -> list[bytes]:
     return bodies
 
 
-async def test_garbage_bodies_get_4xx_never_5xx(router) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("path", [CHAT, "/api/anthropic/v1/messages", "/api/anthropic/v1/messages/count_tokens"])
+async def test_garbage_bodies_get_4xx_never_5xx(router, path: str) -> None:  # type: ignore[no-untyped-def]
     pool, key, _ = router
     for body in garbage_bodies(seed=1234, n=120):
-        status, got, _ = await call(pool, CHAT, body, key)
-        assert 400 <= status < 500 or (status == 503 and "broken" in got["error"]["message"]), (body, got)
-        assert "error" in got
+        status, got, _ = await call(pool, path, body, key)
+        message = got["error"]["message"]
+        assert 400 <= status < 500 or (status == 503 and "broken" in message), (body, got)
+        if path.startswith("/api/anthropic"):
+            assert got["type"] == "error" and set(got["error"]) == {"type", "message"}
+
+
+async def test_anthropic_errors_use_the_anthropic_shape(router) -> None:  # type: ignore[no-untyped-def]
+    pool, key, _ = router
+    status, got, _ = await call(pool, "/api/anthropic/v1/messages", b'{"model":"auto","messages":[]}', None, headers=[("x-api-key", key)])
+    assert status == 400 and got == {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}}
+    status, got, _ = await call(pool, "/api/anthropic/v1/messages", GOOD, None)
+    assert status == 401 and got["error"]["type"] == "authentication_error" and "x-api-key" in got["error"]["message"]
+    status, got, _ = await call(pool, "/api/anthropic/v1/nothing", b"", key, method="GET")
+    assert status == 404 and got["type"] == "error" and got["error"]["type"] == "not_found_error"
+    body = json.dumps({"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    status, got, _ = await call(pool, "/api/anthropic/v1/messages", body, key)
+    assert status == 503 and got["error"]["type"] == "overloaded_error"

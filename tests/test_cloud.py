@@ -154,3 +154,73 @@ async def test_sequential_requests_reuse_one_tls_connection(cloud) -> None:  # t
             await client.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])
     assert upstream.connections - before == 1
     await client.close()
+
+
+async def test_slow_upstream_hits_the_first_byte_deadline(cloud, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, double, upstream, pki = cloud
+    double.mode = "slow"
+    provider = CloudProvider(CloudConfig("slow", "anthropic", f"https://127.0.0.1:{upstream.port}", (CLAUDE,),
+                                         ca_bundle=str(pki.ca_pem), first_byte_timeout=0.3), lambda: "x")
+    from auxot import ir
+    from auxot.errors import ProviderTimeout
+
+    with trio.fail_after(10), pytest.raises(ProviderTimeout, match="did not answer in time"):
+        async for _ in provider.stream(ir.Request(CLAUDE, (ir.Message(ir.Role.USER, (ir.Text("x"),)),))):
+            pass
+
+
+async def test_upstream_closing_mid_stream_is_an_in_stream_error(cloud) -> None:  # type: ignore[no-untyped-def]
+    base, key, double, _, _ = cloud
+    double.mode = "cut"
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    got: list[str] = []
+    with trio.fail_after(30), pytest.raises(openai.APIError, match="failed mid-stream|closed"):
+        stream = await client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "x"}], stream=True)
+        async for chunk in stream:
+            got.append((chunk.choices[0].delta.model_extra or {}).get("reasoning_content", "") if chunk.choices else "")
+    assert "".join(got).startswith("The user wants"), got  # what arrived before the cut was delivered
+    await client.close()
+
+
+async def test_a_five_megabyte_sse_event_passes_through(cloud) -> None:  # type: ignore[no-untyped-def]
+    from cloud_double import HUGE_TEXT
+
+    base, key, double, _, _ = cloud
+    double.mode = "huge"
+    client = anthropic.AsyncAnthropic(base_url=base + "/api/anthropic", api_key=key, max_retries=0)
+    with trio.fail_after(60):
+        async with client.messages.stream(model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": "x"}]) as stream:
+            final = await stream.get_final_message()
+    assert final.content[0].text == HUGE_TEXT
+    await client.close()
+
+
+async def test_models_are_discovered_from_the_upstream(cloud) -> None:  # type: ignore[no-untyped-def]
+    _, _, _, upstream, pki = cloud
+    provider = CloudProvider(CloudConfig("disc", "openai-compatible", f"https://127.0.0.1:{upstream.port}/v1", (),
+                                         ca_bundle=str(pki.ca_pem), discover_models=True), lambda: "x")
+    assert provider.state == "starting"
+    with trio.fail_after(10):
+        await provider.discover_models()
+    assert provider.models == ("discovered-a", "discovered-b") and provider.state == "ready"
+
+
+def test_cloud_providers_from_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auxot.config import ConfigError, load
+
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-from-env")
+    path = tmp_path / "auxot.toml"
+    path.write_text(
+        '[[providers]]\nkind = "anthropic"\nname = "claude"\nmodels = ["claude-haiku-4-5"]\napi_key_env = "TEST_UPSTREAM_KEY"\n'
+        '[[providers]]\nkind = "openai-compatible"\nbase_url = "http://127.0.0.1:11434/v1/"\ndiscover_models = true\n'
+        'headers = { "X-Team" = "a" }\ntotal_timeout = 300\n'
+    )
+    config = load(str(path))
+    claude, local = config.providers
+    assert isinstance(claude, CloudConfig) and claude.base_url == "https://api.anthropic.com" and claude.api_key == "sk-from-env"
+    assert "sk-from-env" not in repr(claude)  # never logged
+    assert isinstance(local, CloudConfig) and local.base_url == "http://127.0.0.1:11434/v1" and local.discover_models
+    assert local.headers == (("X-Team", "a"),) and local.total_timeout == 300.0 and config.configured
+    path.write_text('[[providers]]\nkind = "openai"\n')
+    with pytest.raises(ConfigError, match="discover_models"):
+        load(str(path))

@@ -22,8 +22,10 @@ READ_SIZE = 64 * 1024
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = 10.0
+    tls_handshake: float = 10.0
     first_byte: float = 600.0  # a model may think a long time before its first token
     idle: float = 300.0  # between body chunks
+    total: float | None = None  # the whole exchange, from sending to the last body byte
     pool_idle: float = 30.0  # keep-alive connections older than this are closed
 
 
@@ -81,9 +83,16 @@ class Connection:
                 raise ConnectError("upstream closed the connection before responding")
             raise ProtocolError(f"unexpected {type(event).__name__} before the response head")
 
-    async def iter_body(self, idle: float) -> AsyncIterator[bytes]:
+    async def iter_body(self, idle: float, deadline: float | None = None) -> AsyncIterator[bytes]:
+        """The body's chunks; ``deadline`` (time.monotonic) bounds the whole body."""
         while True:
-            event = await self._next_event(idle, "data")
+            timeout = idle
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ReadTimeout("the upstream exchange exceeded its total deadline")
+                timeout = min(idle, left)
+            event = await self._next_event(timeout, "data")
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):

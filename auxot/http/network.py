@@ -11,23 +11,29 @@ from ..errors import ConnectError
 
 
 async def open_stream(
-    host: str, port: int, *, tls: ssl.SSLContext | None, connect_timeout: float
+    host: str, port: int, *, tls: ssl.SSLContext | None, connect_timeout: float, tls_timeout: float | None = None,
 ) -> trio.abc.Stream:
     try:
         with trio.fail_after(connect_timeout):
             tcp = await trio.open_tcp_stream(host, port)
-            tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
-            if tls is None:
-                return tcp
-            stream = trio.SSLStream(tcp, tls, server_hostname=host, https_compatible=True)
-            try:
-                await stream.do_handshake()
-            except BaseException:
-                await trio.aclose_forcefully(tcp)
-                raise
-            return stream
     except trio.TooSlowError:
         raise ConnectError(f"connecting to {host}:{port} timed out after {connect_timeout:g}s") from None
-    except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
-        raise ConnectError(f"cannot connect to {host}:{port}: {cause}") from None
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+    tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+    if tls is None:
+        return tcp
+    stream = trio.SSLStream(tcp, tls, server_hostname=host, https_compatible=True)
+    handshake = tls_timeout if tls_timeout is not None else connect_timeout
+    try:
+        with trio.fail_after(handshake):
+            await stream.do_handshake()
+        return stream
+    except BaseException as exc:
+        await trio.aclose_forcefully(tcp)
+        if isinstance(exc, trio.TooSlowError):
+            raise ConnectError(f"TLS handshake with {host}:{port} timed out after {handshake:g}s") from None
+        if isinstance(exc, (OSError, trio.BrokenResourceError, ssl.SSLError)):
+            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
+            raise ConnectError(f"TLS handshake with {host}:{port} failed: {cause}") from None
+        raise

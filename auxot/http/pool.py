@@ -9,6 +9,7 @@ disconnected) it is closed instead, since its state is unknown.
 from __future__ import annotations
 
 import ssl
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 from urllib.parse import urlsplit
@@ -43,7 +44,11 @@ class Pool:
             if not conn.is_idle_expired(self.timeouts.pool_idle):
                 return conn
             await conn.aclose()
-        stream = await open_stream(self.host, self.port, tls=self._tls, connect_timeout=self.timeouts.connect)
+        return await self._open()
+
+    async def _open(self) -> Connection:
+        t = self.timeouts
+        stream = await open_stream(self.host, self.port, tls=self._tls, connect_timeout=t.connect, tls_timeout=t.tls_handshake)
         self.opened += 1
         return Connection(stream)
 
@@ -53,13 +58,14 @@ class Pool:
         first_byte_timeout: float | None = None,
     ) -> AsyncIterator[Response]:
         async with self._limit:
+            deadline = time.monotonic() + self.timeouts.total if self.timeouts.total else None
             conn = await self._acquire()
             finished = False
             reused = conn.requests > 0
 
             async def body_iter() -> AsyncIterator[bytes]:
                 nonlocal finished
-                async for chunk in conn.iter_body(self.timeouts.idle):
+                async for chunk in conn.iter_body(self.timeouts.idle, deadline):
                     yield chunk
                 finished = True
 
@@ -76,9 +82,7 @@ class Pool:
                     # A kept-alive connection may have been closed by the peer while idle:
                     # retry once on a fresh one (the request was not processed).
                     await conn.aclose()
-                    stream = await open_stream(self.host, self.port, tls=self._tls, connect_timeout=self.timeouts.connect)
-                    self.opened += 1
-                    conn = Connection(stream)
+                    conn = await self._open()
                     await conn.send_request(method, self.base_path + path, all_headers, body)
                     status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
                 yield Response(status, head, body_iter())

@@ -40,25 +40,57 @@ class CloudProvider:
         self.name = config.name
         self.kind = config.kind
         self.models = config.models
-        self.state = "ready"
+        self.state = "ready" if config.models else "starting"  # discovery pending
         self._new_id = id_factory
         tls = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = Pool(
             config.base_url, tls=tls, max_connections=config.max_concurrent,
-            timeouts=Timeouts(connect=config.connect_timeout, first_byte=config.first_byte_timeout, idle=config.idle_timeout),
+            timeouts=Timeouts(connect=config.connect_timeout, tls_handshake=config.tls_timeout, first_byte=config.first_byte_timeout,
+                              idle=config.idle_timeout, total=config.total_timeout),
         )
         self.slots = trio.CapacityLimiter(config.max_concurrent)
 
     def served_model(self, requested: str) -> str:
-        return requested if requested in self.models else self.models[0]
+        return requested if requested in self.models or not self.models else self.models[0]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Nothing to supervise; owns the connection pool until cancelled."""
-        task_status.started()
+        """Owns the connection pool until cancelled; discovers models first if asked."""
         try:
+            if self.config.discover_models:
+                await self.discover_models()
+            task_status.started()
             await trio.sleep_forever()
         finally:
             await self._pool.aclose()
+
+    async def discover_models(self) -> None:
+        """Add what the upstream's models endpoint lists (OpenAI ``GET /models``,
+        Anthropic ``GET /v1/models``; both answer ``{"data": [{"id": ...}]}``)."""
+        path = "/v1/models" if self.config.dialect == "anthropic" else "/models"
+        headers = self._auth_headers()
+        try:
+            with trio.fail_after(self.config.first_byte_timeout):
+                async with self._pool.request("GET", path, headers=headers) as resp:
+                    raw = await resp.read(16 * 1024 * 1024)
+            if resp.status != 200:
+                raise self._status_error(resp.status, raw, None)
+            found = [m["id"] for m in json.loads(raw)["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        except (HTTPClientError, ProviderError, trio.TooSlowError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: model discovery failed: %s", self.name, getattr(exc, "message", exc))
+            found = []
+        self.models = tuple(dict.fromkeys((*self.config.models, *found)))
+        self.state = "ready" if self.models else "unavailable"
+        log.info("%s: serving %d models", self.name, len(self.models))
+
+    def _auth_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        if self.config.dialect == "anthropic":
+            headers.append(("anthropic-version", self.config.anthropic_version))
+            if self.config.api_key:
+                headers.append(("x-api-key", self.config.api_key))
+        elif self.config.api_key:
+            headers.append(("Authorization", f"Bearer {self.config.api_key}"))
+        return [*headers, *self.config.headers]
 
     def health(self) -> dict[str, object]:
         return {
@@ -69,22 +101,16 @@ class CloudProvider:
 
     def _request(self, req: ir.Request) -> tuple[str, list[tuple[str, str]], bytes]:
         model = self.served_model(req.model)
-        headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
+        headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream"), *self._auth_headers()]
         if self.config.dialect == "anthropic":
-            body = anthropic.encode_request(req, model)
-            headers.append(("anthropic-version", self.config.anthropic_version))
-            if self.config.api_key:
-                headers.append(("x-api-key", self.config.api_key))
-            path = "/v1/messages"
+            body, path = anthropic.encode_request(req, model), "/v1/messages"
         else:
-            body = openai_chat.encode_request(req, model)
-            if self.config.api_key:
-                headers.append(("Authorization", f"Bearer {self.config.api_key}"))
-            path = "/chat/completions"
-        headers.extend(self.config.headers)
+            body, path = openai_chat.encode_request(req, model), "/chat/completions"
         return path, headers, json.dumps(body, ensure_ascii=False).encode()
 
     async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+        if self.state != "ready":
+            raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         path, headers, body = self._request(req)
         async with self.slots:
             started = False
