@@ -6,6 +6,9 @@ Scenarios (more come with the benchmarks issue):
             which includes llama-server loading the model.
 ``tokens``  tokens/s of the same prompt straight from llama-server and through auxot,
             interleaved run by run on the same llama-server child, with the ratio.
+``client``  the outbound HTTP client's own cost: the same keep-alive requests to a
+            minimal server (another process) sent by a bare trio socket loop and by
+            auxot's pool; the difference per request, and connections opened.
 
 The router runs as its own process; this process is only the client (the
 project's h11 client on trio), so the two never share an event loop.
@@ -108,6 +111,68 @@ async def tokens_scenario(base_url: str, key: str, runs: int, max_tokens: int) -
     return results
 
 
+# A minimal HTTP/1.1 keep-alive server: blocking sockets, a thread per connection,
+# a fixed 2-byte answer.  Run in its own process so it does not share our CPU time slice.
+MINI_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+MINI_SERVER = r"""
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(16); print(s.getsockname()[1], flush=True)
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); buf = b""
+    while True:
+        data = c.recv(65536)
+        if not data: break
+        buf += data
+        while b"\r\n\r\n" in buf:
+            _, buf = buf.split(b"\r\n\r\n", 1); c.sendall(RESPONSE)
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+async def client_scenario(port: int, n: int) -> dict[str, object]:
+    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    expected = len(MINI_RESPONSE)
+
+    async def raw(count: int) -> list[float]:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+        times = []
+        for _ in range(count):
+            began = time.perf_counter()
+            await stream.send_all(request)
+            got = 0
+            while got < expected:
+                got += len(await stream.receive_some(65536))
+            times.append(time.perf_counter() - began)
+        await stream.aclose()
+        return times
+
+    pool = Pool(f"http://127.0.0.1:{port}")
+
+    async def pooled(count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            began = time.perf_counter()
+            async with pool.request("GET", "/") as resp:
+                await resp.read()
+            times.append(time.perf_counter() - began)
+        return times
+
+    opened_before = pool.opened
+    await pooled(100)
+    opened_for_100 = pool.opened - opened_before
+    raw_times: list[float] = []
+    pool_times: list[float] = []
+    for _ in range(10):  # interleaved blocks, so drift hits both alike
+        raw_times += await raw(n // 10)
+        pool_times += await pooled(n // 10)
+    await pool.aclose()
+    return {"opened_for_100": opened_for_100, "raw": raw_times, "pool": pool_times}
+
+
 async def _get_json(pool: Pool, path: str) -> dict:  # type: ignore[type-arg]
     async with pool.request("GET", path) as resp:
         return json.loads(await resp.read())  # type: ignore[no-any-return]
@@ -115,12 +180,13 @@ async def _get_json(pool: Pool, path: str) -> dict:  # type: ignore[type-arg]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m auxot bench")
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="start, tokens (default: both)")
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="start, tokens, client (default: all)")
+    parser.add_argument("--requests", type=int, default=5000, help="client scenario: requests per side")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
-    args.scenarios = args.scenarios or ["start", "tokens"]
-    if unknown := set(args.scenarios) - {"start", "tokens"}:
+    args.scenarios = args.scenarios or ["start", "tokens", "client"]
+    if unknown := set(args.scenarios) - {"start", "tokens", "client"}:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     print(f"auxot bench: client = the project's h11 client on trio, in its own process; {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as data_dir:
@@ -151,4 +217,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'ratio':<8} {'':>7} {med['auxot'][1] - med['direct'][1]:>+8.1f}  "
                   f"{med['auxot'][2] / med['direct'][2]:>13.3f} {med['auxot'][3] / med['direct'][3]:>12.3f}")
             print("(ratio row: TTFT added in ms; tokens/s auxot ÷ direct)")
+    if "client" in args.scenarios:
+        code = MINI_SERVER.replace("RESPONSE", repr(MINI_RESPONSE))
+        server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            result = trio.run(client_scenario, port, args.requests)
+        finally:
+            server.kill()
+            server.wait()
+        raw_us = statistics.median(result["raw"]) * 1e6  # type: ignore[arg-type]
+        pool_us = statistics.median(result["pool"]) * 1e6  # type: ignore[arg-type]
+        print(f"\nHTTP client, {args.requests} sequential keep-alive requests per side to a minimal server (median per request)")
+        print(f"  bare trio socket loop: {raw_us:7.1f} µs")
+        print(f"  auxot http.Pool:       {pool_us:7.1f} µs")
+        print(f"  client's own overhead: {pool_us - raw_us:7.1f} µs per request")
+        print(f"  connections opened for 100 sequential requests: {result['opened_for_100']}")
     return 0
