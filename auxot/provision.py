@@ -25,7 +25,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .config import user_cache_dir
 

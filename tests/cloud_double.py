@@ -40,7 +40,6 @@ class CloudDouble:
         self.mode = "ok"
 
     async def __call__(self, method: str, target: str, body: bytes):  # type: ignore[no-untyped-def]
-        request = json.loads(body or b"{}")
         if self.mode == "unauthorized":
             return _json(401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
         if self.mode == "rate_limited":

@@ -3,7 +3,6 @@ IR round trips, and fuzzing."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from hypothesis import example, given, settings, strategies as st

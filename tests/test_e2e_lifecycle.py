@@ -92,3 +92,23 @@ def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     assert load().data_dir == tmp_path / "env-data"
     assert load(data_dir=str(tmp_path / "flag")).data_dir == tmp_path / "flag"
+
+
+def test_a_killed_llama_server_is_restarted_and_serves_again(tmp_path: Path) -> None:
+    router = start_router(tmp_path)
+    (first,) = router.llama_pids()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = router.health()
+        provider = health["providers"][0]
+        if provider["state"] == "ready" and provider["pid"] not in (None, first):
+            break
+        time.sleep(0.1)
+    assert provider["state"] == "ready" and provider["restarts"] == 1
+    body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}).encode()
+    req = urllib.request.Request(router.base_url + "/v1/chat/completions", data=body, headers={"Authorization": f"Bearer {router.key}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert json.loads(resp.read())["choices"][0]["message"]["content"] is not None
+    assert router.stop() == 0
+    assert not pid_alive(provider["pid"])

@@ -4,11 +4,8 @@ with the real llama-server and SmolLM2, driven by the real ``openai`` SDK."""
 from __future__ import annotations
 
 import json
-import signal
 import time
 import urllib.request
-from pathlib import Path
-from typing import Iterator
 
 import openai
 import pytest

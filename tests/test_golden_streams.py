@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from auxot import ir, sse
+from auxot import sse
 from auxot.codecs import anthropic, openai_chat
 from auxot.codecs.upstream import UpstreamStream
 

@@ -131,3 +131,26 @@ async def test_idle_connections_expire(nursery: trio.Nursery) -> None:
             await trio.sleep(0.1)
     assert pool.opened == 2
     await pool.aclose()
+
+
+async def test_the_pool_never_opens_more_than_its_bound(nursery: trio.Nursery) -> None:
+    async def slowish(method: str, target: str, body: bytes):  # type: ignore[no-untyped-def]
+        await trio.sleep(0.05)
+        return await echo(method, target, body)
+
+    server = await start(nursery, slowish)
+    pool = Pool(f"http://127.0.0.1:{server.port}", max_connections=2)
+    done = 0
+
+    async def one() -> None:
+        nonlocal done
+        async with pool.request("GET", "/") as resp:
+            await resp.read()
+        done += 1
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as inner:
+            for _ in range(10):
+                inner.start_soon(one)
+    assert done == 10 and pool.opened == 2 and server.connections == 2
+    await pool.aclose()

@@ -4,7 +4,6 @@ never an escaping exception)."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from hypothesis import example, given, settings, strategies as st

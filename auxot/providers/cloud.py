@@ -24,10 +24,10 @@ import trio
 
 from .. import ir
 from ..codecs import anthropic, openai_chat
-from ..codecs.upstream import UpstreamStream
 from ..config import CloudConfig
-from ..errors import ConnectError, HTTPClientError, ProviderError, ProviderTimeout, ProviderUnavailable, ReadTimeout, UpstreamError
+from ..errors import HTTPClientError, ProviderError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
+from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.cloud")
 
@@ -113,27 +113,11 @@ class CloudProvider:
             raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         path, headers, body = self._request(req)
         async with self.slots:
-            started = False
-            try:
-                async with self._pool.request("POST", path, headers=headers, body=body) as resp:
-                    if resp.status != 200:
-                        raise self._status_error(resp.status, await resp.read(1024 * 1024), resp.header("retry-after"))
-                    upstream = UpstreamStream(self.config.dialect, self._new_id)
-                    async for chunk in resp.iter_bytes():
-                        for event in upstream.feed(chunk):
-                            started = True
-                            yield event
-                    for event in upstream.end():
-                        yield event
-            except HTTPClientError as exc:
-                if started:
-                    yield ir.StreamError("upstream", f"{self.name}: the upstream failed mid-stream: {exc}")
-                    return
-                if isinstance(exc, ReadTimeout):
-                    raise ProviderTimeout(f"{self.name}: the upstream did not answer in time: {exc}") from None
-                if isinstance(exc, ConnectError):
-                    raise ProviderUnavailable(f"{self.name}: cannot reach the upstream: {exc}") from None
-                raise ProviderError(f"{self.name}: the upstream broke the protocol: {exc}") from None
+            async for event in stream_exchange(
+                self._pool, path, headers, body, dialect=self.config.dialect, id_factory=self._new_id,
+                who=f"{self.name}: the upstream", status_error=self._status_error,
+            ):
+                yield event
 
     def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
         message = _upstream_message(raw)

@@ -34,9 +34,9 @@ import trio
 
 from .. import ir
 from ..codecs import openai_chat
-from ..codecs.upstream import UpstreamStream
+from .exchange import stream_exchange
 from ..config import LlamaCppConfig
-from ..errors import HTTPClientError, ProviderUnavailable, ReadTimeout, UpstreamError, ProviderTimeout
+from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
 
 log = logging.getLogger("auxot.llamacpp")
@@ -264,7 +264,7 @@ class LlamaCppProvider:
         async with self._pool.request("POST", path, headers=headers, body=json.dumps(payload).encode(), first_byte_timeout=30) as resp:
             raw = await resp.read(16 * 1024 * 1024)
             if resp.status != 200:
-                raise await _upstream_error(resp.status, raw)
+                raise _upstream_error(resp.status, raw)
             return json.loads(raw)  # type: ignore[no-any-return]
 
     async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
@@ -273,36 +273,17 @@ class LlamaCppProvider:
         they become a StreamError event."""
         if self.state != "ready" or self._pool is None:
             raise self._unavailable()
-        pool = self._pool
         body = json.dumps(openai_chat.encode_request(req, self.model)).encode()
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
         async with self.slots:
-            started = False
-            try:
-                async with pool.request("POST", "/v1/chat/completions", headers=headers, body=body) as resp:
-                    if resp.status != 200:
-                        raise await _upstream_error(resp.status, await resp.read(1024 * 1024))
-                    upstream = UpstreamStream("openai", self._new_id)
-                    async for chunk in resp.iter_bytes():
-                        for event in upstream.feed(chunk):
-                            if isinstance(event, ir.MessageStart):
-                                event = ir.MessageStart(self.model, event.usage)
-                            started = True
-                            yield event
-                    # Read to the end of the body even after [DONE]: the connection
-                    # then goes back to the pool for the next request.
-                    for event in upstream.end():
-                        yield event
-            except HTTPClientError as exc:
-                if started:
-                    yield ir.StreamError("upstream", f"llama-server {self.name!r} failed mid-stream: {exc}")
-                    return
-                if isinstance(exc, ReadTimeout):
-                    raise ProviderTimeout(f"llama-server {self.name!r} did not answer in time: {exc}") from None
-                raise ProviderUnavailable(f"llama-server {self.name!r} is unreachable: {exc}") from None
+            async for event in stream_exchange(
+                self._pool, "/v1/chat/completions", headers, body, dialect="openai", id_factory=self._new_id,
+                who=f"llama-server {self.name!r}", status_error=_upstream_error, model=self.model,
+            ):
+                yield event
 
 
-async def _upstream_error(status: int, body: bytes) -> UpstreamError:
+def _upstream_error(status: int, body: bytes, retry_after: str | None = None) -> UpstreamError:
     message = body.decode("utf-8", "replace")[:500]
     try:
         parsed = json.loads(body)

@@ -1,0 +1,49 @@
+"""One streamed exchange with an HTTP upstream, shared by every HTTP provider:
+POST the request, map a non-200 answer, decode the SSE body into IR events,
+and map transport failures — as exceptions before the first event (the
+scheduler or endpoint can still answer or fail over), as a StreamError event
+after it (the client already has the headers)."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Callable
+
+from .. import ir
+from ..codecs.upstream import UpstreamStream
+from ..errors import ConnectError, ErrorKind, HTTPClientError, ProviderError, ProviderTimeout, ProviderUnavailable, ReadTimeout
+from ..http import Pool
+
+StatusError = Callable[[int, bytes, "str | None"], ProviderError]
+
+
+async def stream_exchange(
+    pool: Pool, path: str, headers: list[tuple[str, str]], body: bytes, *,
+    dialect: str, id_factory: Callable[[], str], who: str, status_error: StatusError, model: str | None = None,
+) -> AsyncIterator[ir.Event]:
+    """``who`` names the upstream in messages; ``model``, if given, is what
+    ``MessageStart`` reports as the serving model."""
+    started = False
+    try:
+        async with pool.request("POST", path, headers=headers, body=body) as resp:
+            if resp.status != 200:
+                raise status_error(resp.status, await resp.read(1024 * 1024), resp.header("retry-after"))
+            upstream = UpstreamStream(dialect, id_factory)
+            async for chunk in resp.iter_bytes():
+                for event in upstream.feed(chunk):
+                    if model is not None and isinstance(event, ir.MessageStart):
+                        event = ir.MessageStart(model, event.usage)
+                    started = True
+                    yield event
+            # Reading to the end of the body, even after the final event, lets the
+            # connection go back to the pool for the next request.
+            for event in upstream.end():
+                yield event
+    except HTTPClientError as exc:
+        if started:
+            yield ir.StreamError(ErrorKind.UPSTREAM, f"{who} failed mid-stream: {exc}")
+            return
+        if isinstance(exc, ReadTimeout):
+            raise ProviderTimeout(f"{who} did not answer in time: {exc}") from None
+        if isinstance(exc, ConnectError):
+            raise ProviderUnavailable(f"{who} is unreachable: {exc}") from None
+        raise ProviderError(f"{who} broke the HTTP protocol: {exc}") from None
