@@ -26,17 +26,17 @@ Endpoint = Callable[["App", Scope, Receive, Send], Awaitable[None]]
 CHAT_PATHS = ("/api/openai/chat/completions", "/api/openai/v1/chat/completions", "/v1/chat/completions", "/api/chat/completions")
 MODELS_PATHS = ("/api/openai/models", "/api/openai/v1/models", "/v1/models", "/api/models")
 
+ANTHROPIC_PREFIXES = ("", "/v1", "/v1/v1")
+
 ROUTES: dict[str, dict[str, Endpoint]] = {
     **{path: {"POST": openai.chat_completions} for path in CHAT_PATHS},
     **{path: {"GET": openai.models} for path in MODELS_PATHS},
-    "/api/anthropic/v1/messages": {"POST": anthropic.messages},
-    "/api/anthropic/messages": {"POST": anthropic.messages},
-    "/api/anthropic/v1/messages/count_tokens": {"POST": anthropic.count_tokens},
-    "/api/anthropic/messages/count_tokens": {"POST": anthropic.count_tokens},
-    "/api/anthropic/v1/models": {"GET": anthropic.models},
-    "/api/anthropic/models": {"GET": anthropic.models},
-    "/api/anthropic": {"HEAD": anthropic.probe, "GET": anthropic.probe},
-    "/api/anthropic/": {"HEAD": anthropic.probe, "GET": anthropic.probe},
+    # The documents tell Claude Code users to set ANTHROPIC_BASE_URL to .../api/anthropic/v1,
+    # to which the Anthropic SDK appends /v1/messages: the doubled /v1 is accepted too.
+    **{f"/api/anthropic{v}/messages": {"POST": anthropic.messages} for v in ANTHROPIC_PREFIXES},
+    **{f"/api/anthropic{v}/messages/count_tokens": {"POST": anthropic.count_tokens} for v in ANTHROPIC_PREFIXES},
+    **{f"/api/anthropic{v}/models": {"GET": anthropic.models} for v in ANTHROPIC_PREFIXES},
+    **{f"/api/anthropic{v}": {"HEAD": anthropic.probe, "GET": anthropic.probe} for v in ("", "/", "/v1", "/v1/")},
     "/health": {"GET": health.health},
 }
 

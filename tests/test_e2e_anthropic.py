@@ -92,3 +92,10 @@ async def test_async_client_streams(router: RouterProcess) -> None:
             text = "".join([t async for t in stream.text_stream])
     assert text
     await client.close()
+
+
+def test_base_url_ending_in_v1_as_the_documents_tell_claude_code_users(router: RouterProcess) -> None:
+    # 002: "Claude Code wants ANTHROPIC_BASE_URL ending at /api/anthropic/v1"; the SDK then calls /v1/messages on it.
+    client = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic/v1", api_key=router.key, max_retries=0)
+    assert client.messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "Hi"}]).content
+    assert client.messages.count_tokens(model="auto", messages=[{"role": "user", "content": "Hi"}]).input_tokens > 0

@@ -46,7 +46,6 @@ ERROR_TYPES = {
     ErrorKind.INTERNAL: "server_error",
 }
 ERROR_CODES = {
-    ErrorKind.NOT_FOUND: "model_not_found",
     ErrorKind.AUTHENTICATION: "invalid_api_key",
     ErrorKind.REQUEST_TOO_LARGE: "request_too_large",
 }
@@ -57,7 +56,8 @@ def error_body(err: AuxotError) -> dict[str, Any]:
 
 
 def error_fields(kind: str, message: str, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": ERROR_TYPES.get(kind, "server_error"), "param": param, "code": ERROR_CODES.get(kind)}}
+    code = "model_not_found" if kind == ErrorKind.NOT_FOUND and param == "model" else ERROR_CODES.get(kind)
+    return {"error": {"message": message, "type": ERROR_TYPES.get(kind, "server_error"), "param": param, "code": code}}
 
 
 # --- requests ----------------------------------------------------------------
