@@ -14,9 +14,10 @@ import trio
 from .asgi import Receive, Scope, Send, header, send_json
 from .codecs import anthropic as anthropic_codec, openai_chat
 from .config import Config
-from .endpoints import anthropic, health, openai
+from .endpoints import anthropic, health, openai, responses
 from .errors import AuthenticationFailed, AuxotError, NotFound
 from .keys import shape_problem
+from .response_store import ResponseStore
 from .store import Store
 
 log = logging.getLogger("auxot.app")
@@ -37,6 +38,8 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     **{f"/api/anthropic{v}/messages/count_tokens": {"POST": anthropic.count_tokens} for v in ANTHROPIC_PREFIXES},
     **{f"/api/anthropic{v}/models": {"GET": anthropic.models} for v in ANTHROPIC_PREFIXES},
     **{f"/api/anthropic{v}": {"HEAD": anthropic.probe, "GET": anthropic.probe} for v in ("", "/", "/v1", "/v1/")},
+    **{f"{prefix}/responses": {"POST": responses.create} for prefix in ("/v1", "/api/openai", "/api/openai/v1")},
+    **{f"{prefix}/responses/compact": {"POST": responses.compact} for prefix in ("/v1", "/api/openai", "/api/openai/v1")},
     "/health": {"GET": health.health},
 }
 
@@ -57,6 +60,7 @@ class App:
         self.clock = clock
         self._ids = id_factory
         self.started_at = clock()
+        self.responses = ResponseStore()  # for previous_response_id
 
     def new_id(self, prefix: str) -> str:
         return prefix + self._ids()

@@ -224,3 +224,17 @@ def test_cloud_providers_from_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path.write_text('[[providers]]\nkind = "openai"\n')
     with pytest.raises(ConfigError, match="discover_models"):
         load(str(path))
+
+
+async def test_responses_client_streams_from_an_anthropic_upstream(cloud) -> None:  # type: ignore[no-untyped-def]
+    base, key, _, _, _ = cloud
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    with trio.fail_after(30):
+        stream = await client.responses.create(model=CLAUDE, input="Weather in SF?", stream=True,
+                                               tools=[{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}])
+        events = [e async for e in stream]
+    final = events[-1].response
+    assert events[-1].type == "response.completed"
+    assert [i.type for i in final.output] == ["reasoning", "message", "function_call"]
+    assert final.output[2].name == "get_weather" and json.loads(final.output[2].arguments) == {"location": "San Francisco, CA"}
+    await client.close()

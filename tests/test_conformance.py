@@ -15,9 +15,6 @@ from conformance.cases import load
 from conformance.curl import parse, path_of
 from router_process import RouterProcess
 
-NOT_YET = {"responses-create", "responses-streaming", "responses-compact"}  # the Responses issue
-
-
 def test_every_spec_case_parses_with_its_source() -> None:
     cases = load()
     assert len(cases) >= 20 and len({c.id for c in cases}) == len(cases)
@@ -47,8 +44,7 @@ def run_all(base_url: str, key: str) -> dict[str, str | None]:
 def test_auxot_passes_everything_it_implements(router: RouterProcess) -> None:
     results = run_all(router.base_url, router.key or "")
     failed = {case: reason for case, reason in results.items() if reason is not None}
-    assert set(failed) == NOT_YET, failed
-    assert all("got 404" in reason for reason in failed.values())
+    assert failed == {}
 
 
 def test_bare_llama_server_fails_what_needs_the_router(router: RouterProcess) -> None:

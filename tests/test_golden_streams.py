@@ -17,17 +17,20 @@ from pathlib import Path
 import pytest
 
 from auxot import sse
-from auxot.codecs import anthropic, openai_chat
+from auxot.codecs import anthropic, openai_chat, responses
 from auxot.codecs.upstream import UpstreamStream
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUTS = sorted(p for p in GOLDEN.glob("*.sse") if "-to-" not in p.name)
-CLIENTS = ("openai", "anthropic")
+CLIENTS = ("openai", "anthropic", "responses")
 
 
 def client_encoder(client: str):  # type: ignore[no-untyped-def]
     if client == "openai":
         return openai_chat.StreamEncoder("chatcmpl-auxot-golden", 1700000000, "golden-model", include_usage=True)
+    if client == "responses":
+        ids = itertools.count()
+        return responses.StreamEncoder("resp_golden", 1700000000, "golden-model", None, lambda prefix: f"{prefix}_{next(ids)}")
     return anthropic.StreamEncoder("msg_auxot_golden", "golden-model")
 
 
@@ -119,7 +122,26 @@ def test_cut_streams_end_in_an_error_never_a_normal_stop(upstream: str, name: st
     if client == "openai":
         assert json.loads(last.data)["error"]["type"] == "upstream_error"
         assert b"[DONE]" not in out and b"finish_reason\":\"" not in out
+    elif client == "responses":
+        assert last.event == "response.failed" and json.loads(last.data)["response"]["status"] == "failed"
+        assert b"response.completed" not in out
     else:
         assert last.event == "error" and json.loads(last.data)["error"]["type"] == "api_error"
         names = [name for name, _ in anthropic_events(out)]
         assert "message_stop" not in names and "message_delta" not in names
+
+
+def test_responses_client_gets_items_in_order_with_rising_sequence_numbers() -> None:
+    out = translate((GOLDEN / "thinking_tool_use.anthropic.sse").read_bytes(), "anthropic", "responses", seed=4)
+    events = [(e.event, json.loads(e.data)) for e in sse.Decoder().feed(out)]
+    assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
+    names = [n for n, _ in events]
+    assert names[:2] == ["response.created", "response.in_progress"] and names[-1] == "response.completed"
+    final = events[-1][1]["response"]
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call"]
+    assert final["output"][1]["content"][0]["text"] == "Let me check the weather."
+    assert json.loads(final["output"][2]["arguments"]) == {"location": "San Francisco, CA"}
+    assert final["output"][2]["call_id"] == "toolu_01T1x1fJ34qAmk2tNTrN7Up6"
+    deltas = "".join(d["delta"] for n, d in events if n == "response.function_call_arguments.delta")
+    assert deltas == final["output"][2]["arguments"]
+    assert final["usage"]["input_tokens"] == 1496 and final["usage"]["input_tokens_details"]["cached_tokens"] == 1024

@@ -1,0 +1,114 @@
+"""OpenAI Responses surface: ``POST /v1/responses`` (+ ``/api/openai/responses``,
+``/api/openai/v1/responses``) and ``POST …/responses/compact``."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import TYPE_CHECKING, AsyncIterator
+
+from .. import ir, scheduler
+from ..asgi import Receive, Scope, Send, read_json, send_json
+from ..codecs import responses
+from ..errors import AuxotError, InvalidRequest, ProviderError
+from .relay import relay, send_error
+
+if TYPE_CHECKING:
+    from ..app import App
+
+
+async def _folding(events: AsyncIterator[ir.Event], fold: ir.Fold) -> AsyncIterator[ir.Event]:
+    async with aclosing(events):
+        async for event in events:
+            fold.feed(event)
+            yield event
+
+
+async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        await app.authenticate(scope)
+        body = await read_json(scope, receive, app.config.max_body_bytes)
+        request = responses.decode_request(body, history=app.responses.get)
+        provider = scheduler.choose(request.model, app.providers)
+    except AuxotError as err:
+        await send_error(send, err, responses.error_body)
+        return
+    response_id = app.new_id("resp_")
+    created = int(app.clock())
+    fold = ir.Fold(response_id)
+    events = _folding(provider.stream(request), fold)
+    model = provider.served_model(request.model)
+    if request.stream:
+        encoder = responses.StreamEncoder(response_id, created, model, request, lambda prefix: app.new_id(prefix + "_"))
+        await relay(receive, send, events, error_body=responses.error_body, stream=encoder)
+    else:
+        await relay(
+            receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id,
+            fold=lambda resp: responses.encode_response(resp, created, request, lambda prefix: app.new_id(prefix + "_")),
+        )
+    if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
+        app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
+
+
+COMPACT_PROMPT = (
+    "You compress conversations so they can be continued later. Summarize the conversation below. "
+    "Keep every fact, decision, name, number, file path, open question and tool result that is needed to "
+    "continue it. Write only the summary, in plain prose."
+)
+
+
+def transcript(messages: tuple[ir.Message, ...]) -> str:
+    lines = []
+    for m in messages:
+        for part in m.content:
+            match part:
+                case ir.Text(text=text):
+                    lines.append(f"{m.role.value.upper()}: {text}")
+                case ir.ToolCall(name=name, arguments=arguments):
+                    lines.append(f"ASSISTANT called {name}({arguments})")
+                case ir.ToolResult(content=content):
+                    lines.append("TOOL RESULT: " + " ".join(p.text for p in content if isinstance(p, ir.Text)))
+                case ir.Thinking(text=text) if text:
+                    lines.append(f"ASSISTANT (thinking): {text}")
+    return "\n".join(lines)
+
+
+async def compact(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    """The algorithm (spec/responses.md §compact): the last user message is kept
+    verbatim; everything before it is summarised by the provider into one user
+    message; the output is the new, shorter input."""
+    try:
+        await app.authenticate(scope)
+        body = await read_json(scope, receive, app.config.max_body_bytes)
+        request = responses.decode_request(body, history=app.responses.get)
+        provider = scheduler.choose(request.model, app.providers)
+        messages = request.messages
+        keep: tuple[ir.Message, ...] = ()
+        if len(messages) > 1 and messages[-1].role is ir.Role.USER:
+            messages, keep = messages[:-1], messages[-1:]
+        text = transcript(messages)
+        if not text.strip():
+            raise InvalidRequest("input has nothing to compact", param="input")
+        summary_request = ir.Request(
+            model=request.model, system=(ir.Text(COMPACT_PROMPT),),
+            messages=(ir.Message(ir.Role.USER, (ir.Text(text),)),), sampling=ir.Sampling(temperature=0.2, max_tokens=1024),
+        )
+        fold = ir.Fold(app.new_id("resp_"))
+        async with aclosing(provider.stream(summary_request)) as events:
+            async for event in events:
+                fold.feed(event)
+        if fold.error is not None or fold.stop is None:
+            raise ProviderError(fold.error.message if fold.error else "the provider ended without a summary")
+        result = fold.result()
+    except AuxotError as err:
+        await send_error(send, err, responses.error_body)
+        return
+    summary = "".join(p.text for p in result.content if isinstance(p, ir.Text)).strip()
+    output = [{"type": "message", "role": "user",
+               "content": [{"type": "input_text", "text": f"Summary of the conversation so far:\n{summary}"}]}]
+    for m in keep:
+        output.append({"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": p.text} for p in m.content if isinstance(p, ir.Text)]})
+    await send_json(send, 200, {
+        "id": result.id, "object": "response.compaction", "created_at": int(app.clock()),
+        "model": provider.served_model(request.model), "output": output, "usage": responses.encode_usage(result.usage),
+    })
