@@ -79,3 +79,13 @@ def test_fuzzed_bodies_raise_only_dialect_errors(value: object) -> None:
         responses.decode_request(value, history={}.get)
     except AuxotError as err:
         assert err.status == 400
+
+
+def test_codex_namespaced_tools_are_flattened() -> None:
+    req = responses.decode_request({"model": "m", "input": "x", "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "multi_agent_v1", "description": "sub-agents",
+         "tools": [{"type": "function", "name": "close_agent", "parameters": {"type": "object"}}]},
+        {"type": "web_search", "external_web_access": False},
+    ]})
+    assert [t.name for t in req.tools] == ["exec_command", "close_agent"]

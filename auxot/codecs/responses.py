@@ -69,7 +69,7 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
         model=model,
         messages=tuple(messages),
         system=tuple(system),
-        tools=tuple(t for t in (_decode_tool(raw, f"tools[{i}]") for i, raw in enumerate(check.array(body.get("tools"), "tools"))) if t),
+        tools=tuple(_decode_tools(check.array(body.get("tools"), "tools"), "tools")),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         sampling=ir.Sampling(
@@ -152,6 +152,19 @@ def _decode_content(content: Any, path: str) -> list[ir.Part]:
         else:
             raise InvalidRequest(f"{ppath}.type {kind!r} is not supported", param=f"{ppath}.type")
     return parts
+
+
+def _decode_tools(raws: list[Any], path: str) -> list[ir.Tool]:
+    """Function tools; a ``namespace`` (Codex groups sub-agent tools so) is flattened
+    into its function tools (mapping §responses)."""
+    tools: list[ir.Tool] = []
+    for i, raw in enumerate(raws):
+        item = check.obj(raw, f"{path}[{i}]")
+        if item.get("type") == "namespace":
+            tools.extend(_decode_tools(check.array(item.get("tools"), f"{path}[{i}].tools"), f"{path}[{i}].tools"))
+        elif (tool := _decode_tool(item, f"{path}[{i}]")) is not None:
+            tools.append(tool)
+    return tools
 
 
 def _decode_tool(raw: Any, path: str) -> ir.Tool | None:
