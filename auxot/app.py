@@ -14,7 +14,7 @@ import trio
 from .asgi import Receive, Scope, Send, header, send_json
 from .codecs import anthropic as anthropic_codec, openai_chat
 from .config import Config
-from .endpoints import anthropic, health, openai, responses
+from .endpoints import anthropic, health, openai, responses, responses_ws
 from .errors import AuthenticationFailed, AuxotError, NotFound
 from .keys import shape_problem
 from .response_store import ResponseStore
@@ -28,6 +28,7 @@ CHAT_PATHS = ("/api/openai/chat/completions", "/api/openai/v1/chat/completions",
 MODELS_PATHS = ("/api/openai/models", "/api/openai/v1/models", "/v1/models", "/api/models")
 
 ANTHROPIC_PREFIXES = ("", "/v1", "/v1/v1")
+RESPONSES_PATHS = ("/v1/responses", "/api/openai/responses", "/api/openai/v1/responses")
 
 ROUTES: dict[str, dict[str, Endpoint]] = {
     **{path: {"POST": openai.chat_completions} for path in CHAT_PATHS},
@@ -38,7 +39,7 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     **{f"/api/anthropic{v}/messages/count_tokens": {"POST": anthropic.count_tokens} for v in ANTHROPIC_PREFIXES},
     **{f"/api/anthropic{v}/models": {"GET": anthropic.models} for v in ANTHROPIC_PREFIXES},
     **{f"/api/anthropic{v}": {"HEAD": anthropic.probe, "GET": anthropic.probe} for v in ("", "/", "/v1", "/v1/")},
-    **{f"{prefix}/responses": {"POST": responses.create} for prefix in ("/v1", "/api/openai", "/api/openai/v1")},
+    **{path: {"POST": responses.create} for path in RESPONSES_PATHS},
     **{f"{prefix}/responses/compact": {"POST": responses.compact} for prefix in ("/v1", "/api/openai", "/api/openai/v1")},
     "/health": {"GET": health.health},
 }
@@ -95,6 +96,13 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            if scope["path"] in RESPONSES_PATHS:
+                await responses_ws.websocket(self, scope, receive, send)
+            else:
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1008, "reason": f"no WebSocket endpoint at {scope['path']}"})
             return
         if scope["type"] != "http":
             return

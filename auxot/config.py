@@ -17,6 +17,7 @@ frozen dataclasses, then passed explicitly.  No globals.
     parallel = 2                  # llama-server --parallel: concurrent slots
     ctx_size = 8192
     extra_args = ["--threads", "2"]
+    default_max_tokens = 1024     # when a request sets no output limit (default: the context)
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class LlamaCppConfig:
     extra_args: tuple[str, ...] = ()
     startup_timeout: float = 120.0
     request_timeout: float = 600.0
+    default_max_tokens: int | None = None  # applied when a request sets no output limit
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
         extra_args=tuple(str(a) for a in extra),
         startup_timeout=_typed(table, "startup_timeout", float, where, d.startup_timeout),
         request_timeout=_typed(table, "request_timeout", float, where, d.request_timeout),
+        default_max_tokens=_typed(table, "default_max_tokens", int, where, None),
     )
 
 

@@ -28,7 +28,12 @@ def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     by the end-to-end tests; on teardown it must exit 0 and leave no child."""
     from router_process import pid_alive, start_router
 
-    proc = start_router(tmp_path_factory.mktemp("router"))
+    # SmolLM2 at temperature 1 can ramble until its context is full when a request
+    # sets no limit (several documented examples don't); cap it so tests stay quick.
+    directory = tmp_path_factory.mktemp("router")
+    config = directory / "auxot.toml"
+    config.write_text('[[providers]]\nkind = "llamacpp"\nname = "local"\ndefault_max_tokens = 200\n')
+    proc = start_router(directory / "data", "--config", str(config))
     yield proc
     pids = proc.llama_pids()
     assert proc.stop() == 0

@@ -238,3 +238,12 @@ async def test_responses_client_streams_from_an_anthropic_upstream(cloud) -> Non
     assert [i.type for i in final.output] == ["reasoning", "message", "function_call"]
     assert final.output[2].name == "get_weather" and json.loads(final.output[2].arguments) == {"location": "San Francisco, CA"}
     await client.close()
+
+
+def test_default_max_tokens_from_toml(tmp_path: Path) -> None:
+    from auxot.config import LlamaCppConfig, load
+
+    path = tmp_path / "auxot.toml"
+    path.write_text('[[providers]]\nkind = "llamacpp"\ndefault_max_tokens = 64\n')
+    (local,) = load(str(path)).providers
+    assert isinstance(local, LlamaCppConfig) and local.default_max_tokens == 64

@@ -34,7 +34,7 @@ def codex_bin() -> Path:
 
 def test_codex_exec_completes_a_turn_through_the_responses_api(codex_bin: Path, tmp_path: Path) -> None:
     config = tmp_path / "auxot.toml"
-    config.write_text('[[providers]]\nkind = "llamacpp"\nname = "local"\nparallel = 1\nctx_size = 32768\n')
+    config.write_text('[[providers]]\nkind = "llamacpp"\nname = "local"\nparallel = 1\nctx_size = 32768\ndefault_max_tokens = 200\n')
     router = start_router(tmp_path / "data", "--config", str(config))
     try:
         home = tmp_path / "codex-home"

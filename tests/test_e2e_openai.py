@@ -103,3 +103,9 @@ def test_client_disconnect_frees_the_llama_server_slot(router: RouterProcess, cl
     # And the router still serves.
     r = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
     assert r.choices[0].message.content is not None
+
+
+def test_provider_default_max_tokens_applies_when_the_client_sets_none(client: openai.OpenAI) -> None:
+    # The session router's provider has default_max_tokens = 200 (conftest).
+    r = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Tell me a long story."}], logit_bias=NEVER_STOP)
+    assert r.usage.completion_tokens == 200 and r.choices[0].finish_reason == "length"

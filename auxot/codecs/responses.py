@@ -271,7 +271,13 @@ def conversation_items(resp: ir.Response) -> list[ir.Message]:
 class StreamEncoder:
     """IR events → Responses SSE (``event: type`` + ``data: {…, sequence_number}``)."""
 
-    def __init__(self, response_id: str, created: int, model: str, req: ir.Request | None, item_ids: Callable[[str], str]) -> None:
+    def __init__(
+        self, response_id: str, created: int, model: str, req: ir.Request | None, item_ids: Callable[[str], str],
+        framing: str = "sse",
+    ) -> None:
+        """``framing``: "sse" for HTTP, or "lines" (one JSON document per line) for
+        WebSocket mode, where each line becomes one text frame."""
+        self._framing = framing
         self._response = _shell(response_id, model, created, req)
         self._new_id = item_ids
         self._seq = 0
@@ -283,6 +289,8 @@ class StreamEncoder:
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
         self._seq += 1
+        if self._framing == "lines":
+            return ir.dumps(payload).encode() + b"\n"  # JSON escapes newlines, so one line per event
         return f"event: {kind}\ndata: {ir.dumps(payload)}\n\n".encode()
 
     def _open(self, block: int, item: dict[str, Any]) -> bytes:

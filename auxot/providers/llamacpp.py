@@ -21,6 +21,7 @@ llama-server frees the slot at the next token.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -273,6 +274,8 @@ class LlamaCppProvider:
         they become a StreamError event."""
         if self.state != "ready" or self._pool is None:
             raise self._unavailable()
+        if req.sampling.max_tokens is None and self.config.default_max_tokens:
+            req = dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, max_tokens=self.config.default_max_tokens))
         body = json.dumps(openai_chat.encode_request(req, self.model)).encode()
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
         async with self.slots:

@@ -1,0 +1,120 @@
+"""Responses WebSocket mode, on the same paths as HTTP (ASGI websocket via hypercorn).
+
+    client → {"type": "response.create", "model": …, "input": …, …}   (one text frame per turn)
+    server → every streaming event as one JSON text frame, ending in
+             response.completed / response.incomplete / response.failed
+
+Several turns run on one connection, one after another (a frame that arrives
+during a turn waits for it).  ``previous_response_id`` works as over HTTP.  A
+request the router refuses is answered with an ``error`` frame and the connection
+stays open; protocol errors close it with a code and reason (RFC 6455 §7.4.1):
+1008 bad or missing key, 1003 a binary frame, 1007 a frame that is not a JSON
+object, 1011 an internal error.  A client that disconnects cancels its turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import ir, scheduler
+from ..asgi import Receive, Scope, Send
+from ..codecs import responses
+from ..errors import AuxotError
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("auxot.responses_ws")
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
+
+
+async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    try:
+        await app.authenticate(scope)
+    except AuxotError as err:
+        await send({"type": "websocket.close", "code": 1008, "reason": err.message[:120]})
+        return
+    frames_in, frames_out = trio.open_memory_channel[dict[str, Any]](16)
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            async with frames_in:
+                while True:
+                    message = await receive()
+                    if message["type"] == "websocket.disconnect":
+                        nursery.cancel_scope.cancel()  # the client left: stop the turn too
+                        return
+                    await frames_in.send(message)
+
+        nursery.start_soon(read)
+        async with frames_out:
+            async for message in frames_out:
+                close = None
+                try:
+                    await _turn(app, message, send)
+                except _Close as exc:
+                    close = exc
+                except Exception:
+                    log.exception("websocket turn failed")
+                    close = _Close(1011, "internal error; see the router's log")
+                if close is not None:
+                    await send({"type": "websocket.close", "code": close.code, "reason": close.reason})
+                    nursery.cancel_scope.cancel()
+                    return
+
+
+async def _turn(app: App, message: dict[str, Any], send: Send) -> None:
+    if message.get("text") is None:
+        raise _Close(1003, "send response.create as a text frame")
+    try:
+        frame = json.loads(message["text"])
+    except ValueError:
+        raise _Close(1007, "frame is not JSON") from None
+    if not isinstance(frame, dict):
+        raise _Close(1007, "frame is not a JSON object")
+    if frame.get("type") != "response.create":
+        await _error_frame(send, 400, "invalid_request_error", f"unknown frame type {frame.get('type')!r}; expected 'response.create'")
+        return
+    body = frame.get("response") if isinstance(frame.get("response"), dict) else {k: v for k, v in frame.items() if k != "type"}
+    try:
+        request = responses.decode_request(body, history=app.responses.get)
+        provider = scheduler.choose(request.model, app.providers)
+    except AuxotError as err:
+        await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param)
+        return
+    response_id = app.new_id("resp_")
+    encoder = responses.StreamEncoder(response_id, int(app.clock()), provider.served_model(request.model), request,
+                                      lambda prefix: app.new_id(prefix + "_"), framing="lines")
+    fold = ir.Fold(response_id)
+    try:
+        async with aclosing(provider.stream(request)) as events:
+            async for event in events:
+                fold.feed(event)
+                for line in encoder.encode(event).splitlines():
+                    await send({"type": "websocket.send", "text": line.decode()})
+    except AuxotError as err:
+        if fold.model:  # the turn had started: end it as failed, like the HTTP stream does
+            for line in encoder.encode(ir.StreamError(err.kind, err.message)).splitlines():
+                await send({"type": "websocket.send", "text": line.decode()})
+        else:
+            await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param)
+        return
+    if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
+        app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
+
+
+async def _error_frame(send: Send, status: int, kind: str, message: str, param: str | None = None) -> None:
+    payload = {"type": "error", "status": status, "error": {"type": kind, "message": message, "param": param}}
+    await send({"type": "websocket.send", "text": ir.dumps(payload)})
