@@ -163,8 +163,12 @@ def responses(answer: Answer) -> str | None:
         return problem
     if not isinstance(body, dict) or body.get("object") != "response" or not isinstance(body.get("output"), list):
         return "not a Responses object (object 'response' with an output list)"
-    if body.get("status") != "completed":
-        return f"status is {body.get('status')!r}, not 'completed'"
+    if body.get("status") == "incomplete":
+        # A truncated answer (max_output_tokens) conforms, like finish_reason "length" does.
+        if not (body.get("incomplete_details") or {}).get("reason"):
+            return "status is 'incomplete' without incomplete_details.reason"
+    elif body.get("status") != "completed":
+        return f"status is {body.get('status')!r}, not 'completed' or 'incomplete'"
     return None
 
 
@@ -173,8 +177,8 @@ def responses_stream(answer: Answer) -> str | None:
         return problem
     events = sse_events(answer.body)
     names = [name for name, _ in events]
-    if not names or names[0] != "response.created" or names[-1] != "response.completed":
-        return f"events do not run from response.created to response.completed ({names[:1]} … {names[-1:]})"
+    if not names or names[0] != "response.created" or names[-1] not in ("response.completed", "response.incomplete"):
+        return f"events do not run from response.created to response.completed or .incomplete ({names[:1]} … {names[-1:]})"
     numbers = [json.loads(data).get("sequence_number") for _, data in events]
     if None in numbers or numbers != sorted(numbers):
         return "sequence_number is missing or not increasing"

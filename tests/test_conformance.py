@@ -76,3 +76,15 @@ def test_command_line_report_and_exit_status(router: RouterProcess, tmp_path: Pa
     )
     assert failing.returncode == 1 and "FAIL" in failing.stdout and "expected HTTP 200, got 401" in failing.stdout
     assert (tmp_path / "r.xml").read_text().count("<failure") == 1
+
+
+def test_truncated_responses_conform_but_failed_ones_do_not() -> None:
+    from conformance.client import Answer
+
+    def answer(body: dict) -> Answer:
+        return Answer(200, {"content-type": "application/json"}, json.dumps(body).encode())
+
+    assert checks.responses(answer({"object": "response", "output": [], "status": "incomplete",
+                                    "incomplete_details": {"reason": "max_output_tokens"}})) is None
+    assert "without incomplete_details" in (checks.responses(answer({"object": "response", "output": [], "status": "incomplete"})) or "")
+    assert "not 'completed'" in (checks.responses(answer({"object": "response", "output": [], "status": "failed"})) or "")
