@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -17,6 +18,16 @@ from .store import Store
 
 def _serve(args: argparse.Namespace) -> int:
     config = load(args.config, data_dir=args.data_dir, host=args.host, port=args.port)
+    if args.tls_self_signed:
+        from .tls import self_signed
+
+        cert, key_file = self_signed(config.data_dir)
+        config = dataclasses.replace(config, tls_cert=str(cert), tls_key=str(key_file))
+        print(f"auxot: TLS with the self-signed certificate {cert} (give it to clients as their CA bundle)", flush=True)
+    elif args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        config = dataclasses.replace(config, tls_cert=args.tls_cert, tls_key=args.tls_key)
     if not config.configured:
         pc = config.providers[0]
         assert isinstance(pc, LlamaCppConfig)
@@ -89,6 +100,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8420; 0 picks a free one)")
     serve.add_argument("--data-dir", default=None, help="where keys and state live (env AUXOT_DATA_DIR)")
     serve.add_argument("--config", default=None, help="TOML config file")
+    serve.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate chain (PEM)")
+    serve.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
+    serve.add_argument("--tls-self-signed", action="store_true",
+                       help="serve HTTPS with a certificate made on first start and reused (DATA_DIR/tls/cert.pem)")
     serve.set_defaults(func=_serve)
 
     install = sub.add_parser("install", help="build llama-server and fetch the default model into the cache")

@@ -98,7 +98,9 @@ class Config:
     max_body_bytes: int = 16 * 1024 * 1024
     graceful_timeout: float = 10.0
     providers: tuple[ProviderConfig, ...] = ()
-    configured: bool = False  # False: nothing configured, use the embedded default
+    configured: bool = False
+    tls_cert: str | None = None  # serve HTTPS with this certificate chain (PEM) …
+    tls_key: str | None = None  # … and this key  # False: nothing configured, use the embedded default
 
     @property
     def db_path(self) -> Path:
@@ -212,4 +214,6 @@ def load(
         graceful_timeout=_typed(server, "graceful_timeout", float, "server", 10.0),
         providers=providers,
         configured=configured,
+        tls_cert=_typed(server, "tls_cert", str, "server", None),
+        tls_key=_typed(server, "tls_key", str, "server", None),
     )

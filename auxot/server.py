@@ -75,6 +75,8 @@ async def serve(
     hc.keep_alive_timeout = 75
 
     hc.errorlog = logging.getLogger("hypercorn.error")
+    if config.tls_cert:
+        hc.certfile, hc.keyfile = config.tls_cert, config.tls_key
 
     async with trio.open_nursery() as root:
         listening = False

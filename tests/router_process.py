@@ -55,7 +55,7 @@ def start_router(data_dir: Path, *extra: str, timeout: float = 120) -> RouterPro
         output.append(line)
         if m := re.search(r"\b((?:user|team)\.[A-Za-z0-9_-]{43})\b", line):
             key = m.group(1)
-        if m := re.search(r"ready in [\d.]+s on (http://\S+)", line):
+        if m := re.search(r"ready in [\d.]+s on (https?://\S+)", line):
             import threading
 
             # Keep draining its output so the router never blocks on a full pipe.
