@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from auxot import ir
-from auxot.codecs import anthropic, openai_chat
+from auxot.codecs import anthropic, anthropic_stream, openai_chat
 from auxot.errors import AuxotError, InvalidRequest
 
 from test_openai_codec import json_values
@@ -150,7 +150,7 @@ def test_fuzzed_bodies_raise_only_dialect_errors(value: object) -> None:
         anthropic.decode_response(value)
     except AuxotError:
         pass
-    decoder = anthropic.StreamDecoder()
+    decoder = anthropic_stream.StreamDecoder()
     for name in ("message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", None):
         decoder.feed(name, value)
     decoder.end()

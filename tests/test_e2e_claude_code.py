@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from auxot.config import user_cache_dir
+from npm_cli import npm_cli
 from router_process import RouterProcess
 
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
@@ -20,16 +19,7 @@ CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
 
 @pytest.fixture(scope="session")
 def claude_bin() -> Path:
-    if configured := os.environ.get("AUXOT_CLAUDE_BIN"):
-        return Path(configured)
-    prefix = user_cache_dir() / "npm"
-    binary = prefix / "node_modules" / ".bin" / "claude"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install Claude Code for this test (Debian: apt-get install npm)"
-        subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", CLAUDE_CODE],
-                       check=True, capture_output=True, timeout=300)
-    return binary
+    return npm_cli(CLAUDE_CODE, "claude", "npm", "AUXOT_CLAUDE_BIN")
 
 
 def test_claude_code_print_mode_is_served_by_llama_server(router: RouterProcess, claude_bin: Path, tmp_path: Path) -> None:

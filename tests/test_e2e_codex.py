@@ -6,13 +6,12 @@ tools) needs a bigger context than the default, so this router gets its own conf
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from auxot.config import user_cache_dir
+from npm_cli import npm_cli
 from router_process import start_router
 
 CODEX = "@openai/codex@0.169.0"
@@ -20,16 +19,7 @@ CODEX = "@openai/codex@0.169.0"
 
 @pytest.fixture(scope="session")
 def codex_bin() -> Path:
-    if configured := os.environ.get("AUXOT_CODEX_BIN"):
-        return Path(configured)
-    prefix = user_cache_dir() / "npm-codex"
-    binary = prefix / "node_modules" / ".bin" / "codex"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install Codex for this test (Debian: apt-get install npm)"
-        subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", CODEX],
-                       check=True, capture_output=True, timeout=300)
-    return binary
+    return npm_cli(CODEX, "codex", "npm-codex", "AUXOT_CODEX_BIN")
 
 
 def test_codex_exec_completes_a_turn_through_the_responses_api(codex_bin: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from auxot import sse
-from auxot.codecs import anthropic, openai_chat, responses
+from auxot.codecs import anthropic_stream, openai_chat_stream, responses
 from auxot.codecs.upstream import UpstreamStream
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,11 +27,11 @@ CLIENTS = ("openai", "anthropic", "responses")
 
 def client_encoder(client: str):  # type: ignore[no-untyped-def]
     if client == "openai":
-        return openai_chat.StreamEncoder("chatcmpl-auxot-golden", 1700000000, "golden-model", include_usage=True)
+        return openai_chat_stream.StreamEncoder("chatcmpl-auxot-golden", 1700000000, "golden-model", include_usage=True)
     if client == "responses":
         ids = itertools.count()
         return responses.StreamEncoder("resp_golden", 1700000000, "golden-model", None, lambda prefix: f"{prefix}_{next(ids)}")
-    return anthropic.StreamEncoder("msg_auxot_golden", "golden-model")
+    return anthropic_stream.StreamEncoder("msg_auxot_golden", "golden-model")
 
 
 def translate(raw: bytes, upstream: str, client: str, seed: int) -> bytes:

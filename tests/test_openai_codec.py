@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from auxot import ir
-from auxot.codecs import openai_chat
+from auxot.codecs import openai_chat, openai_chat_stream
 from auxot.errors import AuxotError, InvalidRequest
 
 def full_request() -> dict:
@@ -122,7 +122,7 @@ def test_decoders_only_ever_raise_dialect_errors(value: object) -> None:
         openai_chat.decode_response(value)
     except AuxotError:
         pass
-    decoder = openai_chat.StreamDecoder(lambda: "call_x")
+    decoder = openai_chat_stream.StreamDecoder(lambda: "call_x")
     decoder.feed(value)
     decoder.end()
 

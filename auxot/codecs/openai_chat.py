@@ -1,16 +1,14 @@
 """OpenAI Chat Completions ⇄ IR.
 
-Pure: requests and responses are plain JSON values (dicts) in and out; streams
-are decoded chunk by chunk (:class:`StreamDecoder`) and encoded event by event
-(:class:`StreamEncoder`).  Field-by-field mappings and what cannot be carried
+Pure: requests and responses are plain JSON values (dicts) in and out.  Streams
+live in :mod:`.openai_chat_stream`, which builds on the mappings here.  Field-by-field mappings and what cannot be carried
 are written down in spec/mapping.md; the section names are cited below as
 ``mapping §...``.
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Callable
+from typing import Any
 
 from .. import ir
 from ..errors import AuxotError, ErrorKind, InvalidRequest
@@ -225,13 +223,18 @@ def _decode_tool(raw: Any, path: str) -> ir.Tool:
     raw = check.obj(raw, path)
     if raw.get("type", "function") != "function":
         raise InvalidRequest(f"{path}.type {raw.get('type')!r} is not supported; only 'function'", param=f"{path}.type")
-    fn = check.obj(raw.get("function"), f"{path}.function", required=True)
+    return decode_function(check.obj(raw.get("function"), f"{path}.function", required=True), f"{path}.function")
+
+
+def decode_function(fn: dict[str, Any], path: str) -> ir.Tool:
+    """``{name, description, parameters, strict}``: nested under ``function`` here,
+    flat in the Responses dialect."""
     params = fn.get("parameters")
     return ir.Tool(
-        name=check.string(fn.get("name"), f"{path}.function.name", required=True),
-        description=check.string(fn.get("description"), f"{path}.function.description"),
-        parameters=check.obj(params, f"{path}.function.parameters") if params is not None else None,
-        strict=check.boolean(fn.get("strict"), f"{path}.function.strict"),
+        name=check.string(fn.get("name"), f"{path}.name", required=True),
+        description=check.string(fn.get("description"), f"{path}.description"),
+        parameters=check.obj(params, f"{path}.parameters") if params is not None else None,
+        strict=check.boolean(fn.get("strict"), f"{path}.strict"),
     )
 
 
@@ -255,14 +258,19 @@ def _decode_response_format(raw: Any) -> ir.ResponseFormat | None:
         return ir.ResponseFormat(kind)
     if kind == "json_schema":
         spec = check.obj(raw.get("json_schema"), "response_format.json_schema", required=True)
-        schema = spec.get("schema")
-        return ir.ResponseFormat(
-            "json_schema",
-            schema=check.obj(schema, "response_format.json_schema.schema") if schema is not None else None,
-            name=check.string(spec.get("name"), "response_format.json_schema.name"),
-            strict=check.boolean(spec.get("strict"), "response_format.json_schema.strict"),
-        )
+        return decode_json_schema(spec, "response_format.json_schema")
     raise InvalidRequest(f"response_format.type must be text, json_object or json_schema; got {kind!r}", param="response_format.type")
+
+
+def decode_json_schema(spec: dict[str, Any], path: str) -> ir.ResponseFormat:
+    """``{name, schema, strict}``: under ``json_schema`` here, flat in Responses' ``text.format``."""
+    schema = spec.get("schema")
+    return ir.ResponseFormat(
+        "json_schema",
+        schema=check.obj(schema, f"{path}.schema") if schema is not None else None,
+        name=check.string(spec.get("name"), f"{path}.name"),
+        strict=check.boolean(spec.get("strict"), f"{path}.strict"),
+    )
 
 
 def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
@@ -435,163 +443,3 @@ def decode_response(body: Any) -> ir.Response:
         stop_reason=FINISH_TO_STOP.get(choice["finish_reason"]) if isinstance(choice.get("finish_reason"), str) else None,
         usage=decode_usage(body.get("usage")),
     )
-
-
-# --- streams -----------------------------------------------------------------
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-class StreamDecoder:
-    """Chat Completions chunks (parsed ``data:`` payloads) → IR events.
-
-    Synthesises block boundaries: a change from reasoning to text, or a new tool
-    call index, closes the open block and opens the next one.  Call
-    :meth:`end` at ``[DONE]`` or end of body: the stop event is emitted only
-    then, because the usage chunk arrives after the finish_reason chunk.
-    """
-
-    def __init__(self, id_factory: Callable[[], str]) -> None:
-        self._new_id = id_factory
-        self._started = False
-        self._open: tuple[str, int] | None = None  # (kind, block index)
-        self._next_block = 0
-        self._tool_blocks: dict[int, int] = {}
-        self._finish: str | None = None
-        self._usage = ir.Usage()
-        self._ended = False
-
-    def feed(self, chunk: Any) -> list[ir.Event]:
-        """One parsed chunk.  Malformed fields from the upstream are treated as
-        absent rather than trusted; they never raise."""
-        if not isinstance(chunk, dict):
-            return []
-        events: list[ir.Event] = []
-        if "error" in chunk and not chunk.get("choices"):
-            err = chunk["error"]
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            self._ended = True
-            return [ir.StreamError(ErrorKind.UPSTREAM, f"upstream error: {message}")]
-        if not self._started:
-            self._started = True
-            events.append(ir.MessageStart(str(chunk.get("model") or "")))
-        if chunk.get("usage"):
-            self._usage = decode_usage(chunk["usage"])
-        for choice in _list(chunk.get("choices")):
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = _dict(choice.get("delta"))
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                index = self._ensure("thinking", events)
-                events.append(ir.ThinkingDelta(index, reasoning))
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                index = self._ensure("text", events)
-                events.append(ir.TextDelta(index, text))
-            for position, call in enumerate(_list(delta.get("tool_calls"))):
-                if isinstance(call, dict):
-                    self._tool_call(call, position, events)
-            if choice.get("finish_reason"):
-                self._finish = str(choice["finish_reason"])
-                self._close(events)
-        return events
-
-    def _tool_call(self, call: dict[str, Any], position: int, events: list[ir.Event]) -> None:
-        tool_index = call.get("index", position)
-        if not isinstance(tool_index, int):
-            tool_index = position
-        fn = _dict(call.get("function"))
-        if tool_index not in self._tool_blocks:
-            self._close(events)
-            block = self._next_block
-            self._next_block += 1
-            self._tool_blocks[tool_index] = block
-            self._open = ("tool", block)
-            call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else self._new_id()
-            name = fn.get("name") if isinstance(fn.get("name"), str) else ""
-            events.append(ir.ToolCallStart(block, call_id, name))
-        arguments = fn.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            events.append(ir.ToolArgumentsDelta(self._tool_blocks[tool_index], arguments))
-
-    def _ensure(self, kind: str, events: list[ir.Event]) -> int:
-        if self._open is not None and self._open[0] == kind:
-            return self._open[1]
-        self._close(events)
-        block = self._next_block
-        self._next_block += 1
-        self._open = (kind, block)
-        events.append(ir.TextStart(block) if kind == "text" else ir.ThinkingStart(block))
-        return block
-
-    def _close(self, events: list[ir.Event]) -> None:
-        if self._open is not None:
-            events.append(ir.BlockStop(self._open[1]))
-            self._open = None
-
-    def end(self) -> list[ir.Event]:
-        """The upstream said [DONE] or closed its body."""
-        if self._ended:
-            return []
-        self._ended = True
-        events: list[ir.Event] = []
-        if not self._started:
-            return [ir.StreamError(ErrorKind.UPSTREAM, "upstream ended the stream before any output")]
-        self._close(events)
-        if self._finish is None:
-            events.append(ir.StreamError(ErrorKind.UPSTREAM, "upstream ended the stream without a finish_reason"))
-        else:
-            stop = FINISH_TO_STOP.get(self._finish, ir.StopReason.END_TURN)
-            events.append(ir.MessageStop(stop, None, self._usage))
-        return events
-
-
-class StreamEncoder:
-    """IR events → Chat Completions SSE bytes (``data: {...}`` … ``data: [DONE]``)."""
-
-    def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
-        self._prefix = f'{{"id":{ir.dumps(response_id)},"object":"chat.completion.chunk","created":{created},"model":{ir.dumps(model)},"choices":['
-        self._include_usage = include_usage
-        self._tool_numbers: dict[int, int] = {}
-        self._tools = itertools.count()
-        self._usage = ir.Usage()
-
-    def _chunk(self, delta: str, finish: str | None = None, usage: str = "") -> bytes:
-        finish_json = "null" if finish is None else f'"{finish}"'
-        tail = f',"usage":{usage}' if usage else ""
-        return f'data: {self._prefix}{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish_json}}}]{tail}}}\n\n'.encode()
-
-    def encode(self, event: ir.Event) -> bytes:
-        match event:
-            case ir.TextDelta(text=text):
-                return self._chunk(f'{{"content":{ir.dumps(text)}}}')
-            case ir.MessageStart(usage=usage):
-                self._usage = usage
-                return self._chunk('{"role":"assistant","content":""}')
-            case ir.ThinkingDelta(text=text):
-                return self._chunk(f'{{"reasoning_content":{ir.dumps(text)}}}') if text else b""
-            case ir.ToolCallStart(index=block, id=call_id, name=name):
-                number = self._tool_numbers[block] = next(self._tools)
-                call = {"index": number, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-                return self._chunk(ir.dumps({"tool_calls": [call]}))
-            case ir.ToolArgumentsDelta(index=block, json=fragment):
-                call = {"index": self._tool_numbers.get(block, 0), "function": {"arguments": fragment}}
-                return self._chunk(ir.dumps({"tool_calls": [call]}))
-            case ir.MessageStop(stop_reason=stop, usage=usage):
-                usage_json = ir.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
-                out = self._chunk("{}", STOP_TO_FINISH.get(stop, "stop") if stop else "stop", usage_json)
-                if self._include_usage:
-                    out += f"data: {self._prefix}],\"usage\":{usage_json}}}\n\n".encode()
-                return out + b"data: [DONE]\n\n"
-            case ir.StreamError(kind=kind, message=message):
-                # mapping §stream-errors: an error payload, then the stream ends without [DONE].
-                return f"data: {ir.dumps(error_fields(kind, message))}\n\n".encode()
-            case _:
-                return b""

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .. import ir
 from ..errors import InvalidRequest
 from . import check
-from .openai_chat import error_body, image_from_url  # the Responses error envelope is OpenAI's
+from .openai_chat import decode_function, decode_json_schema, error_body, image_from_url  # OpenAI's error envelope
 
 __all__ = ["decode_request", "encode_response", "StreamEncoder", "error_body", "conversation_items"]
 
@@ -174,13 +174,7 @@ def _decode_tool(raw: Any, path: str) -> ir.Tool | None:
         return None  # mapping §responses: hosted tools run on OpenAI's side; no provider here can serve them
     if kind != "function":
         raise InvalidRequest(f"{path}.type {kind!r} is not supported", param=f"{path}.type")
-    params = tool.get("parameters")
-    return ir.Tool(
-        name=check.string(tool.get("name"), f"{path}.name", required=True),
-        description=check.string(tool.get("description"), f"{path}.description"),
-        parameters=check.obj(params, f"{path}.parameters") if params is not None else None,
-        strict=check.boolean(tool.get("strict"), f"{path}.strict"),
-    )
+    return decode_function(tool, path)
 
 
 def _decode_tool_choice(raw: Any) -> ir.ToolChoice | None:
@@ -201,9 +195,7 @@ def _decode_format(raw: Any) -> ir.ResponseFormat | None:
     if kind in ("text", "json_object"):
         return ir.ResponseFormat(kind)
     if kind == "json_schema":
-        schema = fmt.get("schema")
-        return ir.ResponseFormat("json_schema", check.obj(schema, "text.format.schema") if schema is not None else None,
-                                 check.string(fmt.get("name"), "text.format.name"), check.boolean(fmt.get("strict"), "text.format.strict"))
+        return decode_json_schema(fmt, "text.format")
     raise InvalidRequest(f"text.format.type must be text, json_object or json_schema; got {kind!r}", param="text.format.type")
 
 
@@ -282,7 +274,8 @@ class StreamEncoder:
         self._new_id = item_ids
         self._seq = 0
         self._items: dict[int, dict[str, Any]] = {}  # IR block index → output item being built
-        self._order: list[int] = []
+        self._order: list[int] = []  # IR block indices in output order
+        self._position: dict[int, int] = {}  # IR block index → output_index
         self._texts: dict[int, list[str]] = {}
         self._usage = ir.Usage()
 
@@ -295,6 +288,7 @@ class StreamEncoder:
 
     def _open(self, block: int, item: dict[str, Any]) -> bytes:
         self._items[block] = item
+        self._position[block] = len(self._order)
         self._order.append(block)
         self._texts[block] = []
         return self._event("response.output_item.added", output_index=len(self._order) - 1, item=item)
@@ -304,18 +298,18 @@ class StreamEncoder:
             case ir.TextDelta(index=block, text=text):
                 self._texts[block].append(text)
                 item = self._items[block]
-                return self._event("response.output_text.delta", item_id=item["id"], output_index=self._order.index(block),
+                return self._event("response.output_text.delta", item_id=item["id"], output_index=self._position[block],
                                    content_index=0, delta=text, logprobs=[])
             case ir.ToolArgumentsDelta(index=block, json=fragment):
                 self._texts[block].append(fragment)
                 return self._event("response.function_call_arguments.delta", item_id=self._items[block]["id"],
-                                   output_index=self._order.index(block), delta=fragment)
+                                   output_index=self._position[block], delta=fragment)
             case ir.ThinkingDelta(index=block, text=text):
                 if not text:
                     return b""
                 self._texts[block].append(text)
                 return self._event("response.reasoning_summary_text.delta", item_id=self._items[block]["id"],
-                                   output_index=self._order.index(block), summary_index=0, delta=text)
+                                   output_index=self._position[block], summary_index=0, delta=text)
             case ir.MessageStart(usage=usage):
                 self._usage = usage
                 return (self._event("response.created", response=self._response)
@@ -362,7 +356,7 @@ class StreamEncoder:
         if block not in self._items:
             return b""
         final = self._final(block)
-        index = self._order.index(block)
+        index = self._position[block]
         text = "".join(self._texts[block])
         out = b""
         if final["type"] == "message":

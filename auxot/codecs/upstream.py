@@ -13,7 +13,7 @@ from typing import Callable
 
 from .. import ir, sse
 from ..errors import ErrorKind
-from . import anthropic, openai_chat
+from . import anthropic_stream, openai_chat_stream
 
 
 class UpstreamStream:
@@ -22,8 +22,8 @@ class UpstreamStream:
             raise ValueError(f"unknown upstream dialect {dialect!r}")
         self.dialect = dialect
         self._sse = sse.Decoder(max_event_bytes)
-        self._openai = openai_chat.StreamDecoder(id_factory)
-        self._anthropic = anthropic.StreamDecoder()
+        self._openai = openai_chat_stream.StreamDecoder(id_factory)
+        self._anthropic = anthropic_stream.StreamDecoder()
         self.finished = False  # a stop or an error was emitted; nothing more follows
 
     def feed(self, data: bytes) -> list[ir.Event]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import scheduler
 from ..asgi import Receive, Scope, Send, read_json, send_json
-from ..codecs import anthropic
+from ..codecs import anthropic, anthropic_stream
 from ..errors import AuxotError, ProviderError
 from .relay import relay, send_error
 
@@ -28,7 +28,7 @@ async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None
         return
     message_id = app.new_id("msg_auxot_")
     if request.stream:
-        encoder = anthropic.StreamEncoder(message_id, provider.served_model(request.model))
+        encoder = anthropic_stream.StreamEncoder(message_id, provider.served_model(request.model))
         await relay(receive, send, provider.stream(request), error_body=anthropic.error_body, stream=encoder)
     else:
         await relay(

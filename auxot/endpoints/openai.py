@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import scheduler
 from ..asgi import Receive, Scope, Send, read_json, send_json
-from ..codecs import openai_chat
+from ..codecs import openai_chat, openai_chat_stream
 from ..errors import AuxotError
 from .relay import relay, send_error
 
@@ -26,7 +26,7 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
     response_id = app.new_id("chatcmpl-auxot-")
     created = int(app.clock())
     if request.stream:
-        encoder = openai_chat.StreamEncoder(response_id, created, provider.served_model(request.model), request.include_usage)
+        encoder = openai_chat_stream.StreamEncoder(response_id, created, provider.served_model(request.model), request.include_usage)
         await relay(receive, send, provider.stream(request), error_body=openai_chat.error_body, stream=encoder)
     else:
         await relay(
