@@ -1,4 +1,4 @@
-"""API keys: ``user.<secret>`` and ``team.<secret>``.
+"""API keys: ``user.<secret>`` and ``team.<secret>``; worker keys: ``worker.<secret>``.
 
 The secret is 256 random bits, URL-safe base64.  Only a SHA-256 of the whole key
 is stored; since the secret is high-entropy, a fast hash is enough (nothing to
@@ -12,10 +12,11 @@ import hmac
 import secrets
 
 PREFIXES = ("user", "team")
+WORKER_PREFIX = "worker"  # for GPU workers dialling in at /ws; never valid for the API (nor API keys there)
 
 
 def generate(prefix: str = "user") -> str:
-    if prefix not in PREFIXES:
+    if prefix not in (*PREFIXES, WORKER_PREFIX):
         raise ValueError(f"key prefix must be one of {PREFIXES}")
     return f"{prefix}.{secrets.token_urlsafe(32)}"
 
@@ -24,8 +25,8 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def new_id() -> str:
-    return "key_" + secrets.token_hex(6)
+def new_id(prefix: str = "key_") -> str:
+    return prefix + secrets.token_hex(6)
 
 
 def matches(key: str, stored_digest: str) -> bool:
@@ -37,8 +38,22 @@ def shape_problem(key: str) -> str | None:
     """Why a presented string cannot be a key at all, or None.  The message
     never contains the key itself."""
     prefix, dot, secret = key.partition(".")
+    if prefix == WORKER_PREFIX:
+        return "this is a worker key, for `python -m auxot worker`; API calls take a 'user.' or 'team.' key"
     if not dot or prefix not in PREFIXES:
         return "API keys start with 'user.' or 'team.'; the key presented has an unknown prefix"
     if len(secret) < 32:
         return "the key presented is too short to be an auxot key; was it truncated?"
+    return None
+
+
+def worker_shape_problem(key: str) -> str | None:
+    """Why a string presented at /ws cannot be a worker key, or None."""
+    prefix, dot, secret = key.partition(".")
+    if prefix in PREFIXES:
+        return "this is an API key; workers connect with a 'worker.' key (python -m auxot keys create --worker)"
+    if prefix != WORKER_PREFIX or not dot:
+        return "worker keys start with 'worker.'; the key presented has an unknown prefix"
+    if len(secret) < 32:
+        return "the key presented is too short to be a worker key; was it truncated?"
     return None

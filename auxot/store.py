@@ -1,17 +1,23 @@
-"""The SQLite store (stdlib ``sqlite3``, WAL): API keys now, the usage ledger later.
+"""The SQLite store (stdlib ``sqlite3``, WAL): API keys, worker keys and the usage ledger.
 
-The schema is versioned with ``PRAGMA user_version`` and migrated on open.
-Every call is synchronous and guarded by a lock; the async server calls it via
-``trio.to_thread.run_sync`` so database work never blocks the event loop.
+The schema is versioned with ``PRAGMA user_version`` and migrated on open, each
+migration in one transaction; a database from a newer auxot is refused rather
+than misread.  Every call is synchronous and guarded by a lock; the async
+server calls it via ``trio.to_thread.run_sync`` so database work never blocks
+the event loop.  The connection is in autocommit mode: each ledger row is
+committed by its own INSERT, so a router killed with SIGKILL loses only the
+rows of requests that had not ended.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import keys
 
@@ -27,7 +33,57 @@ MIGRATIONS = [
         revoked_at REAL
     );
     """,
+    # 2: per-key team, expiry, allowed models and limits; rotation; the usage ledger.
+    """
+    ALTER TABLE api_keys ADD COLUMN team TEXT;
+    ALTER TABLE api_keys ADD COLUMN expires_at REAL;
+    ALTER TABLE api_keys ADD COLUMN models TEXT;
+    ALTER TABLE api_keys ADD COLUMN rpm INTEGER;
+    ALTER TABLE api_keys ADD COLUMN tpm INTEGER;
+    ALTER TABLE api_keys ADD COLUMN rotated_at REAL;
+    ALTER TABLE api_keys ADD COLUMN previous_digest TEXT;
+    CREATE INDEX api_keys_previous_digest ON api_keys (previous_digest);
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        key_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        model_requested TEXT,
+        model_served TEXT,
+        provider TEXT,
+        input_tokens INTEGER,  -- every prompt token, cached ones included
+        cached_tokens INTEGER,  -- of which read from or written to the provider's prompt cache
+        output_tokens INTEGER,
+        ttft_ms REAL,
+        latency_ms REAL,
+        status INTEGER,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX usage_by_time ON usage (started_at);
+    CREATE INDEX usage_by_key ON usage (key_id, started_at);
+    """,
+    # 3: worker keys (remote GPU workers at /ws): their own table, so a worker key can
+    # never call the API and an API key can never register a worker.
+    """
+    CREATE TABLE IF NOT EXISTS worker_keys (
+        id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    """,
 ]
+
+_KEY_COLUMNS = "id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at"
+USAGE_COLUMNS = (
+    "started_at", "key_id", "endpoint", "model_requested", "model_served", "provider",
+    "input_tokens", "cached_tokens", "output_tokens", "ttft_ms", "latency_ms", "status", "outcome",
+)
+
+
+class StoreError(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -37,6 +93,26 @@ class KeyRecord:
     name: str
     created_at: float
     revoked_at: float | None
+    team: str | None = None
+    expires_at: float | None = None
+    models: tuple[str, ...] = ()  # empty: every model
+    rpm: int | None = None  # None: unlimited
+    tpm: int | None = None
+    rotated_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> KeyRecord:
+        key_id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at = row
+        return cls(key_id, prefix, name, created_at, revoked_at, team, expires_at,
+                   tuple(json.loads(models)) if models else (), rpm, tpm, rotated_at)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A presented key's record, and whether it matched only a rotated-away secret."""
+
+    record: KeyRecord
+    rotated_away: bool = False
 
 
 class Store:
@@ -44,13 +120,19 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
         self._lock = threading.Lock()
+        self._key_writes = 0  # this process's own changes to keys (see version())
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit is in the OS once the INSERT returns, so
+            # it survives the process being killed (only power loss can undo it).
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            self._migrate(path)
 
-    def _migrate(self) -> None:
+    def _migrate(self, path: Path) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            self._db.close()
+            raise StoreError(f"{path} has schema version {version}, newer than this auxot knows ({len(MIGRATIONS)}); upgrade auxot")
         for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -66,14 +148,22 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def create_key(self, name: str, prefix: str = "user") -> tuple[KeyRecord, str]:
+    # --- keys --------------------------------------------------------------
+
+    def create_key(
+        self, name: str, prefix: str = "user", *, team: str | None = None, expires_at: float | None = None,
+        models: tuple[str, ...] = (), rpm: int | None = None, tpm: int | None = None,
+    ) -> tuple[KeyRecord, str]:
         """Returns the record and the key itself, which is never stored."""
         key = keys.generate(prefix)
-        record = KeyRecord(keys.new_id(), prefix, name, time.time(), None)
+        record = KeyRecord(keys.new_id(), prefix, name, time.time(), None, team, expires_at, tuple(models), rpm, tpm)
         with self._lock:
+            self._key_writes += 1
             self._db.execute(
-                "INSERT INTO api_keys (id, digest, prefix, name, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.id, keys.digest(key), prefix, name, record.created_at),
+                "INSERT INTO api_keys (id, digest, prefix, name, created_at, team, expires_at, models, rpm, tpm)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.id, keys.digest(key), prefix, name, record.created_at, team, expires_at,
+                 json.dumps(list(models)) if models else None, rpm, tpm),
             )
         return record, key
 
@@ -83,21 +173,149 @@ class Store:
 
     def list_keys(self) -> list[KeyRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT id, prefix, name, created_at, revoked_at FROM api_keys ORDER BY created_at").fetchall()
-        return [KeyRecord(*row) for row in rows]
+            rows = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
+        return [KeyRecord.from_row(row) for row in rows]
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return None if row is None else KeyRecord.from_row(row)
 
     def revoke_key(self, key_id: str) -> bool:
         with self._lock:
+            self._key_writes += 1
             cur = self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
         return cur.rowcount == 1
 
+    def rotate_key(self, key_id: str) -> tuple[KeyRecord, str] | None:
+        """A new secret for an active key: same id, name, expiry, models and limits.
+        The old secret stops working at once (it is remembered only to say so)."""
+        with self._lock:
+            row = self._db.execute("SELECT prefix FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,)).fetchone()
+            if row is None:
+                return None
+            key = keys.generate(row[0])
+            self._key_writes += 1
+            self._db.execute(
+                "UPDATE api_keys SET previous_digest = digest, digest = ?, rotated_at = ? WHERE id = ?",
+                (keys.digest(key), time.time(), key_id),
+            )
+            record = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return KeyRecord.from_row(record), key
+
     def lookup(self, key: str) -> KeyRecord | None:
-        """The record for a presented key (revoked ones included), or None."""
+        """The record for a presented key (revoked and expired ones included), or None."""
+        found = self.find(key)
+        return None if found is None or found.rotated_away else found.record
+
+    def find(self, key: str) -> Lookup | None:
+        """Like :meth:`lookup`, but also recognises a secret that was rotated away."""
         presented = keys.digest(key)
         with self._lock:
-            row = self._db.execute(
-                "SELECT id, prefix, name, created_at, revoked_at, digest FROM api_keys WHERE digest = ?", (presented,)
-            ).fetchone()
-        if row is None or not keys.matches(key, row[5]):
+            row = self._db.execute(f"SELECT {_KEY_COLUMNS}, digest FROM api_keys WHERE digest = ?", (presented,)).fetchone()
+            if row is None:
+                row = self._db.execute(
+                    f"SELECT {_KEY_COLUMNS}, previous_digest FROM api_keys WHERE previous_digest = ?", (presented,)
+                ).fetchone()
+                rotated_away = True
+            else:
+                rotated_away = False
+        if row is None or not keys.matches(key, row[-1]):
             return None
-        return KeyRecord(*row[:5])
+        return Lookup(KeyRecord.from_row(row[:-1]), rotated_away)
+
+    def version(self, *, wait: bool = True) -> tuple[int, int] | None:
+        """A value that changes whenever anything in the database may have changed:
+        SQLite's ``data_version`` (moves on every commit by another connection, such
+        as ``keys revoke`` in another process) and a count of this
+        process's own changes to keys (the ledger's own inserts do not count: they
+        would empty a key cache on every request).  With ``wait=False`` it returns None instead of waiting
+        for a lock another thread holds (so the event loop may call it: ~3 µs)."""
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._key_writes
+        finally:
+            self._lock.release()
+
+    # --- the usage ledger ----------------------------------------------------
+
+    def record_usage(self, row: dict[str, Any]) -> None:
+        """One ledger row, committed before this returns."""
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})",
+                tuple(row[c] for c in USAGE_COLUMNS),
+            )
+
+    def usage_rows(self, *, key_id: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Matching rows, oldest first; with ``limit``, only the newest ``limit``."""
+        where, args = _usage_filter(key_id, since)
+        sql = f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage{where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [dict(zip(USAGE_COLUMNS, row)) for row in reversed(rows)]
+
+    def usage_totals(self, *, key_id: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Per key: requests, errors, tokens in and out, mean latency."""
+        where, args = _usage_filter(key_id, since)
+        sql = (
+            "SELECT key_id, count(*), sum(outcome != 'ok'), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+            f" avg(latency_ms) FROM usage{where} GROUP BY key_id ORDER BY key_id"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        names = ("key_id", "requests", "not_ok", "input_tokens", "output_tokens", "mean_latency_ms")
+        return [dict(zip(names, row)) for row in rows]
+
+    # --- worker keys --------------------------------------------------------
+
+    def create_worker_key(self, name: str) -> tuple[KeyRecord, str]:
+        key = keys.generate(keys.WORKER_PREFIX)
+        record = KeyRecord(keys.new_id("wkey_"), keys.WORKER_PREFIX, name, time.time(), None)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO worker_keys (id, digest, name, created_at) VALUES (?, ?, ?, ?)",
+                (record.id, keys.digest(key), name, record.created_at),
+            )
+        return record, key
+
+    def list_worker_keys(self) -> list[KeyRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, created_at, revoked_at FROM worker_keys ORDER BY created_at").fetchall()
+        return [KeyRecord(row[0], keys.WORKER_PREFIX, *row[1:]) for row in rows]
+
+    def revoke_worker_key(self, key_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("UPDATE worker_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
+        return cur.rowcount == 1
+
+    def lookup_worker_key(self, key: str) -> KeyRecord | None:
+        """The record for a presented worker key (revoked ones included), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, created_at, revoked_at, digest FROM worker_keys WHERE digest = ?", (keys.digest(key),)
+            ).fetchone()
+        if row is None or not keys.matches(key, row[4]):
+            return None
+        return KeyRecord(row[0], keys.WORKER_PREFIX, *row[1:4])
+
+    def worker_key_revoked(self, key_id: str) -> bool:
+        """True once the key is revoked (or gone): a connected worker is then dropped."""
+        with self._lock:
+            row = self._db.execute("SELECT revoked_at FROM worker_keys WHERE id = ?", (key_id,)).fetchone()
+        return row is None or row[0] is not None
+
+
+def _usage_filter(key_id: str | None, since: float | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if key_id is not None:
+        clauses.append("key_id = ?")
+        args.append(key_id)
+    if since is not None:
+        clauses.append("started_at >= ?")
+        args.append(since)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)

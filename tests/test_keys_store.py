@@ -1,7 +1,9 @@
 from pathlib import Path
 
+import pytest
+
 from auxot import keys
-from auxot.store import MIGRATIONS, Store
+from auxot.store import MIGRATIONS, USAGE_COLUMNS, Store, StoreError
 
 
 def test_keys_have_256_bits_and_a_prefix() -> None:
@@ -36,4 +38,98 @@ def test_schema_is_versioned_and_reopening_does_not_migrate_twice(tmp_path: Path
     store = Store(path)
     assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def v1_database(path: Path) -> str:
+    """A database exactly as auxot's schema version 1 left it, with one key in it."""
+    import sqlite3
+
+    db = sqlite3.connect(str(path), isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(MIGRATIONS[0])
+    key = keys.generate("user")
+    db.execute("INSERT INTO api_keys (id, digest, prefix, name, created_at) VALUES ('key_old', ?, 'user', 'old', 1.0)",
+               (keys.digest(key),))
+    db.execute("PRAGMA user_version = 1")
+    db.close()
+    return key
+
+
+def test_a_version_1_database_migrates_and_keeps_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    key = v1_database(path)
+    store = Store(path)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
+    record = store.lookup(key)
+    assert record is not None and record.id == "key_old" and record.name == "old"
+    assert (record.models, record.rpm, record.tpm, record.expires_at, record.team) == ((), None, None, None, None)
+    store.record_usage({c: None for c in USAGE_COLUMNS} | {"started_at": 1.0, "key_id": "key_old", "endpoint": "e", "outcome": "ok"})
+    assert len(store.usage_rows()) == 1
+    store.close()
+
+
+def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import auxot.store
+
+    path = tmp_path / "db.sqlite3"
+    key = v1_database(path)
+    monkeypatch.setattr(auxot.store, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE broken (x); SELECT nonsense FROM nowhere"])
+    with pytest.raises(Exception, match="nowhere"):
+        Store(path)
+    monkeypatch.undo()
+    store = Store(path)  # the real migrations were committed; the broken last one was rolled back
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert not store._db.execute("SELECT name FROM sqlite_master WHERE name = 'broken'").fetchall()
+    assert store.lookup(key) is not None
+    store.close()
+
+
+def test_a_database_from_a_newer_auxot_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    Store(path).close()
+    import sqlite3
+
+    db = sqlite3.connect(str(path))
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this auxot knows"):
+        Store(path)
+
+
+def test_keys_keep_their_limits_and_rotation_keeps_the_id(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    record, key = store.create_key("ci", "team", team="infra", expires_at=2e9, models=("a", "b"), rpm=5, tpm=1000)
+    assert store.lookup(key) == record == store.get_key(record.id)
+    assert (record.team, record.models, record.rpm, record.tpm) == ("infra", ("a", "b"), 5, 1000)
+    rotated = store.rotate_key(record.id)
+    assert rotated is not None
+    new_record, new_key = rotated
+    assert new_key.startswith("team.") and new_key != key
+    assert new_record.id == record.id and (new_record.models, new_record.rpm, new_record.expires_at) == (record.models, 5, 2e9)
+    assert new_record.rotated_at is not None
+    assert store.lookup(new_key) == new_record
+    assert store.lookup(key) is None  # the old secret no longer works …
+    found = store.find(key)
+    assert found is not None and found.rotated_away  # … and is recognised, to say why
+    assert store.revoke_key(record.id) and store.rotate_key(record.id) is None  # a revoked key stays revoked
+    assert store.rotate_key("key_nope") is None
+    store.close()
+
+
+def test_ledger_rows_and_totals(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    base = {c: None for c in USAGE_COLUMNS}
+    for i in range(5):
+        store.record_usage(base | {"started_at": 100.0 + i, "key_id": "key_a" if i % 2 == 0 else "key_b", "endpoint": "e",
+                                   "input_tokens": 10, "output_tokens": i, "latency_ms": 10.0 * i, "status": 200,
+                                   "outcome": "ok" if i != 4 else "error"})
+    assert [r["started_at"] for r in store.usage_rows()] == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert [r["started_at"] for r in store.usage_rows(limit=2)] == [103.0, 104.0]  # the newest, oldest first
+    assert [r["started_at"] for r in store.usage_rows(key_id="key_b")] == [101.0, 103.0]
+    assert [r["started_at"] for r in store.usage_rows(since=102.5)] == [103.0, 104.0]
+    totals = {t["key_id"]: t for t in store.usage_totals()}
+    assert totals["key_a"] == {"key_id": "key_a", "requests": 3, "not_ok": 1, "input_tokens": 30, "output_tokens": 6,
+                                    "mean_latency_ms": 20.0}
+    assert totals["key_b"]["requests"] == 2 and totals["key_b"]["output_tokens"] == 4
     store.close()
