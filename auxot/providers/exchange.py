@@ -46,4 +46,8 @@ async def stream_exchange(
             raise ProviderTimeout(f"{who} did not answer in time: {exc}") from None
         if isinstance(exc, ConnectError):
             raise ProviderUnavailable(f"{who} is unreachable: {exc}") from None
-        raise ProviderError(f"{who} broke the HTTP protocol: {exc}") from None
+        # A connection cut before any byte (a process killed, a proxy reset) reads as a
+        # protocol error too; nothing reached the client, so another provider may serve.
+        err = ProviderError(f"{who} broke off the exchange before answering: {exc}")
+        err.retriable = True
+        raise err from None

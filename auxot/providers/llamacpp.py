@@ -33,7 +33,7 @@ from typing import AsyncIterator, Callable
 
 import trio
 
-from .. import ir
+from .. import gpu, ir
 from ..codecs import openai_chat
 from .exchange import stream_exchange
 from ..config import LlamaCppConfig
@@ -55,13 +55,19 @@ def free_port() -> int:
 
 
 class LlamaCppProvider:
-    tier = "gpu"
     kind = "llamacpp"
 
     def __init__(
         self, config: LlamaCppConfig, binary: Path, model: Path, id_factory: Callable[[], str], run_dir: Path | None = None,
+        accelerator: gpu.Accelerator = gpu.CPU,
     ) -> None:
         self.config = config
+        self.tier = config.tier
+        self.order = config.order
+        self.lazy = config.lazy
+        self.idle_ttl = config.idle_ttl
+        self.accelerator = accelerator
+        self.slots_total = config.parallel
         # A router killed with SIGKILL cannot stop its children; the pid file lets
         # the next start of the same data dir find and stop a leftover one.
         self.pidfile = run_dir / f"llamacpp-{config.name}.pid" if run_dir is not None else None
@@ -75,8 +81,9 @@ class LlamaCppProvider:
         self.port: int | None = None
         self.pid: int | None = None
         self.restarts = 0
+        self.lives = 0  # times a child became ready: a failure seen in one life says nothing of the next
+        self.coming_back = False  # restarting after a run that was ready: worth waiting for
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
-        self.slots = trio.CapacityLimiter(config.parallel)
         self._pool: Pool | None = None
         self._ready = trio.Event()
 
@@ -87,7 +94,7 @@ class LlamaCppProvider:
         return [
             str(self.binary), "-m", str(self.model_path), "--host", "127.0.0.1", "--port", str(port),
             "--jinja", "--alias", c.alias, "--parallel", str(c.parallel), "--ctx-size", str(c.ctx_size),
-            *c.extra_args,
+            *gpu.gpu_layer_args(self.accelerator, c.gpu_layers, c.extra_args), *c.extra_args,
         ]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -109,6 +116,7 @@ class LlamaCppProvider:
                 attempt_settled()
                 if ok and trio.current_time() - began > STABLE_AFTER:
                     backoff = BACKOFF_START
+                self.coming_back = ok
                 self.restarts += 1
                 log.warning("%s: llama-server exited; restarting in %.1fs. stderr tail:\n%s",
                             self.name, backoff, "\n".join(list(self.stderr_tail)[-5:]))
@@ -140,6 +148,7 @@ class LlamaCppProvider:
                 if startup.cancelled_caught:
                     self.stderr_tail.append(f"[auxot] not healthy within {self.config.startup_timeout:g}s")
                 if became_ready:
+                    self.lives += 1
                     self.state = "ready"
                     self._ready.set()
                     log.info("%s: llama-server ready on 127.0.0.1:%d (pid %d)", self.name, port, process.pid)
@@ -224,6 +233,19 @@ class LlamaCppProvider:
             return True
         return False
 
+    async def props(self) -> dict[str, object]:
+        """llama-server's own account of itself (``GET /props``): context size,
+        slots, build.  A worker reports it when it registers with a router."""
+        if self.state != "ready" or self._pool is None:
+            raise self._unavailable()
+        try:
+            async with self._pool.request("GET", "/props", first_byte_timeout=10) as resp:
+                raw = await resp.read(4 * 1024 * 1024)
+            props = json.loads(raw) if resp.status == 200 else {}
+        except (HTTPClientError, ValueError):
+            props = {}
+        return props if isinstance(props, dict) else {}
+
     def served_model(self, requested: str) -> str:
         """The model id a response names: llama-server serves one model, whatever it was asked by."""
         return self.model
@@ -231,14 +253,17 @@ class LlamaCppProvider:
     def health(self) -> dict[str, object]:
         return {
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
-            "slots_used": self.slots.borrowed_tokens, "slots_total": int(self.slots.total_tokens),
             "restarts": self.restarts, "pid": self.pid, "port": self.port if self.state == "ready" else None,
+            "accelerator": self.accelerator.as_dict(), "model_file": self.model_path.name,
         }
 
-    def _unavailable(self) -> ProviderUnavailable:
+    def why_unavailable(self) -> str:
         detail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
         hint = f" (last log line: {detail[:200]})" if detail and self.state != "starting" else ""
-        return ProviderUnavailable(f"llama-server provider {self.name!r} is {self.state}, not ready to serve{hint}")
+        return f"llama-server provider {self.name!r} is {self.state}, not ready to serve{hint}"
+
+    def _unavailable(self) -> ProviderUnavailable:
+        return ProviderUnavailable(self.why_unavailable())
 
     # --- serving ------------------------------------------------------------
 
@@ -278,12 +303,11 @@ class LlamaCppProvider:
             req = dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, max_tokens=self.config.default_max_tokens))
         body = json.dumps(openai_chat.encode_request(req, self.model)).encode()
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
-        async with self.slots:
-            async for event in stream_exchange(
-                self._pool, "/v1/chat/completions", headers, body, dialect="openai", id_factory=self._new_id,
-                who=f"llama-server {self.name!r}", status_error=_upstream_error, model=self.model,
-            ):
-                yield event
+        async for event in stream_exchange(
+            self._pool, "/v1/chat/completions", headers, body, dialect="openai", id_factory=self._new_id,
+            who=f"llama-server {self.name!r}", status_error=_upstream_error, model=self.model,
+        ):
+            yield event
 
 
 def _upstream_error(status: int, body: bytes, retry_after: str | None = None) -> UpstreamError:

@@ -1,0 +1,84 @@
+"""The scheduler's TOML: placement (tier, order), lifecycle (lazy, idle_ttl),
+GPU layers and the [scheduler] table, with errors that name the field; and GPU
+detection's parsing of nvidia-smi and the flags llama-server gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auxot import gpu
+from auxot.config import CloudConfig, ConfigError, LlamaCppConfig, SchedulerConfig, load
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "auxot.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_placement_lifecycle_and_scheduler_table(tmp_path: Path) -> None:
+    config = load(write(tmp_path, """
+[scheduler]
+queue_size = 8
+queue_timeout = 5
+max_attempts = 2
+
+[[providers]]
+kind = "llamacpp"
+name = "big"
+order = 2
+lazy = true
+idle_ttl = 300
+gpu_layers = 20
+
+[[providers]]
+kind = "openai-compatible"
+name = "vllm"
+tier = "gpu"
+base_url = "http://127.0.0.1:9/v1"
+models = ["qwen"]
+"""))
+    big, vllm = config.providers
+    assert isinstance(big, LlamaCppConfig) and (big.tier, big.order, big.lazy, big.idle_ttl, big.gpu_layers) == ("gpu", 2, True, 300.0, 20)
+    assert isinstance(vllm, CloudConfig) and (vllm.tier, vllm.order) == ("gpu", 0)
+    assert config.scheduler == SchedulerConfig(queue_size=8, queue_timeout=5.0, max_attempts=2)
+    assert load(None).scheduler == SchedulerConfig() and load(None).providers[0].gpu_layers is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[providers]]\nkind = "llamacpp"\ntier = "tpu"\n', "providers[0].tier must be one of gpu, cli, cloud; got 'tpu'"),
+    ('[[providers]]\nkind = "llamacpp"\ngpu_layers = -1\n', 'providers[0].gpu_layers must be "auto" or a whole number'),
+    ('[[providers]]\nkind = "llamacpp"\nlazy = "yes"\n', "providers[0].lazy must be bool"),
+    ("[scheduler]\nqueue_size = 0\n", "scheduler.queue_size must be positive"),
+    ('[scheduler]\nqueue_timeout = "soon"\n', "scheduler.queue_timeout must be float"),
+    ("scheduler = 3\n", "[scheduler] must be a table"),
+])
+def test_bad_values_name_the_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        load(write(tmp_path, text))
+
+
+def test_nvidia_smi_output_is_parsed() -> None:
+    out = "NVIDIA H100 80GB HBM3, 81559, 550.54.15\nNVIDIA H100 80GB HBM3, 81559, 550.54.15\n\n"
+    devices = gpu.parse_nvidia_smi(out)
+    assert devices == (gpu.Device("NVIDIA H100 80GB HBM3", 81559, "550.54.15"),) * 2
+    assert gpu.parse_nvidia_smi("No devices were found\n") == ()
+
+
+def test_gpu_layers_follow_the_accelerator_unless_the_operator_chose() -> None:
+    cuda = gpu.Accelerator("cuda", (gpu.Device("H100", 81559, "550"),))
+    assert gpu.gpu_layer_args(cuda, None, ()) == ["--n-gpu-layers", "999"]
+    assert gpu.gpu_layer_args(gpu.CPU, None, ()) == ["--n-gpu-layers", "0"]
+    assert gpu.gpu_layer_args(cuda, 12, ()) == ["--n-gpu-layers", "12"]
+    assert gpu.gpu_layer_args(cuda, None, ("-ngl", "4")) == []
+    assert gpu.gpu_layer_args(cuda, None, ("--n-gpu-layers=4",)) == []
+
+
+def test_detect_on_this_machine_agrees_with_nvidia_smi() -> None:
+    import shutil
+
+    found = gpu.detect()
+    assert found.kind == ("cpu" if shutil.which("nvidia-smi") is None else found.kind)
+    assert found.as_dict()["kind"] in ("cpu", "cuda")
