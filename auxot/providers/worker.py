@@ -1,0 +1,239 @@
+"""A remote GPU worker, as the router sees it: one provider per connected worker.
+
+The worker dialled in over WebSocket (``endpoints/workers_ws.py`` owns that
+connection and feeds this object what arrives); ``stream()`` sends a job and
+yields the IR events that come back for it.  Many jobs share the connection,
+told apart by job id.
+
+Each job has a bounded channel and a flow-control window (``auxot/flow.py``):
+the connection's reader never blocks on a slow client, and the router never
+holds more than ``window`` events of one answer.  Credits go back to the worker
+as the client's response pump takes events.
+
+Failures keep the provider contract: before a job's first event they are
+raised (``ProviderUnavailable`` when the worker is lost — retriable, so the
+scheduler may fail over); after it they end the stream with ``ir.StreamError``.
+A job the client abandons (the generator is closed early) is cancelled at the
+worker, which cancels its llama-server request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import trio
+
+from .. import ir
+from ..codecs import worker_wire as wire
+from ..config import WorkersConfig
+from ..errors import ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable, UpstreamError
+from ..flow import FlowError, ReceiveWindow
+
+log = logging.getLogger("auxot.worker")
+
+SendFrame = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Done:
+    pass
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: ProviderError
+
+
+@dataclass(frozen=True)
+class _Lost:
+    reason: str
+
+
+class _Job:
+    def __init__(self, window: int) -> None:
+        self.window = ReceiveWindow(window)
+        # Room for a full window of events plus the one message that ends the job
+        # (done, fail, or the connection's loss), so delivering never blocks.
+        self.send, self.receive = trio.open_memory_channel[Any](window + 1)
+        self.ended = False  # a done / fail / loss was delivered
+
+    def put(self, item: Any) -> None:
+        if self.ended:
+            raise FlowError("a message arrived for a job that had already ended")
+        if isinstance(item, (_Done, _Failed, _Lost)):
+            self.ended = True
+        else:
+            self.window.received()
+        self.send.send_nowait(item)
+
+
+class WorkerProvider:
+    kind = "worker"
+    tier = "gpu"
+
+    def __init__(
+        self, hello: wire.Message, *, name: str, address: str, settings: WorkersConfig, send_frame: SendFrame,
+        key_id: str, clock: Callable[[], float] = time.time,
+    ) -> None:
+        body = hello.body
+        self.name = name
+        self.models: tuple[str, ...] = tuple(body["models"])
+        self.slots_total: int = body["slots"]
+        self.ctx_size: int | None = body.get("ctx_size")
+        self.version: str = body["version"]
+        self.protocol: int = body["protocol"]
+        self.facts: dict[str, Any] = body.get("facts", {})
+        self.worker_state: str = body["state"]  # its llama-server's state, as it reports
+        self.instance: str | None = body.get("instance")  # random per worker process
+        self.disconnect: Callable[[str], None] = lambda reason: None  # set by the connection
+        self.address = address
+        self.key_id = key_id
+        self.settings = settings
+        self._send_frame = send_frame
+        self._clock = clock
+        self.connected = True
+        self.connected_at = clock()
+        self.last_heartbeat = clock()  # wall time of the last message from the worker
+        self.disconnected_at: float | None = None
+        self.disconnect_reason: str | None = None
+        self._jobs: dict[str, _Job] = {}
+        self._ids = itertools.count(1)
+        self._gone = trio.Event()
+        self.jobs_started = 0
+        self.jobs_lost = 0  # jobs in flight when the worker went away
+        self.peak_buffered = 0  # the most events of one job the router ever held
+
+    # --- the provider protocol ----------------------------------------------
+
+    @property
+    def state(self) -> str:
+        if not self.connected:
+            return "unavailable"
+        return self.worker_state if self.worker_state in ("ready", "starting", "stopping", "stopped") else "unavailable"
+
+    @property
+    def load(self) -> float:
+        """Jobs in flight per slot (a tie-break among ready providers)."""
+        return len(self._jobs) / self.slots_total
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The connection (owned by the /ws endpoint) is this provider's resource;
+        run() only lives as long as it does."""
+        task_status.started()
+        await self._gone.wait()
+
+    def served_model(self, requested: str) -> str:
+        return self.models[0]
+
+    def health(self) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
+            "slots_used": len(self._jobs), "slots_total": self.slots_total, "ctx_size": self.ctx_size,
+            "address": self.address, "version": self.version, "protocol": self.protocol,
+            "connected": self.connected, "connected_at": round(self.connected_at, 3),
+            "last_heartbeat": round(self.last_heartbeat, 3), "last_heartbeat_s": round(now - self.last_heartbeat, 1),
+            "worker_state": self.worker_state, "disconnect_reason": self.disconnect_reason,
+            "jobs_started": self.jobs_started, "jobs_lost": self.jobs_lost, "peak_buffered_events": self.peak_buffered,
+            "window": self.settings.window, **({"accelerator": self.facts["accelerator"]} if "accelerator" in self.facts else {}),
+            "facts": self.facts,
+        }
+
+    def why_unavailable(self) -> str:
+        if not self.connected:
+            ago = self._clock() - (self.disconnected_at or self._clock())
+            return f"worker {self.name!r} disconnected {ago:.0f}s ago ({self.disconnect_reason}) and has not come back"
+        if self.worker_state == "stopping":
+            return f"worker {self.name!r} is stopping (draining its last jobs) and takes no new ones"
+        return f"worker {self.name!r} is connected but its llama-server is {self.worker_state}, not ready to serve"
+
+    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+        if self.state != "ready":
+            raise ProviderUnavailable(self.why_unavailable())
+        job_id = f"j{next(self._ids)}"
+        job = _Job(self.settings.window)
+        self._jobs[job_id] = job
+        self.jobs_started += 1
+        started = False
+        try:
+            await self._send_frame(wire.job(job_id, req))
+            while True:
+                timeout = self.settings.idle_timeout if started else self.settings.first_event_timeout
+                with trio.move_on_after(timeout) as waiting:
+                    item = await job.receive.receive()
+                if waiting.cancelled_caught:
+                    # The worker is alive (heartbeats) but this job went silent.
+                    message = f"worker {self.name!r} sent nothing for job {job_id} in {timeout:g}s"
+                    if started:
+                        yield ir.StreamError(ErrorKind.TIMEOUT, message)
+                        return
+                    raise ProviderTimeout(message)
+                if isinstance(item, _Done):
+                    return
+                if isinstance(item, _Failed):
+                    if started:
+                        yield ir.StreamError(item.error.kind, item.error.message)
+                        return
+                    raise item.error
+                if isinstance(item, _Lost):
+                    message = f"worker {self.name!r} was lost: {item.reason}"
+                    if started:
+                        yield ir.StreamError(ErrorKind.UNAVAILABLE, f"{message}; the answer was cut short")
+                        return
+                    raise ProviderUnavailable(message)
+                started = True
+                credit = job.window.consumed()
+                if credit:
+                    await self._send_frame(wire.credit(job_id, credit))
+                yield item
+        finally:
+            del self._jobs[job_id]
+            self.peak_buffered = max(self.peak_buffered, job.window.peak)
+            if not job.ended and self.connected:
+                # The client left (or the router is stopping): stop the worker's llama-server too.
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await self._send_frame(wire.cancel(job_id))
+
+    # --- fed by the connection ----------------------------------------------
+
+    def deliver(self, message: wire.Message) -> None:
+        """An event, done or fail from the worker.  Raises FlowError when the
+        worker broke the protocol (the endpoint then closes the connection)."""
+        job = self._jobs.get(message.job)
+        if job is None:
+            return  # a job we cancelled or gave up on: its last frames are dropped
+        if message.type == "event":
+            job.put(message.body["event"])
+        elif message.type == "done":
+            job.put(_Done())
+        else:
+            job.put(_Failed(self._remote_error(message.body["error"])))
+
+    def _remote_error(self, error: dict[str, Any]) -> ProviderError:
+        err = UpstreamError(f"worker {self.name!r}: {error['message']}", status=error["status"], retriable=error["retriable"])
+        err.kind = error["kind"]
+        return err
+
+    def heard_from(self, state: str | None = None) -> None:
+        self.last_heartbeat = self._clock()
+        if state is not None:
+            self.worker_state = state
+
+    def connection_lost(self, reason: str) -> None:
+        """Every job still waiting learns it now: raised as retriable before its
+        first event, a StreamError after."""
+        if not self.connected:
+            return
+        self.connected = False
+        self.disconnected_at = self._clock()
+        self.disconnect_reason = reason
+        for job in self._jobs.values():
+            if not job.ended:
+                self.jobs_lost += 1
+                job.put(_Lost(reason))
+        self._gone.set()
+        log.warning("worker %s (%s) is gone: %s", self.name, self.address, reason)
