@@ -316,6 +316,11 @@ def merge_usage(first: Usage, later: Usage) -> Usage:
     )
 
 
+# One encoder for the process: json.dumps with non-default options builds a new
+# JSONEncoder on every call, and this runs once per streamed chunk.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON, as every dialect sends it."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)

@@ -10,11 +10,12 @@ leading space after the colon is dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    # A NamedTuple rather than a frozen dataclass: one is made per streamed chunk,
+    # and a frozen dataclass's __init__ costs several times more.
     data: str
     event: str | None = None
     id: str | None = None
@@ -47,12 +48,39 @@ class Decoder:
         self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
         buf = self._buffer
         if self._pending_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = False
         buf += chunk
+        if b"\r" in buf:
+            return self._feed_any_line_ending()
+        # The common case, LF only: decode every complete line at once and split.
+        # (UTF-8 never uses 0x0A inside a character, so this decodes exactly as
+        # line by line would, replacement characters included.)
+        end = buf.rfind(b"\n")
+        if end < 0:
+            if len(buf) + self._size > self._max:
+                raise ValueError(f"SSE event larger than {self._max} bytes")
+            return []
+        text = buf[:end].decode("utf-8", "replace")
+        del buf[: end + 1]
+        events: list[Event] = []
+        for line in text.split("\n"):
+            if line.startswith("data: "):  # the usual field, parsed inline
+                self._data.append(line[6:])
+                self._size += len(line) - 6
+                if self._size > self._max:
+                    raise ValueError(f"SSE event larger than {self._max} bytes")
+            elif (event := self._line(line)) is not None:
+                events.append(event)
+        if len(buf) + self._size > self._max:
+            raise ValueError(f"SSE event larger than {self._max} bytes")
+        return events
+
+    def _feed_any_line_ending(self) -> list[Event]:
+        events: list[Event] = []
+        buf = self._buffer
         start = 0
         n = len(buf)
         while start < n:

@@ -49,3 +49,26 @@ def test_encode_then_decode_is_identity(payloads: list[str], seed: int) -> None:
 
 def test_multiline_payload_survives() -> None:
     assert feed_in_pieces(sse.encode("a\nb\n\nc"), 1) == [sse.Event("a\nb\n\nc")]
+
+
+_FIELD = st.sampled_from(["data", "data:", "data: ", "event: ", "id: ", "retry: ", ": ", "x: ", "data:  "])
+_LINE = st.builds(lambda f, v: f + v, _FIELD, st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=8))
+
+
+@given(st.lists(st.one_of(_LINE, st.just("")), max_size=30), st.integers(0, 1000))
+def test_lf_fast_path_decodes_as_the_general_path(lines: list[str], seed: int) -> None:
+    """LF-only input takes the fast path; the same lines with CRLF take the
+    general one.  Both must give the same events, fed in any pieces."""
+    text = "".join(line + "\n" for line in lines)
+    assert feed_in_pieces(text.encode(), seed) == feed_in_pieces(text.replace("\n", "\r\n").encode(), seed)
+
+
+def test_oversized_event_is_refused_on_the_fast_path_too() -> None:
+    decoder = sse.Decoder(max_event_bytes=100)
+    decoder.feed(b"data: " + b"x" * 60 + b"\n")
+    try:
+        decoder.feed(b"data: " + b"y" * 60 + b"\n")
+    except ValueError as exc:
+        assert "larger than 100" in str(exc)
+    else:
+        raise AssertionError("an oversized event must raise")

@@ -46,6 +46,7 @@ ERROR_TYPES = {
 ERROR_CODES = {
     ErrorKind.AUTHENTICATION: "invalid_api_key",
     ErrorKind.REQUEST_TOO_LARGE: "request_too_large",
+    ErrorKind.RATE_LIMIT: "rate_limit_exceeded",
 }
 
 

@@ -47,34 +47,41 @@ class StreamDecoder:
         absent rather than trusted; they never raise."""
         if not isinstance(chunk, dict):
             return []
-        events: list[ir.Event] = []
-        if "error" in chunk and not chunk.get("choices"):
+        choices = chunk.get("choices")
+        if "error" in chunk and not choices:
             err = chunk["error"]
             message = err.get("message") if isinstance(err, dict) else str(err)
             self._ended = True
             return [ir.StreamError(ErrorKind.UPSTREAM, f"upstream error: {message}")]
+        events: list[ir.Event] = []
         if not self._started:
             self._started = True
             events.append(ir.MessageStart(str(chunk.get("model") or "")))
-        if chunk.get("usage"):
-            self._usage = decode_usage(chunk["usage"])
-        for choice in _list(chunk.get("choices")):
+        if usage := chunk.get("usage"):
+            self._usage = decode_usage(usage)
+        if not isinstance(choices, list):
+            return events
+        for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = _dict(choice.get("delta"))
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                index = self._ensure("thinking", events)
-                events.append(ir.ThinkingDelta(index, reasoning))
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                index = self._ensure("text", events)
-                events.append(ir.TextDelta(index, text))
-            for position, call in enumerate(_list(delta.get("tool_calls"))):
-                if isinstance(call, dict):
-                    self._tool_call(call, position, events)
-            if choice.get("finish_reason"):
-                self._finish = str(choice["finish_reason"])
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and delta:
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(reasoning, str) and reasoning:
+                    index = self._ensure("thinking", events)
+                    events.append(ir.ThinkingDelta(index, reasoning))
+                text = delta.get("content")
+                if isinstance(text, str) and text:
+                    # The hot path (one per token): the text block is usually open already.
+                    opened = self._open
+                    index = opened[1] if opened is not None and opened[0] == "text" else self._ensure("text", events)
+                    events.append(ir.TextDelta(index, text))
+                if tool_calls := delta.get("tool_calls"):
+                    for position, call in enumerate(_list(tool_calls)):
+                        if isinstance(call, dict):
+                            self._tool_call(call, position, events)
+            if finish := choice.get("finish_reason"):
+                self._finish = str(finish)
                 self._close(events)
         return events
 

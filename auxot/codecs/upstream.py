@@ -48,7 +48,8 @@ class UpstreamStream:
             else:
                 produced = self._anthropic.feed(event.event, payload)
             out += produced
-            if any(isinstance(e, (ir.MessageStop, ir.StreamError)) for e in produced):
+            # A stop or an error is always the last event a decoder produces for a payload.
+            if produced and isinstance(produced[-1], (ir.MessageStop, ir.StreamError)):
                 self.finished = True
                 return out
         return out

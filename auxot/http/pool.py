@@ -57,7 +57,14 @@ class Pool:
         self, method: str, path: str, *, headers: list[tuple[str, str]] = (), body: bytes = b"",  # type: ignore[assignment]
         first_byte_timeout: float | None = None,
     ) -> AsyncIterator[Response]:
-        async with self._limit:
+        # Take a free connection slot without a trip through the scheduler (each
+        # checkpoint costs about as much as parsing a response head); wait only
+        # when the pool is full.
+        try:
+            self._limit.acquire_nowait()
+        except trio.WouldBlock:
+            await self._limit.acquire()
+        try:
             deadline = time.monotonic() + self.timeouts.total if self.timeouts.total else None
             conn = await self._acquire()
             finished = False
@@ -94,6 +101,8 @@ class Pool:
                 self._idle.append(conn)
             else:
                 await conn.aclose()
+        finally:
+            self._limit.release()
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []

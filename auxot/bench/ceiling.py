@@ -1,0 +1,80 @@
+"""The server ceiling: an almost empty ASGI app on hypercorn with the settings
+``auxot serve`` uses, run as its own process (``python -m auxot.bench.ceiling``;
+it prints its base URL when it listens).
+
+It reads the request body and answers the same fixed JSON the upstream does;
+``POST /hold...`` instead streams the hold fixture, one chunk every
+``hold_seconds / hold_chunks`` (the open-streams scenario's ceiling).  What it
+costs is what hypercorn and trio cost per request, nothing of auxot's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from . import fixtures
+from ..asgi import SSE_HEADERS, Receive, Scope, Send
+
+BODY = fixtures.CHAT_JSON.encode()
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+
+def hypercorn_config() -> HypercornConfig:
+    """The settings of auxot.server.serve (keep in step with it), bound to a free port."""
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.graceful_timeout = 10.0
+    hc.accesslog = None
+    hc.keep_alive_timeout = 75
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+def make_app(hold_seconds: float, hold_chunks: int) -> Any:
+    pieces = [p.encode() + b"\n\n" for p in fixtures.sse_tokens(fixtures.token_texts(hold_chunks)).split("\n\n") if p]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if not scope["path"].startswith("/hold"):
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": BODY})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await trio.sleep(hold_seconds / len(pieces))
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+async def main(hold_seconds: float, hold_chunks: int) -> None:
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve, make_app(hold_seconds, hold_chunks), hypercorn_config())
+        print(binds[0], flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m auxot.bench.ceiling")
+    parser.add_argument("--hold-seconds", type=float, default=30.0)
+    parser.add_argument("--hold-chunks", type=int, default=60)
+    args = parser.parse_args()
+    try:
+        trio.run(main, args.hold_seconds, args.hold_chunks)
+    except KeyboardInterrupt:
+        pass

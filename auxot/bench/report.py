@@ -1,0 +1,106 @@
+"""The benchmark's tables: each scenario's figures side by side (ceiling,
+direct, auxot), the ratios, and each target met or missed."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import model, nonstream, relay, streams
+
+# The issue's targets (#11), as ratios measured in the same run.
+TARGET_P50_RATIO = 1.35  # c=1: auxot p50 ≤ 1.35 × the ceiling's p50
+TARGET_RPS_SHARE = 0.65  # c=64: auxot req/s ≥ 65% of the ceiling's
+TARGET_CHUNKS_PER_S = 10_000  # relay with translation, per stream
+TARGET_KB_PER_STREAM = 50
+TARGET_TOKENS_RATIO = 0.98
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def nonstream_table(points: list[nonstream.Point], summary: list[str]) -> str:
+    lines = [
+        f"{'conc':>4} | {'ceiling req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
+        f"{'auxot req/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | {'p50 ×ceil':>9} {'req/s ÷ceil':>11} {'÷direct':>8}",
+    ]
+    for p in points:
+        c, d, a = p.ceiling, p.direct, p.auxot
+        lines.append(
+            f"{p.concurrency:>4} | {c.rps:>13.0f} {c.p50_ms:>7.3f} {c.p99_ms:>7.3f} | {d.rps:>12.0f} {d.p50_ms:>7.3f} {d.p99_ms:>7.3f} | "
+            f"{a.rps:>11.0f} {a.p50_ms:>7.3f} {a.p99_ms:>7.3f} {a.errors + c.errors + d.errors:>4} | "
+            f"{a.p50_ms / c.p50_ms:>9.2f} {a.rps / c.rps:>11.2f} {a.rps / d.rps:>8.2f}"
+        )
+        if p.concurrency == 1:
+            r = a.p50_ms / c.p50_ms
+            summary.append(f"c=1 auxot p50 {r:.2f} × ceiling p50 (target ≤ {TARGET_P50_RATIO}): {verdict(r <= TARGET_P50_RATIO)}")
+        if p.concurrency == 64:
+            r = a.rps / c.rps
+            summary.append(f"c=64 auxot req/s {r:.0%} of the ceiling (target ≥ {TARGET_RPS_SHARE:.0%}): {verdict(r >= TARGET_RPS_SHARE)}")
+    lines.append("")
+    lines.append("server CPU per request (µs; /proc utime+stime over the point ÷ requests; steadier than wall time):")
+    lines.append(f"{'conc':>4} | {'ceiling':>8} {'direct':>8} {'auxot':>8} | {'auxot − ceiling':>15}")
+    for p in points:
+        u = p.cpu_us
+        lines.append(f"{p.concurrency:>4} | {u['ceiling']:>8.0f} {u['direct']:>8.0f} {u['auxot']:>8.0f} | {u['auxot'] - u['ceiling']:>15.0f}")
+    return "\n".join(lines)
+
+
+def relay_table(figs: dict[str, relay.Figure], chunks: int, summary: list[str]) -> str:
+    direct = figs["direct (nginx)"]
+    lines = [f"{'path':<24} {'TTFB ms':>8} {'TTFB added':>10} {'total ms':>9} {'chunks/s':>10} {'errors':>6}"]
+    for name, f in figs.items():
+        added = "" if f is direct else f"{f.ttfb_ms - direct.ttfb_ms:+.2f}"
+        lines.append(f"{name:<24} {_f(f.ttfb_ms):>8} {added:>10} {_f(f.total_ms, 1):>9} {f.chunks_per_s:>10.0f} {f.errors:>6}")
+    for name, f in figs.items():
+        if name.startswith("auxot"):
+            ok = f.chunks_per_s >= TARGET_CHUNKS_PER_S and f.errors == 0
+            summary.append(f"relay {name[6:]}: {f.chunks_per_s:,.0f} chunks/s per stream (target ≥ {TARGET_CHUNKS_PER_S:,}): {verdict(ok)}")
+    return "\n".join(lines)
+
+
+def streams_table(figs: dict[str, streams.Figure], summary: list[str]) -> str:
+    lines = [f"{'server':<10} {'streams':>7} {'errors':>6} {'RSS before MB':>13} {'RSS open MB':>11} {'KB/stream':>9} {'all open s':>10} {'held s':>7}"]
+    for name, f in figs.items():
+        lines.append(
+            f"{name:<10} {f.streams:>7} {f.errors:>6} {f.rss_before_kb / 1024:>13.1f} {f.rss_open_kb / 1024:>11.1f} "
+            f"{f.per_stream_kb:>9.1f} {f.all_open_s:>10.2f} {f.held_s:>7.1f}"
+        )
+    if "auxot" in figs:
+        f = figs["auxot"]
+        ok = f.per_stream_kb <= TARGET_KB_PER_STREAM and f.errors == 0
+        summary.append(f"{f.streams} open streams: {f.per_stream_kb:.1f} KB RSS each, {f.errors} errors "
+                       f"(target ≤ {TARGET_KB_PER_STREAM} KB, no errors): {verdict(ok)}")
+    return "\n".join(lines)
+
+
+def tokens_table(med: dict[str, model.Medians], summary: list[str]) -> str:
+    lines = [f"{'path':<8} {'tokens':>7} {'TTFT ms':>9} {'decode tok/s':>13} {'total tok/s':>12}"]
+    for name, m in med.items():
+        lines.append(f"{name:<8} {m.tokens:>7.0f} {m.ttft_ms:>9.1f} {m.decode_tps:>13.1f} {m.total_tps:>12.1f}")
+    a, d = med["auxot"], med["direct"]
+    lines.append(f"{'ratio':<8} {'':>7} {a.ttft_ms - d.ttft_ms:>+9.1f} {a.decode_tps / d.decode_tps:>13.3f} {a.total_tps / d.total_tps:>12.3f}")
+    lines.append("(ratio row: TTFT added in ms; tokens/s auxot ÷ direct)")
+    r = a.total_tps / d.total_tps
+    summary.append(f"real model tokens/s ratio {r:.3f} (target ≥ {TARGET_TOKENS_RATIO}): {verdict(r >= TARGET_TOKENS_RATIO)}")
+    return "\n".join(lines)
+
+
+def as_json(obj: Any) -> Any:
+    """Dataclasses (and their computed figures) as JSON-able dicts."""
+    if hasattr(obj, "__dataclass_fields__"):
+        out = {k: as_json(getattr(obj, k)) for k in obj.__dataclass_fields__}
+        for extra in ("rps", "per_stream_kb"):
+            if hasattr(type(obj), extra):
+                out[extra] = getattr(obj, extra)
+        return out
+    if isinstance(obj, dict):
+        return {str(k): as_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_json(v) for v in obj]
+    return obj

@@ -1,0 +1,42 @@
+"""The benchmark harness runs end to end (tiny sizes, seconds): nginx upstream,
+the ceiling app and auxot as real processes, a real load generator.  It checks
+that every path answers the fixture correctly and that the tables and JSON come
+out; it measures nothing (figures come from `python -m auxot bench`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auxot.bench import tools
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
+    if tools.find("nginx", install=False) is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "auxot", "bench", "nonstream", "relay", "streams", "--no-install", "--duration", "1",
+         "--concurrency", "1", "--chunks", "300", "--relay-runs", "1", "--streams", "20", "--hold", "1", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    assert "load: " in text and "upstream: nginx" in text  # it says which tools it used
+    for heading in ("1. non-streaming", "2. streaming relay", "3. 20 streams open", "targets (#11)"):
+        assert heading in text
+    got = json.loads(out.read_text())
+    point = got["nonstream"][0]
+    assert point["concurrency"] == 1
+    for side in ("ceiling", "direct", "auxot"):
+        assert point[side]["requests"] > 0 and point[side]["errors"] == 0
+    assert set(got["relay"]) == {"direct (nginx)", "auxot openai→openai", "auxot openai→anthropic"}
+    assert all(fig["errors"] == 0 and fig["chunks_per_s"] > 0 for fig in got["relay"].values())
+    for side in ("ceiling", "auxot"):
+        assert got["streams"][side]["streams"] == 20 and got["streams"][side]["errors"] == 0
