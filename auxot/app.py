@@ -1,24 +1,31 @@
 """The ASGI application, written by hand: a routing table from (method, path)
-to an endpoint, authentication, and the last line of defence that turns any
-unexpected exception into a JSON error (never a traceback to the client)."""
+to an endpoint, authentication and per-key limits (``auth.Gate``), a usage
+ledger row for every request to a metered endpoint, and the last line of
+defence that turns any unexpected exception into a JSON error (never a
+traceback to the client)."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from contextlib import contextmanager
+from typing import Awaitable, Callable, Iterator
 
 import trio
 
-from .asgi import Receive, Scope, Send, header, send_json
+from . import ir, usage
+from .accounting import RequestRecord
+from .asgi import Receive, Scope, Send, send_json
+from .auth import Gate
 from .codecs import anthropic as anthropic_codec, openai_chat
 from .config import Config
-from .endpoints import anthropic, health, openai, responses, responses_ws
-from .errors import AuthenticationFailed, AuxotError, NotFound
-from .keys import shape_problem
+from .endpoints import anthropic, health, openai, responses, responses_ws, workers_ws
+from .errors import AuxotError, NotFound
+from .metrics import Metrics
 from .response_store import ResponseStore
-from .store import Store
+from .scheduler import Provider, Scheduler
+from .store import KeyRecord, Store
 
 log = logging.getLogger("auxot.app")
 
@@ -29,6 +36,7 @@ MODELS_PATHS = ("/api/openai/models", "/api/openai/v1/models", "/v1/models", "/a
 
 ANTHROPIC_PREFIXES = ("", "/v1", "/v1/v1")
 RESPONSES_PATHS = ("/v1/responses", "/api/openai/responses", "/api/openai/v1/responses")
+WORKERS_PATH = "/ws"  # remote GPU workers dial in here (python -m auxot worker)
 
 ROUTES: dict[str, dict[str, Endpoint]] = {
     **{path: {"POST": openai.chat_completions} for path in CHAT_PATHS},
@@ -42,6 +50,18 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     **{path: {"POST": responses.create} for path in RESPONSES_PATHS},
     **{f"{prefix}/responses/compact": {"POST": responses.compact} for prefix in ("/v1", "/api/openai", "/api/openai/v1")},
     "/health": {"GET": health.health},
+    "/vhealth": {"GET": health.vhealth},
+    "/metrics": {"GET": health.metrics},
+}
+
+# Endpoints that serve a model: each request leaves one usage-ledger row and counts
+# against its key's limits.  The name is the ledger's "endpoint" column.
+METERED: dict[Endpoint, str] = {
+    openai.chat_completions: "openai.chat_completions",
+    anthropic.messages: "anthropic.messages",
+    anthropic.count_tokens: "anthropic.count_tokens",
+    responses.create: "responses.create",
+    responses.compact: "responses.compact",
 }
 
 
@@ -52,46 +72,51 @@ def error_body_for(path: str):  # type: ignore[no-untyped-def]
 
 class App:
     def __init__(
-        self, config: Config, providers: Sequence[Any], store: Store, *,
+        self, config: Config, scheduler: Scheduler, store: Store, *,
         clock: Callable[[], float] = time.time, id_factory: Callable[[], str] = lambda: secrets.token_hex(12),
     ) -> None:
         self.config = config
-        self.providers = list(providers)
+        self.scheduler = scheduler
+        self.metrics = Metrics()
         self.store = store
         self.clock = clock
         self._ids = id_factory
         self.started_at = clock()
         self.responses = ResponseStore()  # for previous_response_id
+        self.gate = Gate(store, wall_clock=clock)
+        self.workers = workers_ws.WorkerRegistry()  # remote GPU workers connected at /ws
+        self.shutdown = trio.Event()  # set by the server when it begins to shut down
+
+    @property
+    def providers(self) -> list[Provider]:
+        return self.scheduler.providers
 
     def new_id(self, prefix: str) -> str:
         return prefix + self._ids()
 
-    async def authenticate(self, scope: Scope, *, x_api_key: bool = False) -> str:
-        """The key id of a valid key in ``Authorization: Bearer`` (or, on Anthropic
+    @contextmanager
+    def record(self, endpoint: str) -> Iterator[RequestRecord]:
+        """One request's record; when the request ends it feeds the metrics."""
+        record = RequestRecord(endpoint, started=trio.current_time())
+        try:
+            yield record
+        finally:
+            if record.ended_at is None:
+                record.ended_at = trio.current_time()
+            if not record.outcome:
+                record.outcome = "ok" if record.status == 200 else ("error" if record.status else "disconnected")
+            self.metrics.observe(record)
+
+    async def authenticate(self, scope: Scope, *, x_api_key: bool = False) -> KeyRecord:
+        """The record of a valid key in ``Authorization: Bearer`` (or, on Anthropic
         paths, ``x-api-key``); raises AuthenticationFailed with a hint otherwise
-        (the key is never echoed)."""
-        value = header(scope, b"authorization")
-        key = header(scope, b"x-api-key") if x_api_key else None
-        if key is not None and value is None:
-            key = key.strip()
-        elif value is None:
-            where = "'x-api-key: <key>' or 'Authorization: Bearer <key>'" if x_api_key else "'Authorization: Bearer <key>'"
-            raise AuthenticationFailed(f"Missing API key: send it as {where}")
-        else:
-            scheme, _, key = value.strip().partition(" ")
-            key = key.strip()
-            if scheme.lower() != "bearer" or not key:
-                raise AuthenticationFailed("Malformed Authorization header: expected 'Authorization: Bearer <key>'")
-        if not key:
-            raise AuthenticationFailed("Missing API key: the x-api-key header is empty")
-        if problem := shape_problem(key):
-            raise AuthenticationFailed(f"Invalid API key: {problem}")
-        record = await trio.to_thread.run_sync(self.store.lookup, key)
-        if record is None:
-            raise AuthenticationFailed("Invalid API key: no such key on this router")
-        if record.revoked_at is not None:
-            raise AuthenticationFailed("Invalid API key: this key has been revoked")
-        return record.id
+        (the key is never echoed).  See auth.Gate."""
+        return await self.gate.authenticate(scope, x_api_key=x_api_key)
+
+    def admit(self, scope: Scope, key: KeyRecord, request: ir.Request) -> ir.Request:
+        """403 for a model the key may not use, 429 over its limits; ``auto`` on a
+        key limited to some models is narrowed to one of them."""
+        return self.gate.admit(scope, key, request, self.providers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -100,6 +125,8 @@ class App:
         if scope["type"] == "websocket":
             if scope["path"] in RESPONSES_PATHS:
                 await responses_ws.websocket(self, scope, receive, send)
+            elif scope["path"] == WORKERS_PATH:
+                await workers_ws.websocket(self, scope, receive, send)
             else:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008, "reason": f"no WebSocket endpoint at {scope['path']}"})
@@ -118,6 +145,11 @@ class App:
         except AuxotError as err:
             await send_json(send, err.status, error_body_for(scope["path"])(err))
             return
+        record = None
+        if endpoint in METERED:  # one usage-ledger row per request (auth.Gate.metered)
+            record = self.gate.start(METERED[endpoint])
+            scope = {**scope, usage.SCOPE_KEY: record}
+            send = self.gate.metered(record, send)
         try:
             await endpoint(self, scope, receive, send)
         except Exception:
@@ -128,6 +160,9 @@ class App:
                 await send_json(send, 500, error_body_for(scope["path"])(AuxotError("internal error; see the router's log")))
             except Exception:
                 pass
+        finally:
+            if record is not None:
+                await self.gate.finish(record)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

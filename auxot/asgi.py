@@ -7,6 +7,7 @@ import json
 from typing import Any, Awaitable, Callable
 
 from .errors import InvalidRequest, RequestTooLarge
+from .ir import dumps
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -60,7 +61,7 @@ async def read_json(scope: Scope, receive: Receive, limit: int) -> Any:
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    data = dumps(body).encode()
     await send({
         "type": "http.response.start",
         "status": status,

@@ -1,4 +1,4 @@
-"""``python -m auxot serve | install | keys``."""
+"""``python -m auxot serve | install | keys | usage``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from functools import partial
 
 import trio
 
-from . import __version__, provision
+from . import __version__, ledger_table, provision, timespec
 from .config import ConfigError, LlamaCppConfig, load
-from .store import Store
+from .store import Store, StoreError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
         if not (args.tls_cert and args.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         config = dataclasses.replace(config, tls_cert=args.tls_cert, tls_key=args.tls_key)
-    if not config.configured:
+    if not config.configured and config.providers:  # (none: embedded_default = false)
         pc = config.providers[0]
         assert isinstance(pc, LlamaCppConfig)
         if provision.find_llama_server(pc.binary) is None or provision.find_model(pc.model) is None:
@@ -71,23 +71,88 @@ def _keys(args: argparse.Namespace) -> int:
     store = Store(config.db_path)
     try:
         if args.keys_command == "create":
-            record, key = store.create_key(args.name, "team" if args.team else "user")
-            print(f"created {record.id} ({record.name}); the key is shown only this once:")
-            print(key)
-        elif args.keys_command == "list":
-            print(f"{'ID':<18} {'NAME':<32} {'CREATED':<20} STATUS")
-            for r in store.list_keys():
-                created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-                status = "revoked" if r.revoked_at else "active"
-                print(f"{r.id:<18} {r.name[:32]:<32} {created:<20} {status}")
+            if args.worker:
+                if args.team or args.expires or args.models or args.rpm or args.tpm:
+                    raise ConfigError("--worker takes only --name: worker keys have no team, expiry, models or limits")
+                record, key = store.create_worker_key(args.name)
+                print(f"created {record.id} ({record.name}); the key is shown only this once:")
+                print(key)
+                return 0
+            return _create_key(store, args)
+        if args.keys_command == "list":
+            now = time.time()
+            print(f"{'ID':<18} {'KIND':<7} {'NAME':<24} {'TEAM':<12} {'CREATED':<16} {'EXPIRES':<16} {'MODELS':<24} {'RPM':>6} {'TPM':>8} STATUS")
+            for r in [*store.list_keys(), *store.list_worker_keys()]:
+                status = "revoked" if r.revoked_at else "expired" if r.expires_at is not None and r.expires_at <= now else "active"
+                if r.rotated_at and status == "active":
+                    status = f"active (rotated {timespec.describe(r.rotated_at)})"
+                print(f"{r.id:<18} {r.prefix:<7} {r.name[:24]:<24} {(r.team or '-')[:12]:<12} {timespec.describe(r.created_at):<16} "
+                      f"{timespec.describe(r.expires_at):<16} {(','.join(r.models) or 'all')[:24]:<24} "
+                      f"{r.rpm or '-':>6} {r.tpm or '-':>8} {status}")
         elif args.keys_command == "revoke":
-            if not store.revoke_key(args.id):
+            revoke = store.revoke_worker_key if args.id.startswith("wkey_") else store.revoke_key
+            if not revoke(args.id):
                 print(f"no active key with id {args.id}", file=sys.stderr)
                 return 1
             print(f"revoked {args.id}")
+        elif args.keys_command == "rotate":
+            rotated = store.rotate_key(args.id)
+            if rotated is None:
+                print(f"no active key with id {args.id}", file=sys.stderr)
+                return 1
+            record, key = rotated
+            print(f"rotated {record.id} ({record.name}); the old key no longer works. The new key is shown only this once:")
+            print(key)
     finally:
         store.close()
     return 0
+
+
+def _create_key(store: Store, args: argparse.Namespace) -> int:
+    now = time.time()
+    try:
+        expires_at = timespec.parse(args.expires, now, direction=+1) if args.expires else None
+    except timespec.TimeSpecError as exc:
+        raise ConfigError(f"--expires: {exc}") from None
+    if expires_at is not None and expires_at <= now:
+        raise ConfigError(f"--expires: {args.expires!r} is in the past")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else ()
+    for flag, value in (("--rpm", args.rpm), ("--tpm", args.tpm)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1 (leave it out for no limit)")
+    record, key = store.create_key(
+        args.name, "team" if args.team else "user", team=args.team, expires_at=expires_at, models=models, rpm=args.rpm, tpm=args.tpm,
+    )
+    facts = [f"expires {timespec.describe(expires_at)}"] if expires_at else []
+    facts += [f"models {', '.join(models)}"] if models else []
+    facts += [f"{args.rpm} requests/min"] if args.rpm else []
+    facts += [f"{args.tpm} tokens/min"] if args.tpm else []
+    print(f"created {record.id} ({record.name}{'; ' if facts else ''}{'; '.join(facts)}); the key is shown only this once:")
+    print(key)
+    return 0
+
+
+def _usage(args: argparse.Namespace) -> int:
+    config = load(args.config, data_dir=args.data_dir)
+    try:
+        since = timespec.parse(args.since, time.time(), direction=-1) if args.since else None
+    except timespec.TimeSpecError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    store = Store(config.db_path)
+    try:
+        limit = args.limit if args.limit > 0 else None
+        rows = store.usage_rows(key_id=args.key, since=since, limit=limit)
+        totals = store.usage_totals(key_id=args.key, since=since)
+    finally:
+        store.close()
+    print(ledger_table.render(rows, totals, limit))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from . import worker
+
+    return worker.main(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,13 +181,49 @@ def parser() -> argparse.ArgumentParser:
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     create = ksub.add_parser("create", help="create a key; prints it as the last line")
     create.add_argument("--name", required=True)
-    create.add_argument("--team", action="store_true", help="a team. key instead of user.")
+    create.add_argument("--team", default=None, metavar="TEAM", help="a team. key for TEAM instead of a user. key")
+    create.add_argument("--expires", default=None, metavar="WHEN",
+                        help="when the key stops working: a duration (30d, 12h), a date (2026-01-31) or date-time; default never")
+    create.add_argument("--models", default=None, metavar="M,...",
+                        help="the only model ids the key may ask for (others get 403); 'auto' picks among them")
+    create.add_argument("--rpm", type=int, default=None, metavar="N", help="at most N requests per minute (429 beyond)")
+    create.add_argument("--tpm", type=int, default=None, metavar="N", help="at most N tokens (in + out) per minute (429 beyond)")
+    create.add_argument("--worker", action="store_true",
+                        help="a worker. key, for a GPU machine running `python -m auxot worker` (not valid for the API)")
     ksub.add_parser("list", help="list keys (never prints a secret)")
-    revoke = ksub.add_parser("revoke", help="revoke a key by id")
+    revoke = ksub.add_parser("revoke", help="revoke a key by id (a connected worker using it is dropped)")
     revoke.add_argument("id")
+    rotate = ksub.add_parser("rotate", help="give a key a new secret (same id, models and limits); prints it as the last line")
+    rotate.add_argument("id")
     keys.set_defaults(func=_keys)
 
-    sub.add_parser("bench", help="measure the router: start time, tokens/s vs direct (bench --help)")
+    usage = sub.add_parser("usage", help="the usage ledger: one row per request, and totals")
+    usage.add_argument("--data-dir", default=None)
+    usage.add_argument("--config", default=None)
+    usage.add_argument("--key", default=None, metavar="ID", help="only this key's requests")
+    usage.add_argument("--since", default=None, metavar="WHEN", help="only requests since WHEN: a duration back (1h, 7d) or a date")
+    usage.add_argument("--limit", type=int, default=50, metavar="N", help="show the newest N rows (0: all); totals count every row")
+    usage.set_defaults(func=_usage)
+
+    worker = sub.add_parser("worker", help="serve this machine's GPU to a router: dial out over WebSocket, run its jobs")
+    worker.add_argument("--router-url", required=True, help="ws://HOST:PORT/ws or wss://HOST:PORT/ws")
+    worker.add_argument("--worker-key", default=None, help="a worker. key (keys create --worker); or env AUXOT_WORKER_KEY")
+    worker.add_argument("--name", default=None, help="the name the router lists (default: the host name)")
+    worker.add_argument("--model", default=None, help="a GGUF model (default: SmolLM2, provisioned like install)")
+    worker.add_argument("--llama-server", default=None, help="a llama-server binary (default: PATH, else the cached build)")
+    worker.add_argument("--alias", default=None, help="the model id clients use (default: the model file's name)")
+    worker.add_argument("--model-alias", action="append", help="another model id routed here (repeatable)")
+    worker.add_argument("--parallel", type=int, default=2, help="llama-server --parallel: concurrent jobs (default 2)")
+    worker.add_argument("--ctx-size", type=int, default=8192)
+    worker.add_argument("--default-max-tokens", type=int, default=None, help="output cap when a request sets none")
+    worker.add_argument("--llama-arg", action="append", help="one more llama-server argument (repeatable)")
+    worker.add_argument("--data-dir", default=None, help="run state (default: DATA_DIR/worker/NAME)")
+    worker.add_argument("--ca-bundle", default=None, help="PEM CA bundle to trust for wss:// (default: the system's)")
+    worker.add_argument("--drain-timeout", type=float, default=10.0,
+                        help="on SIGTERM/SIGINT, seconds running jobs get to finish (a second signal stops at once)")
+    worker.set_defaults(func=_worker)
+
+    sub.add_parser("bench", help="measure the router against the server ceiling and a direct upstream (bench --help)")
     return p
 
 
@@ -136,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="auxot %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except (ConfigError, provision.ProvisionError) as exc:
+    except (ConfigError, provision.ProvisionError, StoreError) as exc:
         print(f"auxot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,6 +6,13 @@ frozen dataclasses, then passed explicitly.  No globals.
     port = 8420
     max_body_bytes = 16777216     # larger request bodies get 413
     graceful_timeout = 10.0       # seconds in-flight streams get on shutdown
+    embedded_default = true       # false: no local llama.cpp when no [[providers]] are listed
+
+    [workers]                     # remote GPU workers (python -m auxot worker) at /ws
+    heartbeat_interval = 5.0
+    heartbeat_timeout = 15.0      # a worker silent this long is dropped
+    window = 64                   # flow control: events in flight per job
+    linger = 300.0                # a lost worker stays listed (503) this long
 
     [[providers]]                 # none configured → the embedded default
     kind = "llamacpp"
@@ -18,6 +25,33 @@ frozen dataclasses, then passed explicitly.  No globals.
     ctx_size = 8192
     extra_args = ["--threads", "2"]
     default_max_tokens = 1024     # when a request sets no output limit (default: the context)
+    tier = "gpu"                  # gpu | cli | cloud: where it sits in the `auto` order
+    order = 0                     # its place within the tier (lower first)
+    lazy = false                  # start on the first request instead of at serve
+    idle_ttl = 0                  # seconds without requests before it is stopped (0: never)
+    gpu_layers = "auto"           # --n-gpu-layers: "auto" = all when nvidia-smi finds a GPU, else 0
+
+    [scheduler]
+    queue_size = 256              # requests that may wait for a slot
+    queue_timeout = 60.0          # the longest one waits (then 503 with Retry-After)
+    max_attempts = 3              # providers tried before the last error is the answer
+    failure_backoff = 1.0         # a provider failing before its first byte sits out this long, doubling
+    failure_backoff_cap = 60.0
+
+    [[providers]]                 # a coding-agent CLI as a provider (the "cli" tier)
+    kind = "claude-code"          # or "codex", "cursor"
+    name = "claude"
+    models = ["claude-sonnet-4-5"]  # ids it answers to; the CLI is pinned with --model
+    binary = "/path/to/claude"    # default: found on PATH
+    slots = 2                     # concurrent runs
+    timeout = 600.0               # seconds for a whole run
+    first_event_timeout = 120.0   # seconds until the CLI's first output event
+    env = { CLAUDE_CODE_OAUTH_TOKEN = "..." }   # the CLI's credentials and upstream
+    extra_args = []
+    allow_tools = false           # the CLI's own tools (shell, files) stay off unless true
+    config_files = { "auth.json" = "~/.codex/auth.json" }  # copied into each run's config dir
+    cli_config = { model_provider = "mine" }  # the CLI's own settings: Codex -c overrides,
+                                  # Claude Code --settings, Cursor cli-config.json
 """
 
 from __future__ import annotations
@@ -26,7 +60,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 DEFAULT_PORT = 8420
 DEFAULT_MODEL_ALIAS = "SmolLM2-135M-Instruct"
@@ -59,6 +93,11 @@ class LlamaCppConfig:
     startup_timeout: float = 120.0
     request_timeout: float = 600.0
     default_max_tokens: int | None = None  # applied when a request sets no output limit
+    tier: str = "gpu"
+    order: int = 0
+    lazy: bool = False
+    idle_ttl: float = 0.0
+    gpu_layers: int | None = None  # None: all layers when a GPU is detected, else none
 
 
 @dataclass(frozen=True)
@@ -81,13 +120,63 @@ class CloudConfig:
     max_concurrent: int = 64
     discover_models: bool = False  # also serve what the upstream's models endpoint lists
     anthropic_version: str = "2023-06-01"
+    tier: str = "cloud"
+    order: int = 0
 
     @property
     def dialect(self) -> str:
         return "anthropic" if self.kind == "anthropic" else "openai"
 
 
-ProviderConfig = LlamaCppConfig | CloudConfig
+CLI_KINDS = ("claude-code", "codex", "cursor")
+
+
+@dataclass(frozen=True)
+class CliAgentConfig:
+    """A coding-agent CLI run once per request (providers/cli_agent.py)."""
+
+    name: str
+    kind: str  # one of CLI_KINDS
+    models: tuple[str, ...]
+    binary: str | None = None  # default: the CLI's usual name on PATH
+    slots: int = 1
+    timeout: float = 600.0
+    first_event_timeout: float = 120.0
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold credentials
+    extra_args: tuple[str, ...] = ()
+    allow_tools: bool = False
+    default_max_tokens: int | None = None
+    config_files: tuple[tuple[str, str], ...] = ()  # (path in the run's config dir, source file)
+    cli_config: Mapping[str, Any] = field(default_factory=dict)  # the CLI's own settings, passed its way
+    stop_grace: float = 3.0  # SIGTERM → this long → SIGKILL
+    tier: str = "cli"
+    order: int = 0
+
+
+ProviderConfig = LlamaCppConfig | CloudConfig | CliAgentConfig
+
+TIERS = ("gpu", "cli", "cloud")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    queue_size: int = 256  # requests that may wait for a slot, over all keys
+    queue_timeout: float = 60.0  # the longest a request waits for a slot (all attempts together)
+    max_attempts: int = 3  # providers tried per request before the last error is the answer
+    failure_backoff: float = 1.0  # first sit-out after a failure; doubles per consecutive failure
+    failure_backoff_cap: float = 60.0
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Remote GPU workers (``python -m auxot worker``) connecting at ``/ws``."""
+
+    heartbeat_interval: float = 5.0  # each side pings the other this often
+    heartbeat_timeout: float = 15.0  # silence this long and the peer is dropped
+    window: int = 64  # events per job the worker may send ahead of the client (auxot/flow.py)
+    linger: float = 300.0  # a disconnected worker stays listed (answering 503) this long
+    first_event_timeout: float = 600.0  # a job's wait for its first event
+    idle_timeout: float = 300.0  # a job's wait between events
 
 
 @dataclass(frozen=True)
@@ -98,9 +187,11 @@ class Config:
     max_body_bytes: int = 16 * 1024 * 1024
     graceful_timeout: float = 10.0
     providers: tuple[ProviderConfig, ...] = ()
-    configured: bool = False
+    configured: bool = False  # False: nothing configured, use the embedded default
     tls_cert: str | None = None  # serve HTTPS with this certificate chain (PEM) …
-    tls_key: str | None = None  # … and this key  # False: nothing configured, use the embedded default
+    tls_key: str | None = None  # … and this key
+    scheduler: SchedulerConfig = SchedulerConfig()
+    workers: WorkersConfig = WorkersConfig()
 
     @property
     def db_path(self) -> Path:
@@ -117,6 +208,19 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
         value = float(value)
     if value is not default and not isinstance(value, kind):
         raise ConfigError(f"{where}.{key} must be {kind.__name__}; got {value!r}")
+    return value
+
+
+def _placement(table: dict[str, Any], where: str, default_tier: str) -> dict[str, Any]:
+    tier = _typed(table, "tier", str, where, default_tier)
+    if tier not in TIERS:
+        raise ConfigError(f"{where}.tier must be one of {', '.join(TIERS)}; got {tier!r}")
+    return {"tier": tier, "order": _typed(table, "order", int, where, 0)}
+
+
+def _positive(value: Any, where: str) -> Any:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{where} must be positive; got {value!r}")
     return value
 
 
@@ -154,6 +258,60 @@ def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
         total_timeout=_typed(table, "total_timeout", float, where, None),
         max_concurrent=_typed(table, "max_concurrent", int, where, d.max_concurrent),
         discover_models=discover,
+        **_placement(table, where, "cloud"),
+    )
+
+
+def _gpu_layers(table: dict[str, Any], where: str) -> int | None:
+    value = table.get("gpu_layers", "auto")
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f'{where}.gpu_layers must be "auto" or a whole number ≥ 0; got {value!r}')
+    return value
+
+
+def _scheduler(table: Any) -> SchedulerConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("[scheduler] must be a table")
+    d = SchedulerConfig()
+    return SchedulerConfig(
+        queue_size=_positive(_typed(table, "queue_size", int, "scheduler", d.queue_size), "scheduler.queue_size"),
+        queue_timeout=_positive(_typed(table, "queue_timeout", float, "scheduler", d.queue_timeout), "scheduler.queue_timeout"),
+        max_attempts=_positive(_typed(table, "max_attempts", int, "scheduler", d.max_attempts), "scheduler.max_attempts"),
+        failure_backoff=_positive(_typed(table, "failure_backoff", float, "scheduler", d.failure_backoff), "scheduler.failure_backoff"),
+        failure_backoff_cap=_positive(
+            _typed(table, "failure_backoff_cap", float, "scheduler", d.failure_backoff_cap), "scheduler.failure_backoff_cap"),
+    )
+
+
+def _cli_agent(table: dict[str, Any], i: int, kind: str) -> CliAgentConfig:
+    where = f"providers[{i}]"
+    models = _typed(table, "models", list, where, [])
+    if not models or not all(isinstance(m, str) and m for m in models):
+        raise ConfigError(f"{where}.models must list the model ids this CLI answers to (it is pinned to one with --model)")
+    d = CliAgentConfig("", kind, ())
+    slots = _typed(table, "slots", int, where, d.slots)
+    if slots < 1:
+        raise ConfigError(f"{where}.slots must be at least 1; got {slots}")
+    env = _typed(table, "env", dict, where, {})
+    files = _typed(table, "config_files", dict, where, {})
+    return CliAgentConfig(
+        name=_typed(table, "name", str, where, f"{kind}-{i}"),
+        kind=kind,
+        models=tuple(models),
+        binary=_typed(table, "binary", str, where, None),
+        slots=slots,
+        timeout=_typed(table, "timeout", float, where, d.timeout),
+        first_event_timeout=_typed(table, "first_event_timeout", float, where, d.first_event_timeout),
+        env=tuple((str(k), str(v)) for k, v in env.items()),
+        extra_args=tuple(str(a) for a in _typed(table, "extra_args", list, where, [])),
+        allow_tools=_typed(table, "allow_tools", bool, where, False),
+        default_max_tokens=_typed(table, "default_max_tokens", int, where, None),
+        config_files=tuple((str(k), str(Path(str(v)).expanduser())) for k, v in files.items()),
+        cli_config=_typed(table, "cli_config", dict, where, {}),
+        stop_grace=_typed(table, "stop_grace", float, where, d.stop_grace),
+        **_placement(table, where, "cli"),
     )
 
 
@@ -162,8 +320,10 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
     kind = table.get("kind", "llamacpp")
     if kind in ("openai", "anthropic", "openai-compatible"):
         return _cloud(table, i, kind)
+    if kind in CLI_KINDS:
+        return _cli_agent(table, i, kind)
     if kind != "llamacpp":
-        raise ConfigError(f"{where}.kind must be llamacpp, openai, anthropic or openai-compatible; got {kind!r}")
+        raise ConfigError(f"{where}.kind must be llamacpp, openai, anthropic, openai-compatible, claude-code, codex or cursor; got {kind!r}")
     d = LlamaCppConfig()
     aliases = _typed(table, "aliases", list, where, [])
     extra = _typed(table, "extra_args", list, where, [])
@@ -179,6 +339,10 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
         startup_timeout=_typed(table, "startup_timeout", float, where, d.startup_timeout),
         request_timeout=_typed(table, "request_timeout", float, where, d.request_timeout),
         default_max_tokens=_typed(table, "default_max_tokens", int, where, None),
+        lazy=_typed(table, "lazy", bool, where, False),
+        idle_ttl=_typed(table, "idle_ttl", float, where, 0.0),
+        gpu_layers=_gpu_layers(table, where),
+        **_placement(table, where, "gpu"),
     )
 
 
@@ -203,7 +367,7 @@ def load(
         raise ConfigError("providers must be an array of tables ([[providers]])")
     providers = tuple(_provider(p, i) for i, p in enumerate(providers_raw))
     configured = bool(providers)
-    if not providers:
+    if not providers and _typed(server, "embedded_default", bool, "server", True):
         providers = (LlamaCppConfig(model=os.environ.get("AUXOT_MODEL"), binary=os.environ.get("AUXOT_LLAMA_SERVER")),)
     data = Path(data_dir) if data_dir else (Path(server["data_dir"]) if "data_dir" in server else user_data_dir())
     return Config(
@@ -216,4 +380,20 @@ def load(
         configured=configured,
         tls_cert=_typed(server, "tls_cert", str, "server", None),
         tls_key=_typed(server, "tls_key", str, "server", None),
+        scheduler=_scheduler(raw.get("scheduler", {})),
+        workers=_workers(raw.get("workers", {})),
     )
+
+
+def _workers(table: Any) -> WorkersConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("[workers] must be a table")
+    d = WorkersConfig()
+    values = {name: _typed(table, name, type(getattr(d, name)), "workers", getattr(d, name)) for name in (
+        "heartbeat_interval", "heartbeat_timeout", "window", "linger", "first_event_timeout", "idle_timeout")}
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"workers.{name} must be positive; got {value!r}")
+    if values["heartbeat_timeout"] <= values["heartbeat_interval"]:
+        raise ConfigError("workers.heartbeat_timeout must be longer than workers.heartbeat_interval")
+    return WorkersConfig(**values)

@@ -127,3 +127,21 @@ class ReadTimeout(HTTPClientError):
 
 class ProtocolError(HTTPClientError):
     pass
+
+
+class WebSocketRejected(HTTPClientError):
+    """The server answered a WebSocket upgrade with an HTTP status instead of 101."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"WebSocket upgrade refused with {status}: {body[:300].decode('utf-8', 'replace')}")
+        self.status = status
+        self.body = body
+
+
+class WebSocketClosed(HTTPClientError):
+    """The WebSocket closed; ``code`` is the close code (RFC 6455 §7.4), 1006 if it just dropped."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"WebSocket closed ({code}): {reason}")
+        self.code = code
+        self.reason = reason

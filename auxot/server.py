@@ -1,13 +1,14 @@
 """The root nursery: providers + hypercorn, and graceful shutdown.
 
     serve
-    ├── provider supervisors (one per llama-server child)
+    ├── scheduler (owns the providers' nursery: one supervisor per provider,
+    │              started eagerly or on demand; the slot queue's clock)
     ├── signal watcher (SIGINT / SIGTERM → shutdown)
     └── hypercorn (ASGI app on trio)
 
 On shutdown hypercorn stops accepting, gives in-flight streams
-``graceful_timeout`` seconds, and returns; then the providers nursery is
-cancelled and every llama-server child is terminated and reaped.
+``graceful_timeout`` seconds, and returns; then the scheduler is cancelled
+and every llama-server child is terminated and reaped.
 """
 
 from __future__ import annotations
@@ -23,28 +24,38 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from . import provision
+from . import gpu, provision
 from .app import App
-from .config import CloudConfig, Config, ConfigError
+from .config import CliAgentConfig, CloudConfig, Config, ConfigError
+from .providers.cli_agent import CliAgentProvider
 from .providers.cloud import CloudProvider
 from .providers.llamacpp import LlamaCppProvider
+from .scheduler import Provider, Scheduler
 from .store import Store
 
 log = logging.getLogger("auxot.server")
 
 
-def build_providers(config: Config) -> list[LlamaCppProvider | CloudProvider]:
-    providers: list[LlamaCppProvider | CloudProvider] = []
+def build_providers(config: Config) -> list[Provider]:
+    providers: list[Provider] = []
+    accelerator = None
     for pc in config.providers:
         if isinstance(pc, CloudConfig):
             providers.append(CloudProvider(pc, lambda: "call_" + secrets.token_hex(12)))
+            continue
+        if isinstance(pc, CliAgentConfig):
+            providers.append(CliAgentProvider(pc))  # a missing CLI is reported in health, not fatal
             continue
         binary = provision.find_llama_server(pc.binary)
         model = provision.find_model(pc.model)
         if binary is None or model is None:
             missing = "llama-server" if binary is None else "model"
             raise ConfigError(f"provider {pc.name!r}: no {missing} found; run `python -m auxot install` or configure its path")
-        providers.append(LlamaCppProvider(pc, binary, model, lambda: "call_" + secrets.token_hex(12), config.data_dir / "run"))
+        if accelerator is None:
+            accelerator = gpu.detect()
+            log.info("accelerator: %s %s", accelerator.kind, accelerator.note or ", ".join(d.name for d in accelerator.devices))
+        providers.append(LlamaCppProvider(
+            pc, binary, model, lambda: "call_" + secrets.token_hex(12), config.data_dir / "run", accelerator=accelerator))
     return providers
 
 
@@ -56,7 +67,7 @@ async def serve(
     config: Config,
     *,
     store: Store,
-    providers: Sequence[LlamaCppProvider | CloudProvider] | None = None,
+    providers: Sequence[Provider] | None = None,
     shutdown: trio.Event | None = None,
     handle_signals: bool = True,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -65,7 +76,9 @@ async def serve(
     addresses (``http://127.0.0.1:PORT``) once listening."""
     providers = list(providers) if providers is not None else build_providers(config)
     shutdown = shutdown if shutdown is not None else trio.Event()
-    app = App(config, providers, store)
+    scheduler = Scheduler(providers, config.scheduler)
+    app = App(config, scheduler, store)
+    app.shutdown = shutdown  # connected workers are told to go once their jobs are done
     hc = HypercornConfig()
     hc.bind = [_bind(config.host, config.port)]
     hc.graceful_timeout = config.graceful_timeout
@@ -92,8 +105,7 @@ async def serve(
             root.cancel_scope.cancel()
 
         root.start_soon(enforce_shutdown)
-        for provider in providers:
-            await root.start(provider.run)
+        await root.start(scheduler.run)
 
         async def run_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
             await hypercorn_serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ class RouterProcess:
     base_url: str
     key: str | None
     output: list[str]
+    data_dir: Path | None = None
 
     def health(self) -> dict:
         try:
@@ -60,7 +61,7 @@ def start_router(data_dir: Path, *extra: str, timeout: float = 120) -> RouterPro
 
             # Keep draining its output so the router never blocks on a full pipe.
             threading.Thread(target=lambda: [output.append(l) for l in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-            return RouterProcess(process, m.group(1), key, output)
+            return RouterProcess(process, m.group(1), key, output, data_dir)
     process.kill()
     raise RuntimeError("auxot serve did not become ready:\n" + "".join(output))
 
@@ -74,3 +75,16 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members

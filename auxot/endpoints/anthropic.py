@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import scheduler
+from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import anthropic, anthropic_stream
 from ..errors import AuxotError, ProviderError
@@ -18,33 +18,39 @@ if TYPE_CHECKING:
 
 
 async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    try:
-        await app.authenticate(scope, x_api_key=True)
-        body = await read_json(scope, receive, app.config.max_body_bytes)
-        request = anthropic.decode_request(body)
-        provider = scheduler.choose(request.model, app.providers)
-    except AuxotError as err:
-        await send_error(send, err, anthropic.error_body)
-        return
-    message_id = app.new_id("msg_auxot_")
-    if request.stream:
-        encoder = anthropic_stream.StreamEncoder(message_id, provider.served_model(request.model))
-        await relay(receive, send, provider.stream(request), error_body=anthropic.error_body, stream=encoder)
-    else:
-        await relay(
-            receive, send, provider.stream(request), error_body=anthropic.error_body, stream=None,
-            fold=anthropic.encode_response, response_id=message_id,
-        )
+    with app.record("anthropic.messages") as record:
+        try:
+            key = await app.authenticate(scope, x_api_key=True)
+            record.key_id = key.id
+            body = await read_json(scope, receive, app.config.max_body_bytes)
+            request = app.admit(scope, key, anthropic.decode_request(body))
+        except AuxotError as err:
+            await send_error(send, err, anthropic.error_body, record)
+            return
+        record.model_requested = request.model
+        events = app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream)
+        message_id = app.new_id("msg_auxot_")
+        if request.stream:
+            await relay(
+                receive, send, events, error_body=anthropic.error_body, record=record, ledger=usage.of(scope),
+                stream=lambda model: anthropic_stream.StreamEncoder(message_id, model),
+            )
+        else:
+            await relay(
+                receive, send, events, error_body=anthropic.error_body, stream=None, record=record, ledger=usage.of(scope),
+                fold=anthropic.encode_response, response_id=message_id,
+            )
 
 
 async def count_tokens(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        await app.authenticate(scope, x_api_key=True)
+        key = await app.authenticate(scope, x_api_key=True)
         body = await read_json(scope, receive, app.config.max_body_bytes)
         if isinstance(body, dict) and "max_tokens" not in body:
             body = {**body, "max_tokens": 1}  # count_tokens does not take max_tokens
-        request = anthropic.decode_request(body)
-        provider = scheduler.choose(request.model, app.providers)
+        request = app.admit(scope, key, anthropic.decode_request(body))
+        provider = app.scheduler.choose(request.model)
+        usage.served_by(scope, provider.name, provider.served_model(request.model))
         counter = getattr(provider, "count_tokens", None)
         if counter is None:
             raise ProviderError(f"provider {provider.name!r} cannot count tokens")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import scheduler
+from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import openai_chat, openai_chat_stream
 from ..errors import AuxotError
@@ -15,24 +15,29 @@ if TYPE_CHECKING:
 
 
 async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    try:
-        await app.authenticate(scope)
-        body = await read_json(scope, receive, app.config.max_body_bytes)
-        request = openai_chat.decode_request(body)
-        provider = scheduler.choose(request.model, app.providers)
-    except AuxotError as err:
-        await send_error(send, err, openai_chat.error_body)
-        return
-    response_id = app.new_id("chatcmpl-auxot-")
-    created = int(app.clock())
-    if request.stream:
-        encoder = openai_chat_stream.StreamEncoder(response_id, created, provider.served_model(request.model), request.include_usage)
-        await relay(receive, send, provider.stream(request), error_body=openai_chat.error_body, stream=encoder)
-    else:
-        await relay(
-            receive, send, provider.stream(request), error_body=openai_chat.error_body, stream=None,
-            fold=lambda response: openai_chat.encode_response(response, created), response_id=response_id,
-        )
+    with app.record("openai.chat") as record:
+        try:
+            key = await app.authenticate(scope)
+            record.key_id = key.id
+            body = await read_json(scope, receive, app.config.max_body_bytes)
+            request = app.admit(scope, key, openai_chat.decode_request(body))
+        except AuxotError as err:
+            await send_error(send, err, openai_chat.error_body, record)
+            return
+        record.model_requested = request.model
+        events = app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream)
+        response_id = app.new_id("chatcmpl-auxot-")
+        created = int(app.clock())
+        if request.stream:
+            await relay(
+                receive, send, events, error_body=openai_chat.error_body, record=record, ledger=usage.of(scope),
+                stream=lambda model: openai_chat_stream.StreamEncoder(response_id, created, model, request.include_usage),
+            )
+        else:
+            await relay(
+                receive, send, events, error_body=openai_chat.error_body, stream=None, record=record, ledger=usage.of(scope),
+                fold=lambda response: openai_chat.encode_response(response, created), response_id=response_id,
+            )
 
 
 async def models(app: App, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,7 +16,8 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 import trio
 
-from .. import ir
+from .. import ir, usage
+from ..accounting import RequestRecord
 from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
 from ..errors import AuxotError, ErrorKind, ProviderError
 
@@ -28,6 +29,7 @@ class StreamEncoder(Protocol):
 
 
 ErrorBody = Callable[[AuxotError], dict[str, Any]]
+EncoderFactory = Callable[[str], StreamEncoder]  # the served model → the client's stream encoder
 
 
 def error_headers(err: AuxotError) -> list[tuple[bytes, bytes]]:
@@ -36,8 +38,42 @@ def error_headers(err: AuxotError) -> list[tuple[bytes, bytes]]:
     return []
 
 
-async def send_error(send: Send, err: AuxotError, error_body: ErrorBody) -> None:
+def served_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
+    """Who served, for operators and the fault-injection bench; never anything secret."""
+    headers = []
+    if record.provider:
+        headers.append((b"x-auxot-provider", record.provider.encode("utf-8", "replace")))
+    if record.attempts > 1:
+        headers.append((b"x-auxot-attempts", str(record.attempts).encode()))
+    return headers
+
+
+async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record: RequestRecord | None = None) -> None:
+    if record is not None:
+        record.status = err.status
     await send_json(send, err.status, error_body(err), error_headers(err))
+
+
+class _Watched:
+    """Passes events through, noting the first one's time and the usage on the record."""
+
+    def __init__(self, events: AsyncIterator[ir.Event], record: RequestRecord, ledger: usage.Record | None) -> None:
+        self._events = events
+        self._record = record
+        self._ledger = ledger
+
+    def __aiter__(self) -> _Watched:
+        return self
+
+    async def __anext__(self) -> ir.Event:
+        event = await anext(self._events)
+        if self._record.first_byte_at is None:
+            self._record.first_byte_at = trio.current_time()
+        if self._ledger is not None and self._ledger.provider is None:  # who served, as the scheduler found it
+            self._ledger.provider, self._ledger.model_served = self._record.provider, self._record.model_served
+        if isinstance(event, (ir.MessageStart, ir.MessageStop)):
+            self._record.note_usage(event.usage)
+        return event
 
 
 async def relay(
@@ -46,45 +82,62 @@ async def relay(
     events: AsyncIterator[ir.Event],
     *,
     error_body: ErrorBody,
-    stream: StreamEncoder | None,
+    stream: EncoderFactory | None,
     fold: Callable[[ir.Response], dict[str, Any]] | None = None,
     response_id: str = "",
+    record: RequestRecord | None = None,
+    ledger: usage.Record | None = None,
 ) -> str:
-    """Returns an outcome word for logs and metrics: ok, error, disconnected."""
+    """Returns an outcome word for logs and metrics: ok, error, disconnected
+    (also noted on ``record`` with the status, first byte and usage).  The
+    ``ledger`` record, if given, sees every event (tokens, first token, stop)."""
+    record = record if record is not None else RequestRecord("")
+    if ledger is not None:
+        events = usage.watch(events, ledger, trio.current_time)
     outcome = "disconnected"
-    async with trio.open_nursery() as nursery:
+    watched = _Watched(events, record, ledger)
+    try:
+        async with trio.open_nursery() as nursery:
 
-        async def watch() -> None:
-            await wait_disconnect(receive)
-            nursery.cancel_scope.cancel()
+            async def watch() -> None:
+                await wait_disconnect(receive)
+                nursery.cancel_scope.cancel()
 
-        nursery.start_soon(watch)
-        try:
-            async with aclosing(events):
-                if stream is not None:
-                    outcome = await _stream(send, events, stream, error_body)
-                else:
-                    assert fold is not None
-                    outcome = await _fold(send, events, fold, error_body, response_id)
-        finally:
-            nursery.cancel_scope.cancel()
+            nursery.start_soon(watch)
+            try:
+                async with aclosing(events):
+                    if stream is not None:
+                        outcome = await _stream(send, watched, stream, error_body, record)
+                    else:
+                        assert fold is not None
+                        outcome = await _fold(send, watched, fold, error_body, response_id, record)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        record.outcome = outcome
+        record.ended_at = trio.current_time()
     return outcome
 
 
-async def _stream(send: Send, events: AsyncIterator[ir.Event], encoder: StreamEncoder, error_body: ErrorBody) -> str:
+async def _stream(
+    send: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody, record: RequestRecord,
+) -> str:
     try:
         first = await anext(events)
     except StopAsyncIteration:
-        await send_error(send, ProviderError("the provider returned an empty stream"), error_body)
+        await send_error(send, ProviderError("the provider returned an empty stream"), error_body, record)
         return "error"
     except AuxotError as err:
-        await send_error(send, err, error_body)
+        await send_error(send, err, error_body, record)
         return "error"
     except Exception:
         log.exception("provider failed before the first event")
-        await send_error(send, AuxotError("internal error before the first byte; see the router's log"), error_body)
+        await send_error(send, AuxotError("internal error before the first byte; see the router's log"), error_body, record)
         return "error"
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    model = first.model if isinstance(first, ir.MessageStart) else (record.model_served or "")
+    encoder = encoder_for(model)
+    record.status = 200
+    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *served_headers(record)]})
     outcome = "ok"
     try:
         await send({"type": "http.response.body", "body": encoder.encode(first), "more_body": True})
@@ -116,26 +169,27 @@ async def _stream(send: Send, events: AsyncIterator[ir.Event], encoder: StreamEn
 
 async def _fold(
     send: Send, events: AsyncIterator[ir.Event], fold: Callable[[ir.Response], dict[str, Any]], error_body: ErrorBody,
-    response_id: str,
+    response_id: str, record: RequestRecord,
 ) -> str:
     acc = ir.Fold(response_id)
     try:
         async for event in events:
             acc.feed(event)
     except AuxotError as err:
-        await send_error(send, err, error_body)
+        await send_error(send, err, error_body, record)
         return "error"
     except Exception:
         log.exception("provider failed")
-        await send_error(send, AuxotError("internal error; see the router's log"), error_body)
+        await send_error(send, AuxotError("internal error; see the router's log"), error_body, record)
         return "error"
     if acc.error is not None:
         err = ProviderError(acc.error.message)
         err.kind = acc.error.kind
-        await send_error(send, err, error_body)
+        await send_error(send, err, error_body, record)
         return "error"
     if acc.stop is None:
-        await send_error(send, ProviderError("the provider ended without finishing its answer"), error_body)
+        await send_error(send, ProviderError("the provider ended without finishing its answer"), error_body, record)
         return "error"
-    await send_json(send, 200, fold(acc.result()))
+    record.status = 200
+    await send_json(send, 200, fold(acc.result()), served_headers(record))
     return "ok"

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from contextlib import aclosing
+
+import trio
 from typing import TYPE_CHECKING, AsyncIterator
 
-from .. import ir, scheduler
+from .. import ir
+from ..accounting import RequestRecord
+from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import responses
 from ..errors import AuxotError, InvalidRequest, ProviderError
@@ -24,30 +28,37 @@ async def _folding(events: AsyncIterator[ir.Event], fold: ir.Fold) -> AsyncItera
 
 
 async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    try:
-        await app.authenticate(scope)
-        body = await read_json(scope, receive, app.config.max_body_bytes)
-        request = responses.decode_request(body, history=app.responses.get)
-        provider = scheduler.choose(request.model, app.providers)
-    except AuxotError as err:
-        await send_error(send, err, responses.error_body)
-        return
-    response_id = app.new_id("resp_")
-    created = int(app.clock())
-    fold = ir.Fold(response_id)
-    events = _folding(provider.stream(request), fold)
-    model = provider.served_model(request.model)
-    if request.stream:
-        encoder = responses.StreamEncoder(response_id, created, model, request, lambda prefix: app.new_id(prefix + "_"))
-        await relay(receive, send, events, error_body=responses.error_body, stream=encoder)
-    else:
-        await relay(
-            receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id,
-            fold=lambda resp: responses.encode_response(resp, created, request, lambda prefix: app.new_id(prefix + "_")),
-        )
-    if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
-        app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
+    with app.record("responses") as record:
+        try:
+            key = await app.authenticate(scope)
+            record.key_id = key.id
+            body = await read_json(scope, receive, app.config.max_body_bytes)
+            request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
+        except AuxotError as err:
+            await send_error(send, err, responses.error_body, record)
+            return
+        record.model_requested = request.model
+        response_id = app.new_id("resp_")
+        created = int(app.clock())
+        fold = ir.Fold(response_id)
+        events = _folding(app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream), fold)
+        item_ids = lambda prefix: app.new_id(prefix + "_")  # noqa: E731
+        if request.stream:
+            await relay(
+                receive, send, events, error_body=responses.error_body, record=record, ledger=usage.of(scope),
+                stream=lambda model: responses.StreamEncoder(response_id, created, model, request, item_ids),
+            )
+        else:
+            await relay(
+                receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id, record=record,
+                ledger=usage.of(scope),
+                fold=lambda resp: responses.encode_response(resp, created, request, item_ids),
+            )
+        if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
+            app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
 
+
+SUMMARY_MAX_TOKENS = 512  # unless the request sets max_output_tokens
 
 COMPACT_PROMPT = (
     "You compress conversations so they can be continued later. Summarize the conversation below. "
@@ -76,11 +87,17 @@ async def compact(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     """The algorithm (spec/responses.md §compact): the last user message is kept
     verbatim; everything before it is summarised by the provider into one user
     message; the output is the new, shorter input."""
+    with app.record("responses.compact") as record:
+        await _compact(app, scope, receive, send, record)
+
+
+async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
     try:
-        await app.authenticate(scope)
+        key = await app.authenticate(scope)
+        record.key_id = key.id
         body = await read_json(scope, receive, app.config.max_body_bytes)
-        request = responses.decode_request(body, history=app.responses.get)
-        provider = scheduler.choose(request.model, app.providers)
+        request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
+        record.model_requested = request.model
         messages = request.messages
         keep: tuple[ir.Message, ...] = ()
         if len(messages) > 1 and messages[-1].role is ir.Role.USER:
@@ -90,18 +107,28 @@ async def compact(app: App, scope: Scope, receive: Receive, send: Send) -> None:
             raise InvalidRequest("input has nothing to compact", param="input")
         summary_request = ir.Request(
             model=request.model, system=(ir.Text(COMPACT_PROMPT),),
-            messages=(ir.Message(ir.Role.USER, (ir.Text(text),)),), sampling=ir.Sampling(temperature=0.2, max_tokens=1024),
+            messages=(ir.Message(ir.Role.USER, (ir.Text(text),)),), sampling=ir.Sampling(temperature=0.2, max_tokens=request.sampling.max_tokens or SUMMARY_MAX_TOKENS),
         )
         fold = ir.Fold(app.new_id("resp_"))
-        async with aclosing(provider.stream(summary_request)) as events:
+        events = app.scheduler.stream(summary_request, key=record.key_id or "", record=record, buffered=True)
+        if (ledger := usage.of(scope)) is not None:
+            events = usage.watch(events, ledger, trio.current_time)
+        async with aclosing(events) as events:
             async for event in events:
+                if ledger is not None and ledger.provider is None:
+                    ledger.provider = record.provider
+                if record.first_byte_at is None:
+                    record.first_byte_at = trio.current_time()
+                if isinstance(event, (ir.MessageStart, ir.MessageStop)):
+                    record.note_usage(event.usage)
                 fold.feed(event)
         if fold.error is not None or fold.stop is None:
             raise ProviderError(fold.error.message if fold.error else "the provider ended without a summary")
         result = fold.result()
     except AuxotError as err:
-        await send_error(send, err, responses.error_body)
+        await send_error(send, err, responses.error_body, record)
         return
+    record.status = 200
     summary = "".join(p.text for p in result.content if isinstance(p, ir.Text)).strip()
     output = [{"type": "message", "role": "user",
                "content": [{"type": "input_text", "text": f"Summary of the conversation so far:\n{summary}"}]}]
@@ -110,5 +137,5 @@ async def compact(app: App, scope: Scope, receive: Receive, send: Send) -> None:
                        "content": [{"type": "input_text", "text": p.text} for p in m.content if isinstance(p, ir.Text)]})
     await send_json(send, 200, {
         "id": result.id, "object": "response.compaction", "created_at": int(app.clock()),
-        "model": provider.served_model(request.model), "output": output, "usage": responses.encode_usage(result.usage),
+        "model": record.model_served or request.model, "output": output, "usage": responses.encode_usage(result.usage),
     })

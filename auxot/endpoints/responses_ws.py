@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .. import ir, scheduler
+from .. import ir, usage
+from ..accounting import RequestRecord
 from ..asgi import Receive, Scope, Send
 from ..codecs import responses
 from ..errors import AuxotError
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..store import KeyRecord
 
 log = logging.getLogger("auxot.responses_ws")
 
@@ -42,7 +44,7 @@ async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> Non
         return
     await send({"type": "websocket.accept"})
     try:
-        await app.authenticate(scope)
+        key = await app.authenticate(scope)
     except AuxotError as err:
         await send({"type": "websocket.close", "code": 1008, "reason": err.message[:120]})
         return
@@ -62,20 +64,29 @@ async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> Non
         async with frames_out:
             async for message in frames_out:
                 close = None
+                # One ledger row per turn, committed before the turn's last frame is sent
+                # (or here, if the turn ends some other way).
+                record = app.gate.start("responses.websocket")
+                record.key_id = key.id
+                scope[usage.SCOPE_KEY] = record
                 try:
-                    await _turn(app, message, send)
+                    await _turn(app, key, scope, message, send)
                 except _Close as exc:
                     close = exc
                 except Exception:
                     log.exception("websocket turn failed")
                     close = _Close(1011, "internal error; see the router's log")
+                finally:
+                    await app.gate.finish(record)
                 if close is not None:
                     await send({"type": "websocket.close", "code": close.code, "reason": close.reason})
                     nursery.cancel_scope.cancel()
                     return
 
 
-async def _turn(app: App, message: dict[str, Any], send: Send) -> None:
+async def _turn(app: App, key: KeyRecord, scope: Scope, message: dict[str, Any], send: Send) -> None:
+    record = usage.of(scope)
+    assert record is not None
     if message.get("text") is None:
         raise _Close(1003, "send response.create as a text frame")
     try:
@@ -85,36 +96,70 @@ async def _turn(app: App, message: dict[str, Any], send: Send) -> None:
     if not isinstance(frame, dict):
         raise _Close(1007, "frame is not a JSON object")
     if frame.get("type") != "response.create":
+        record.status = 400
+        await app.gate.finish(record)  # the ledger row is committed before the client sees the turn end
         await _error_frame(send, 400, "invalid_request_error", f"unknown frame type {frame.get('type')!r}; expected 'response.create'")
         return
     body = frame.get("response") if isinstance(frame.get("response"), dict) else {k: v for k, v in frame.items() if k != "type"}
     try:
-        request = responses.decode_request(body, history=app.responses.get)
-        provider = scheduler.choose(request.model, app.providers)
+        request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
     except AuxotError as err:
-        await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param)
+        record.status = err.status
+        await app.gate.finish(record)
+        await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
+    with app.record("responses.ws") as turn:
+        turn.key_id, turn.model_requested = key.id, request.model
+        await _run_turn(app, body, request, record, turn, send)
+
+
+async def _run_turn(
+    app: App, body: dict[str, Any], request: ir.Request, record: usage.Record, turn: RequestRecord, send: Send,
+) -> None:
+    """One turn: the scheduler's events as frames.  ``record`` is the ledger's
+    row, ``turn`` the metrics' record."""
     response_id = app.new_id("resp_")
-    encoder = responses.StreamEncoder(response_id, int(app.clock()), provider.served_model(request.model), request,
-                                      lambda prefix: app.new_id(prefix + "_"), framing="lines")
+    encoder: responses.StreamEncoder | None = None
     fold = ir.Fold(response_id)
     try:
-        async with aclosing(provider.stream(request)) as events:
+        events = usage.watch(app.scheduler.stream(request, key=turn.key_id or "", record=turn), record, trio.current_time)
+        async with aclosing(events) as events:
             async for event in events:
+                if encoder is None:  # the first event names the model that serves
+                    turn.first_byte_at, turn.status = trio.current_time(), 200
+                    record.status, record.provider = 200, turn.provider  # from here on a failure is told in the stream
+                    model = event.model if isinstance(event, ir.MessageStart) else request.model
+                    encoder = responses.StreamEncoder(response_id, int(app.clock()), model, request,
+                                                      lambda prefix: app.new_id(prefix + "_"), framing="lines")
+                if isinstance(event, (ir.MessageStart, ir.MessageStop)):
+                    turn.note_usage(event.usage)
                 fold.feed(event)
+                if isinstance(event, (ir.MessageStop, ir.StreamError)):
+                    await app.gate.finish(record)  # the ledger row is committed before the turn's last frame
                 for line in encoder.encode(event).splitlines():
                     await send({"type": "websocket.send", "text": line.decode()})
     except AuxotError as err:
-        if fold.model:  # the turn had started: end it as failed, like the HTTP stream does
+        turn.outcome = "error"
+        if encoder is not None:  # the turn had started: end it as failed, like the HTTP stream does
+            record.saw_error = True
+            await app.gate.finish(record)
             for line in encoder.encode(ir.StreamError(err.kind, err.message)).splitlines():
                 await send({"type": "websocket.send", "text": line.decode()})
         else:
-            await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param)
+            record.status = turn.status = err.status
+            await app.gate.finish(record)
+            await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
+    if fold.error is not None:
+        turn.outcome = "error"
     if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
         app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
 
 
-async def _error_frame(send: Send, status: int, kind: str, message: str, param: str | None = None) -> None:
-    payload = {"type": "error", "status": status, "error": {"type": kind, "message": message, "param": param}}
+async def _error_frame(
+    send: Send, status: int, kind: str, message: str, param: str | None = None, retry_after: float | None = None,
+) -> None:
+    payload: dict[str, Any] = {"type": "error", "status": status, "error": {"type": kind, "message": message, "param": param}}
+    if retry_after is not None:
+        payload["retry_after"] = retry_after  # the HTTP Retry-After, in seconds
     await send({"type": "websocket.send", "text": ir.dumps(payload)})

@@ -33,10 +33,11 @@ log = logging.getLogger("auxot.cloud")
 
 
 class CloudProvider:
-    tier = "cloud"
-
     def __init__(self, config: CloudConfig, id_factory: Callable[[], str]) -> None:
         self.config = config
+        self.tier = config.tier
+        self.order = config.order
+        self.slots_total = config.max_concurrent
         self.name = config.name
         self.kind = config.kind
         self.models = config.models
@@ -48,7 +49,6 @@ class CloudProvider:
             timeouts=Timeouts(connect=config.connect_timeout, tls_handshake=config.tls_timeout, first_byte=config.first_byte_timeout,
                               idle=config.idle_timeout, total=config.total_timeout),
         )
-        self.slots = trio.CapacityLimiter(config.max_concurrent)
 
     def served_model(self, requested: str) -> str:
         return requested if requested in self.models or not self.models else self.models[0]
@@ -95,7 +95,6 @@ class CloudProvider:
     def health(self) -> dict[str, object]:
         return {
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
-            "slots_used": self.slots.borrowed_tokens, "slots_total": int(self.slots.total_tokens),
             "base_url": self.config.base_url,
         }
 
@@ -112,12 +111,11 @@ class CloudProvider:
         if self.state != "ready":
             raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         path, headers, body = self._request(req)
-        async with self.slots:
-            async for event in stream_exchange(
-                self._pool, path, headers, body, dialect=self.config.dialect, id_factory=self._new_id,
-                who=f"{self.name}: the upstream", status_error=self._status_error,
-            ):
-                yield event
+        async for event in stream_exchange(
+            self._pool, path, headers, body, dialect=self.config.dialect, id_factory=self._new_id,
+            who=f"{self.name}: the upstream", status_error=self._status_error,
+        ):
+            yield event
 
     def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
         message = _upstream_message(raw)
