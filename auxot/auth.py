@@ -27,6 +27,7 @@ import trio
 from . import ir, usage
 from .asgi import Scope, Send, header
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited
+from .group_commit import GroupCommit
 from .keys import shape_problem
 from .limits import FailureBackoff, RateLimiter, retry_after_header
 from .key_cache import KeyCache
@@ -67,6 +68,7 @@ def permitted_model(allowed: Sequence[str], model: str, providers: Sequence[Any]
 class Gate:
     def __init__(self, store: Store, *, wall_clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.ledger: GroupCommit[dict[str, Any]] = GroupCommit(store.record_usage_many)
         self.keys = KeyCache(store)  # authentication without a thread hop per request
         self.wall_clock = wall_clock  # for expiry and the ledger's timestamps
         self.limiter = RateLimiter(trio.current_time)
@@ -169,6 +171,6 @@ class Gate:
         # its row.  SQLite's busy timeout (10 s) bounds the wait.
         with trio.CancelScope(shield=True):
             try:
-                await trio.to_thread.run_sync(self.store.record_usage, row)
+                await self.ledger.write(row)
             except Exception:
                 log.exception("could not write the usage row of a %s request", record.endpoint)

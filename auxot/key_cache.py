@@ -4,13 +4,15 @@ Authentication runs on every request, and asking SQLite in a worker thread
 (``trio.to_thread``) costs a thread hop each time — in the benchmarks (#11) it
 was the largest single cost of a request.  The cache keeps the records it has
 seen, keyed by the presented key's digest, tagged with the store's
-:meth:`~auxot.store.Store.version`; any commit to the database (a ``keys
-revoke`` from another process included) changes the version and empties the
-cache, so a revocation still takes effect on the next request.
+:meth:`~auxot.store.Store.version`, a counter that a trigger moves on every
+change to the key table; any such change (a ``keys revoke`` from another
+process included) empties the cache, so a revocation still takes effect on
+the next request.  Ledger rows are written on another connection and do not
+move it.
 
-Checking the version is one ``PRAGMA data_version`` on the event loop (~3 µs,
-no disk I/O in WAL mode); if another thread holds the store, the lookup goes
-to a worker thread as before.  Unknown keys are not cached (no memory for
+Checking the version is a one-row read on the event loop (a few µs, no disk
+I/O in WAL mode); if another thread holds the store, the lookup goes to a
+worker thread as before.  Unknown keys are not cached (no memory for
 garbage keys); the cache holds at most ``max_entries`` records.
 """
 
@@ -26,7 +28,7 @@ class KeyCache:
     def __init__(self, store: Store, max_entries: int = 4096) -> None:
         self._store = store
         self._max = max_entries
-        self._version: tuple[int, int] | None = None
+        self._version: int | None = None
         self._records: dict[str, Lookup] = {}
 
     async def find(self, key: str) -> Lookup | None:
@@ -45,7 +47,7 @@ class KeyCache:
             self._records[digest] = record
         return record
 
-    def _lookup(self, key: str) -> tuple[tuple[int, int] | None, Lookup | None]:
+    def _lookup(self, key: str) -> tuple[int | None, Lookup | None]:
         # The version is read before the row: a change after it is seen next time.
         version = self._store.version()
         return version, self._store.find(key)

@@ -4,9 +4,10 @@ The schema is versioned with ``PRAGMA user_version`` and migrated on open, each
 migration in one transaction; a database from a newer auxot is refused rather
 than misread.  Every call is synchronous and guarded by a lock; the async
 server calls it via ``trio.to_thread.run_sync`` so database work never blocks
-the event loop.  The connection is in autocommit mode: each ledger row is
-committed by its own INSERT, so a router killed with SIGKILL loses only the
-rows of requests that had not ended.
+the event loop.  Connections are in autocommit mode; ledger rows are
+committed before the request they describe ends (several requests' rows may
+share one commit), so a router killed with SIGKILL loses only the rows of
+requests that had not ended.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import keys
 
-MIGRATIONS = [
+MIGRATIONS: list[str | tuple[str, ...]] = [
     # 1: API keys, stored as a digest only.
     """
     CREATE TABLE api_keys (
@@ -73,6 +74,15 @@ MIGRATIONS = [
         revoked_at REAL
     );
     """,
+    # 4: a counter every change to api_keys moves, by trigger, whichever process
+    # makes it; the key cache compares it instead of reading the table (statements
+    # listed one by one: a trigger's body has semicolons of its own).
+    (
+        "CREATE TABLE key_epoch (n INTEGER NOT NULL)",
+        "INSERT INTO key_epoch (n) VALUES (0)",
+        *(f"CREATE TRIGGER api_keys_epoch_{what.lower()} AFTER {what} ON api_keys"
+          " BEGIN UPDATE key_epoch SET n = n + 1; END" for what in ("INSERT", "UPDATE", "DELETE")),
+    ),
 ]
 
 _KEY_COLUMNS = "id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at"
@@ -118,15 +128,23 @@ class Lookup:
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+        self._db = self._connect(path)
         self._lock = threading.Lock()
-        self._key_writes = 0  # this process's own changes to keys (see version())
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit is in the OS once the INSERT returns, so
-            # it survives the process being killed (only power loss can undo it).
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate(path)
+        # The ledger writes on a connection of its own, so a batch being committed
+        # never holds up key lookups (WAL: readers and the writer do not block).
+        self._ledger = self._connect(path)
+        self._ledger_lock = threading.Lock()
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+        # NORMAL in WAL mode: a commit is in the OS once it returns, so it survives
+        # the process being killed (only power loss can undo it).
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     def _migrate(self, path: Path) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -136,7 +154,8 @@ class Store:
         for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in (s for s in sql.split(";") if s.strip()):
+                statements = sql.split(";") if isinstance(sql, str) else sql
+                for statement in (s for s in statements if s.strip()):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number}")
                 self._db.execute("COMMIT")
@@ -145,8 +164,9 @@ class Store:
                 raise
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._ledger_lock:
             self._db.close()
+            self._ledger.close()
 
     # --- keys --------------------------------------------------------------
 
@@ -158,7 +178,6 @@ class Store:
         key = keys.generate(prefix)
         record = KeyRecord(keys.new_id(), prefix, name, time.time(), None, team, expires_at, tuple(models), rpm, tpm)
         with self._lock:
-            self._key_writes += 1
             self._db.execute(
                 "INSERT INTO api_keys (id, digest, prefix, name, created_at, team, expires_at, models, rpm, tpm)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -183,7 +202,6 @@ class Store:
 
     def revoke_key(self, key_id: str) -> bool:
         with self._lock:
-            self._key_writes += 1
             cur = self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
         return cur.rowcount == 1
 
@@ -195,7 +213,6 @@ class Store:
             if row is None:
                 return None
             key = keys.generate(row[0])
-            self._key_writes += 1
             self._db.execute(
                 "UPDATE api_keys SET previous_digest = digest, digest = ?, rotated_at = ? WHERE id = ?",
                 (keys.digest(key), time.time(), key_id),
@@ -224,17 +241,15 @@ class Store:
             return None
         return Lookup(KeyRecord.from_row(row[:-1]), rotated_away)
 
-    def version(self, *, wait: bool = True) -> tuple[int, int] | None:
-        """A value that changes whenever anything in the database may have changed:
-        SQLite's ``data_version`` (moves on every commit by another connection, such
-        as ``keys revoke`` in another process) and a count of this
-        process's own changes to keys (the ledger's own inserts do not count: they
-        would empty a key cache on every request).  With ``wait=False`` it returns None instead of waiting
-        for a lock another thread holds (so the event loop may call it: ~3 µs)."""
+    def version(self, *, wait: bool = True) -> int | None:
+        """A number that moves whenever any process changes a key (a trigger on
+        ``api_keys`` counts; ledger rows do not move it).  With ``wait=False`` it
+        returns None instead of waiting for a lock another thread holds (so the
+        event loop may call it: a one-row read, a few µs)."""
         if not self._lock.acquire(blocking=wait):
             return None
         try:
-            return int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._key_writes
+            return int(self._db.execute("SELECT n FROM key_epoch").fetchone()[0])
         finally:
             self._lock.release()
 
@@ -242,11 +257,19 @@ class Store:
 
     def record_usage(self, row: dict[str, Any]) -> None:
         """One ledger row, committed before this returns."""
-        with self._lock:
-            self._db.execute(
-                f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})",
-                tuple(row[c] for c in USAGE_COLUMNS),
-            )
+        self.record_usage_many([row])
+
+    def record_usage_many(self, rows: list[dict[str, Any]]) -> None:
+        """Ledger rows, committed together (one transaction) before this returns."""
+        sql = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+        with self._ledger_lock:
+            self._ledger.execute("BEGIN IMMEDIATE")
+            try:
+                self._ledger.executemany(sql, [tuple(row[c] for c in USAGE_COLUMNS) for row in rows])
+                self._ledger.execute("COMMIT")
+            except BaseException:
+                self._ledger.execute("ROLLBACK")
+                raise
 
     def usage_rows(self, *, key_id: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Matching rows, oldest first; with ``limit``, only the newest ``limit``."""

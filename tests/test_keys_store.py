@@ -60,7 +60,7 @@ def test_a_version_1_database_migrates_and_keeps_its_keys(tmp_path: Path) -> Non
     path = tmp_path / "db.sqlite3"
     key = v1_database(path)
     store = Store(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
     record = store.lookup(key)
     assert record is not None and record.id == "key_old" and record.name == "old"
     assert (record.models, record.rpm, record.tpm, record.expires_at, record.team) == ((), None, None, None, None)
