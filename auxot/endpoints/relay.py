@@ -138,16 +138,14 @@ async def _stream(
     encoder = encoder_for(model)
     record.status = 200
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *served_headers(record)]})
-    outcome = "ok"
     try:
-        await send({"type": "http.response.body", "body": encoder.encode(first), "more_body": True})
-        async for event in events:
-            if isinstance(event, ir.StreamError):
-                outcome = "error"
-            data = encoder.encode(event)
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-    except trio.Cancelled:
+        async with trio.open_nursery() as nursery:
+            chunks_in, chunks_out = trio.open_memory_channel[bytes](QUEUED_CHUNKS)
+            nursery.start_soon(_write_coalesced, send, chunks_out)
+            outcome = await _pump(first, events, encoder, chunks_in)
+    except BaseException as exc:
+        if not _cancelled(exc):
+            raise
         # The client went away (nothing to tell) or the router is shutting down and
         # the grace period ran out: end the stream with an error, not silently.
         with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -155,16 +153,60 @@ async def _stream(
             await send({"type": "http.response.body", "body": encoder.encode(event), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         raise
-    except Exception as exc:
-        outcome = "error"
-        if isinstance(exc, AuxotError):
-            message, kind = exc.message, exc.kind
-        else:
-            log.exception("provider failed mid-stream")
-            message, kind = "internal error mid-stream; see the router's log", ErrorKind.INTERNAL
-        await send({"type": "http.response.body", "body": encoder.encode(ir.StreamError(kind, message)), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return outcome
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Cancelled, or a group of Cancelled (the producer and the writer both were)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
+
+
+# Encoded chunks waiting for the client: enough to keep decoding while a write is
+# in flight, few enough that a client that stops reading stops the upstream read.
+QUEUED_CHUNKS = 256
+
+
+async def _pump(first: ir.Event, events: AsyncIterator[ir.Event], encoder: Any, out: trio.MemorySendChannel[bytes]) -> str:
+    """Encode the events into ``out`` until they end; a provider's failure mid-
+    stream becomes an in-stream error chunk.  Closing ``out`` lets the writer
+    send what is queued and stop."""
+    outcome = "ok"
+    async with out:
+        await out.send(encoder.encode(first))
+        try:
+            async for event in events:
+                if isinstance(event, ir.StreamError):
+                    outcome = "error"
+                data = encoder.encode(event)
+                if data:
+                    await out.send(data)
+        except Exception as exc:
+            outcome = "error"
+            if isinstance(exc, AuxotError):
+                message, kind = exc.message, exc.kind
+            else:
+                log.exception("provider failed mid-stream")
+                message, kind = "internal error mid-stream; see the router's log", ErrorKind.INTERNAL
+            await out.send(encoder.encode(ir.StreamError(kind, message)))
+    return outcome
+
+
+async def _write_coalesced(send: Send, chunks: trio.MemoryReceiveChannel[bytes]) -> None:
+    """Send chunks as they come; those that queued up while the last write was in
+    flight go out together, as one body message (one socket write instead of
+    one per chunk).  Nothing waits to be coalesced: a lone chunk is sent at once."""
+    async with chunks:
+        async for data in chunks:
+            batch = [data]
+            while len(batch) < QUEUED_CHUNKS:
+                try:
+                    batch.append(chunks.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await send({"type": "http.response.body", "body": b"".join(batch) if len(batch) > 1 else data, "more_body": True})
 
 
 async def _fold(
