@@ -1,15 +1,19 @@
-"""The relay's writer (auxot.endpoints.relay._write_coalesced): a chunk goes
-out at once; chunks that queue up while a write is in flight go out together,
-in order, as one body message."""
+"""The relay's streaming writer: a chunk goes out at once; in a long stream,
+chunks that queue up while a write is in flight go out together, in order, as
+one body message."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AsyncIterator
 
+import pytest
 import trio
 import trio.testing
 
-from auxot.endpoints.relay import _write_coalesced
+from auxot import ir
+from auxot.accounting import RequestRecord
+from auxot.endpoints.relay import DIRECT_CHUNKS, _stream, _write_coalesced
+from auxot.errors import ProviderError
 
 
 async def test_a_lone_chunk_is_sent_at_once_and_a_backlog_goes_out_as_one_message() -> None:
@@ -36,3 +40,51 @@ async def test_a_lone_chunk_is_sent_at_once_and_a_backlog_goes_out_as_one_messag
             await chunks_in.send(b"last;")
             await chunks_in.aclose()
     assert sent[-1] == b"last;" and len(sent) == 3
+
+
+class TaggingEncoder:
+    """An encoder double: each event becomes one tagged line, so order and loss show."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def encode(self, event: ir.Event) -> bytes:
+        self.n += 1
+        return b"%d:%s\n" % (self.n, type(event).__name__.encode())
+
+
+async def answer(deltas: int, cut: bool = False) -> AsyncIterator[ir.Event]:
+    yield ir.MessageStart("m")
+    yield ir.TextStart(0)
+    for n in range(deltas):
+        yield ir.TextDelta(0, str(n))
+        if n % 50 == 0:
+            await trio.sleep(0)  # the upstream's reads: a checkpoint now and then
+    if cut:
+        raise ProviderError("llama-server died")
+    yield ir.BlockStop(0)
+    yield ir.MessageStop(ir.StopReason.END_TURN)
+
+
+@pytest.mark.parametrize("deltas", [3, DIRECT_CHUNKS - 2, DIRECT_CHUNKS, 1000])
+@pytest.mark.parametrize("cut", [False, True])
+async def test_short_and_long_streams_arrive_whole_and_in_order(deltas: int, cut: bool) -> None:
+    """Short streams are written chunk by chunk; past DIRECT_CHUNKS a writer task
+    coalesces.  Either way every chunk arrives once, in order, then the end; a
+    provider failing mid-stream ends it with an error chunk and outcome "error"."""
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+        await trio.sleep(0)
+
+    encoder = TaggingEncoder()
+    with trio.fail_after(10):
+        outcome = await _stream(send, answer(deltas, cut), lambda model: encoder, lambda err: {}, RequestRecord("t"))
+    assert messages[0]["type"] == "http.response.start" and messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    lines = b"".join(m["body"] for m in messages[1:]).splitlines()
+    assert [int(line.split(b":")[0]) for line in lines] == list(range(1, encoder.n + 1))
+    assert outcome == ("error" if cut else "ok")
+    assert lines[-1].endswith(b"StreamError" if cut else b"MessageStop")
+    if deltas >= 1000:
+        assert len(messages) < len(lines)  # coalesced

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import trio
 
@@ -138,11 +138,22 @@ async def _stream(
     encoder = encoder_for(model)
     record.status = 200
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *served_headers(record)]})
+
+    async def send_now(data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
     try:
-        async with trio.open_nursery() as nursery:
-            chunks_in, chunks_out = trio.open_memory_channel[bytes](QUEUED_CHUNKS)
-            nursery.start_soon(_write_coalesced, send, chunks_out)
-            outcome = await _pump(first, events, encoder, chunks_in)
+        # Most streams are short or slow: each chunk is written as it comes, with
+        # no extra task (1,000 open streams must stay small).  A stream that runs
+        # past DIRECT_CHUNKS is a fast, long one: a writer task takes over and
+        # coalesces what queues up behind each write.
+        outcome = await _pump(events, encoder, send_now, first=first, limit=DIRECT_CHUNKS)
+        if outcome is None:
+            async with trio.open_nursery() as nursery:
+                chunks_in, chunks_out = trio.open_memory_channel[bytes](QUEUED_CHUNKS)
+                nursery.start_soon(_write_coalesced, send, chunks_out)
+                async with chunks_in:
+                    outcome = await _pump(events, encoder, chunks_in.send)
     except BaseException as exc:
         if not _cancelled(exc):
             raise
@@ -164,33 +175,41 @@ def _cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
+DIRECT_CHUNKS = 64  # chunks written one by one before a stream gets a coalescing writer
 # Encoded chunks waiting for the client: enough to keep decoding while a write is
 # in flight, few enough that a client that stops reading stops the upstream read.
 QUEUED_CHUNKS = 256
 
 
-async def _pump(first: ir.Event, events: AsyncIterator[ir.Event], encoder: Any, out: trio.MemorySendChannel[bytes]) -> str:
-    """Encode the events into ``out`` until they end; a provider's failure mid-
-    stream becomes an in-stream error chunk.  Closing ``out`` lets the writer
-    send what is queued and stop."""
+async def _pump(
+    events: AsyncIterator[ir.Event], encoder: Any, put: Callable[[bytes], Awaitable[None]], *,
+    first: ir.Event | None = None, limit: int | None = None,
+) -> str | None:
+    """Encode the events and ``put`` each chunk, until they end ("ok" or "error")
+    or ``limit`` chunks were put (None: the rest is still in ``events``).  A
+    provider's failure mid-stream becomes an in-stream error chunk."""
     outcome = "ok"
-    async with out:
-        await out.send(encoder.encode(first))
-        try:
-            async for event in events:
-                if isinstance(event, ir.StreamError):
-                    outcome = "error"
-                data = encoder.encode(event)
-                if data:
-                    await out.send(data)
-        except Exception as exc:
-            outcome = "error"
-            if isinstance(exc, AuxotError):
-                message, kind = exc.message, exc.kind
-            else:
-                log.exception("provider failed mid-stream")
-                message, kind = "internal error mid-stream; see the router's log", ErrorKind.INTERNAL
-            await out.send(encoder.encode(ir.StreamError(kind, message)))
+    if first is not None:
+        await put(encoder.encode(first))
+    count = 0
+    try:
+        async for event in events:
+            if isinstance(event, ir.StreamError):
+                outcome = "error"
+            data = encoder.encode(event)
+            if data:
+                await put(data)
+            count += 1
+            if count == limit and outcome == "ok":
+                return None
+    except Exception as exc:
+        outcome = "error"
+        if isinstance(exc, AuxotError):
+            message, kind = exc.message, exc.kind
+        else:
+            log.exception("provider failed mid-stream")
+            message, kind = "internal error mid-stream; see the router's log", ErrorKind.INTERNAL
+        await put(encoder.encode(ir.StreamError(kind, message)))
     return outcome
 
 
