@@ -238,3 +238,24 @@ async def test_websocket_turns_are_metered_and_limited(router: RouterProcess) ->
         store.close()
     assert [(r["endpoint"], r["status"]) for r in rows] == [("responses.websocket", 200), ("responses.websocket", 429)]
     assert rows[0]["output_tokens"] and rows[0]["outcome"] == "ok"
+
+
+def test_a_compaction_has_its_ledger_row(router: RouterProcess) -> None:
+    key_id, key = create_key(router, "--name", "e2e compact ledger")
+    body = {"model": "auto", "max_output_tokens": 16, "input": [
+        {"role": "user", "content": "We are planning a trip to Lisbon in May."},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Lisbon in May is lovely."}]},
+        {"role": "user", "content": "Book the hotel near the river."},
+    ]}
+    with httpx2.Client(timeout=60) as client:
+        resp = client.post(router.base_url + "/v1/responses/compact", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 200, resp.text
+    assert router.data_dir is not None
+    store = Store(router.data_dir / "auxot.sqlite3")
+    try:
+        [row] = store.usage_rows(key_id=key_id)
+    finally:
+        store.close()
+    assert (row["endpoint"], row["model_requested"], row["model_served"], row["provider"]) == ("responses.compact", "auto", MODEL, "local")
+    assert row["input_tokens"] and row["output_tokens"] and (row["status"], row["outcome"]) == (200, "ok")
+    assert 0 < row["ttft_ms"] <= row["latency_ms"] < 60_000

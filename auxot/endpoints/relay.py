@@ -54,23 +54,27 @@ async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record:
     await send_json(send, err.status, error_body(err), error_headers(err))
 
 
-class _Watched:
-    """Passes events through, noting the first one's time and the usage on the record."""
+class Watched:
+    """Passes events through, noting the first one's time and the usage on the
+    record, and showing each to the ledger's record (one layer for both)."""
 
     def __init__(self, events: AsyncIterator[ir.Event], record: RequestRecord, ledger: usage.Record | None) -> None:
         self._events = events
         self._record = record
         self._ledger = ledger
 
-    def __aiter__(self) -> _Watched:
+    def __aiter__(self) -> Watched:
         return self
 
     async def __anext__(self) -> ir.Event:
         event = await anext(self._events)
+        now = trio.current_time()
         if self._record.first_byte_at is None:
-            self._record.first_byte_at = trio.current_time()
-        if self._ledger is not None and self._ledger.provider is None:  # who served, as the scheduler found it
-            self._ledger.provider, self._ledger.model_served = self._record.provider, self._record.model_served
+            self._record.first_byte_at = now
+        if self._ledger is not None:
+            if self._ledger.provider is None:  # who served, as the scheduler found it
+                self._ledger.provider, self._ledger.model_served = self._record.provider, self._record.model_served
+            self._ledger.observe(event, now)
         if isinstance(event, (ir.MessageStart, ir.MessageStop)):
             self._record.note_usage(event.usage)
         return event
@@ -92,10 +96,8 @@ async def relay(
     (also noted on ``record`` with the status, first byte and usage).  The
     ``ledger`` record, if given, sees every event (tokens, first token, stop)."""
     record = record if record is not None else RequestRecord("")
-    if ledger is not None:
-        events = usage.watch(events, ledger, trio.current_time)
     outcome = "disconnected"
-    watched = _Watched(events, record, ledger)
+    watched = Watched(events, record, ledger)
     try:
         async with trio.open_nursery() as nursery:
 

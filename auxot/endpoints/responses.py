@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
-import trio
 from typing import TYPE_CHECKING, AsyncIterator
 
 from .. import ir
@@ -14,7 +13,7 @@ from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import responses
 from ..errors import AuxotError, InvalidRequest, ProviderError
-from .relay import relay, send_error
+from .relay import Watched, relay, send_error
 
 if TYPE_CHECKING:
     from ..app import App
@@ -111,16 +110,8 @@ async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record:
         )
         fold = ir.Fold(app.new_id("resp_"))
         events = app.scheduler.stream(summary_request, key=record.key_id or "", record=record, buffered=True)
-        if (ledger := usage.of(scope)) is not None:
-            events = usage.watch(events, ledger, trio.current_time)
         async with aclosing(events) as events:
-            async for event in events:
-                if ledger is not None and ledger.provider is None:
-                    ledger.provider = record.provider
-                if record.first_byte_at is None:
-                    record.first_byte_at = trio.current_time()
-                if isinstance(event, (ir.MessageStart, ir.MessageStop)):
-                    record.note_usage(event.usage)
+            async for event in Watched(events, record, usage.of(scope)):
                 fold.feed(event)
         if fold.error is not None or fold.stop is None:
             raise ProviderError(fold.error.message if fold.error else "the provider ended without a summary")
