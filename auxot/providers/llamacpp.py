@@ -45,6 +45,7 @@ log = logging.getLogger("auxot.llamacpp")
 STOP_GRACE = 3.0
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
+PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
 
 
@@ -103,6 +104,7 @@ class LlamaCppProvider:
         (requests then get 503 with the reason)."""
         self.reap_leftover()
         backoff = BACKOFF_START
+        port_retries = 0
         first = [task_status]
 
         def attempt_settled() -> None:
@@ -113,6 +115,14 @@ class LlamaCppProvider:
             while True:
                 began = trio.current_time()
                 ok = await self._run_once(attempt_settled)
+                if not ok and self._lost_port_race() and port_retries < PORT_RETRIES:
+                    # free_port() closes the socket it found; another process
+                    # (or a test server) can take the port before llama-server
+                    # binds it.  Not a fault of the child: try a fresh port now.
+                    port_retries += 1
+                    log.info("%s: port %s was taken before llama-server bound it; trying another", self.name, self.port)
+                    continue
+                port_retries = 0
                 attempt_settled()
                 if ok and trio.current_time() - began > STABLE_AFTER:
                     backoff = BACKOFF_START
@@ -131,6 +141,7 @@ class LlamaCppProvider:
         port = free_port()
         self.state = "starting"
         self.port = port
+        self.stderr_tail.append(f"[auxot] starting on port {port}")
         self._pool = Pool(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=5.0, first_byte=self.config.request_timeout, idle=self.config.request_timeout))
         process = await trio.lowlevel.open_process(
             self.command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -168,6 +179,15 @@ class LlamaCppProvider:
             if pool is not None:
                 await pool.aclose()
         return became_ready
+
+    def _lost_port_race(self) -> bool:
+        """Did the last start fail only because its port was taken?"""
+        for line in reversed(self.stderr_tail):
+            if "couldn't bind HTTP server socket" in line:
+                return True
+            if line.startswith("[auxot] starting on port"):
+                return False
+        return False
 
     def reap_leftover(self) -> None:
         """Kill a llama-server that an earlier, killed router left running."""
