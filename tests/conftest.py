@@ -5,8 +5,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Property tests check what is generated, not how fast: a loaded 2-core CI machine
+# must not fail them on Hypothesis's per-example deadline or its slow-input check.
+settings.register_profile("auxot", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("auxot")
 
 
 @pytest.fixture

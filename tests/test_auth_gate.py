@@ -27,11 +27,18 @@ MESSAGES = "/api/anthropic/v1/messages"
 
 
 @pytest.fixture
-def clock() -> trio.testing.MockClock:
-    """Autojumps once the run has been idle for 0.1 s of real time, not at once:
-    a key lookup waits on a worker thread (SQLite), and virtual time must not
-    leap ahead while it does."""
-    return trio.testing.MockClock(autojump_threshold=0.1)
+def clock(monkeypatch: pytest.MonkeyPatch) -> trio.testing.MockClock:
+    """Autojumps as soon as every task waits.  The key lookups and ledger writes
+    that the app sends to a worker thread run inline here instead: virtual time
+    must not leap ahead while a task waits on a thread (a real-time threshold
+    would make that a race with the machine's load)."""
+
+    async def inline(fn: Any, *args: Any, **_: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    return trio.testing.MockClock(autojump_threshold=0)
 
 
 @pytest.fixture

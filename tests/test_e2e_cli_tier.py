@@ -109,7 +109,7 @@ def wait_no_runs(router: RouterProcess, name: str, timeout: float = 15) -> None:
 
 @pytest.fixture
 def oai(router_a: RouterProcess) -> Iterator[openai.OpenAI]:
-    # Closed after each test: an idle keep-alive connection would hold up the router's graceful stop.
+    # Closed after each test, as a tidy client would (an idle one no longer holds up a stop: test_keep_alive.py).
     with openai.OpenAI(base_url=router_a.base_url + "/api/openai", api_key=router_a.key, timeout=180, max_retries=0) as client:
         yield client
 
@@ -136,8 +136,10 @@ def test_health_reports_each_cli_with_its_version(router_a: RouterProcess, oai: 
 
 def test_auto_streams_from_claude_code_through_the_openai_endpoint(router_a: RouterProcess, oai: openai.OpenAI) -> None:
     stream = oai.chat.completions.create(
-        model="auto", stream=True, stream_options={"include_usage": True}, max_tokens=24,
-        messages=[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}],
+        # Claude Code samples at temperature 1: a prompt whose answer is long at any
+        # sampling, so there are always several deltas to see arrive.
+        model="auto", stream=True, stream_options={"include_usage": True}, max_tokens=32,
+        messages=[{"role": "user", "content": "Write a short poem about the sea."}],
     )
     arrivals, text, usage, models = [], [], None, set()
     for chunk in stream:
@@ -156,7 +158,7 @@ def test_auto_streams_from_claude_code_through_the_openai_endpoint(router_a: Rou
 def test_auto_streams_from_claude_code_through_the_anthropic_endpoint(router_a: RouterProcess, claude_sdk: anthropic.Anthropic) -> None:
     arrivals = []
     with claude_sdk.messages.stream(
-        model="auto", max_tokens=40, system="You are terse.", messages=[{"role": "user", "content": "Name a colour."}],
+        model="auto", max_tokens=40, messages=[{"role": "user", "content": "Write a short poem about the sea."}],
     ) as stream:
         for delta in stream.text_stream:
             if delta:

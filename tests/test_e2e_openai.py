@@ -96,10 +96,10 @@ def test_client_disconnect_frees_the_llama_server_slot(router: RouterProcess, cl
     stream.close()  # the client goes away mid-stream
     closed_at = time.monotonic()
     while any(s["is_processing"] for s in slots(router)):
-        assert time.monotonic() - closed_at < 3, "llama-server kept generating after the client left"
+        assert time.monotonic() - closed_at < 10, "llama-server kept generating after the client left"
         time.sleep(0.05)
     freed_after = time.monotonic() - closed_at
-    assert freed_after < 3
+    assert freed_after < 10  # the 2,000 tokens would take ~25 s
     # And the router still serves.
     r = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
     assert r.choices[0].message.content is not None

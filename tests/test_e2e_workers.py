@@ -58,7 +58,7 @@ def test_health_lists_the_worker(router: RouterProcess) -> None:
     assert w["name"] == "gpu-box" and w["kind"] == "worker" and w["tier"] == "gpu" and w["state"] == "ready"
     assert w["models"] == [MODEL] and w["slots_total"] == 2 and w["ctx_size"] == 8192
     assert w["address"].startswith("127.0.0.1:") and w["version"] and w["protocol"] == 1
-    assert w["last_heartbeat_s"] < 2.5 and w["accelerator"]["kind"] in ("cpu", "cuda")
+    assert w["last_heartbeat_s"] < 10 and w["accelerator"]["kind"] in ("cpu", "cuda")
     assert w["facts"]["model_file"].endswith(".gguf") and w["facts"]["ctx_per_slot"]
 
 
@@ -103,9 +103,10 @@ def test_client_disconnect_cancels_the_job_on_the_worker(router: RouterProcess, 
     assert processing(), "generation should still be running on the worker"
     stream.close()
     closed = time.monotonic()
-    wait_until(lambda: not processing(), timeout=5)
-    assert time.monotonic() - closed < 5
-    assert wait_until(lambda: worker_health(router, "gpu-box")["slots_used"] == 0, timeout=5)
+    # Far less than the ~30 s the 2000 tokens would take; generous for a loaded machine.
+    wait_until(lambda: not processing(), timeout=15)
+    assert time.monotonic() - closed < 15
+    assert wait_until(lambda: worker_health(router, "gpu-box")["slots_used"] == 0, timeout=15)
 
 
 def test_a_worker_key_is_not_an_api_key(router: RouterProcess, worker: WorkerProcess) -> None:

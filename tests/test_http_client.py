@@ -111,12 +111,13 @@ async def test_cancelled_request_closes_its_connection(nursery: trio.Nursery) ->
 
 
 async def test_connection_refused_is_a_connect_error() -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()
+    # Bound but not listening: connections are refused, and no other process can
+    # be given the port meanwhile (as it could once the socket were closed).
+    holder = trio.socket.socket()
+    await holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
     pool = Pool(f"http://127.0.0.1:{port}")
-    with trio.fail_after(10), pytest.raises(ConnectError, match="cannot connect"):
+    with holder, trio.fail_after(10), pytest.raises(ConnectError, match="cannot connect"):
         async with pool.request("GET", "/"):
             pass
 

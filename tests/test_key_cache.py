@@ -57,13 +57,16 @@ async def test_a_busy_store_does_not_block_the_event_loop(tmp_path: Path) -> Non
         record, key = store.create_key("carol")
         cache = KeyCache(store)
         await cache.find(key)
-        held = threading.Event()
+        held, release = threading.Event(), threading.Event()
 
         def hold_the_store() -> None:
             with store._lock:
                 held.set()
-                time.sleep(0.3)
+                release.wait(10)
 
+        # The store is released only once the event loop has ticked five times
+        # while a lookup waits on it: a lookup that blocked the loop would never
+        # see it released (and fail_after would end the test).
         ticks = 0
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.to_thread.run_sync, hold_the_store)
@@ -73,6 +76,8 @@ async def test_a_busy_store_does_not_block_the_event_loop(tmp_path: Path) -> Non
                 nonlocal ticks
                 while True:
                     ticks += 1
+                    if ticks == 5:
+                        release.set()
                     await trio.sleep(0.01)
 
             nursery.start_soon(tick)

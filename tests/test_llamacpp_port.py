@@ -1,11 +1,13 @@
 """llama-server is started on a port auxot found free; another process can
 take that port before the child binds it.  That lost race is retried at once
-on a fresh port: it is neither a failed start nor a restart with backoff."""
+on a fresh port: it is neither a failed start nor a restart with backoff; and
+the other process answering the health probe is not taken for our child."""
 
 from __future__ import annotations
 
 import secrets
-import socket
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,10 @@ async def test_a_port_taken_before_llama_server_binds_it_is_retried_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     binary, model = provision.find_llama_server(), provision.find_model()
     assert binary and model, "run `python -m auxot install` first"
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
+    # Another process's HTTP server, healthy by any probe's account.
+    squatter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    taken = squatter.server_port
     handed: list[int] = []
     real = llamacpp.free_port
 
@@ -45,4 +47,16 @@ async def test_a_port_taken_before_llama_server_binds_it_is_retried_at_once(
             assert provider.restarts == 0 and provider.lives == 1
             nursery.cancel_scope.cancel()
     finally:
-        squatter.close()
+        squatter.shutdown()
+        squatter.server_close()
+
+
+class Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -282,9 +282,11 @@ async def test_a_cancelled_waiter_leaves_no_slot_booked(autojump_clock: trio.tes
         await n.start(s.run)
         async with trio.open_nursery() as clients:
             clients.start_soon(ask, s)
-            with trio.move_on_after(1):  # a client that gives up while queued
+            await trio.sleep(0.5)
+            assert s.seats[0].in_use == 1  # the first holds the only slot (for 5 s)...
+            with trio.move_on_after(1) as gave_up:  # ...so this one queues, and gives up
                 await ask(s)
-            assert len(s.queue) == 0
+            assert gave_up.cancelled_caught and len(s.queue) == 0
         assert s.seats[0].in_use == 0
         assert await ask(s) == "only"
         n.cancel_scope.cancel()

@@ -4,8 +4,10 @@ dial (``python -m auxot serve`` with no local provider and quick heartbeats)."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +19,16 @@ from router_process import RouterProcess, pid_alive, start_router
 
 REFUSED = 3  # the worker's exit status when the router refuses its key
 
-# Quick heartbeats so a lost worker is noticed within a couple of seconds.
+# Heartbeats quick enough that a lost worker is noticed within seconds, slow
+# enough that two llama-servers saturating a loaded 2-core machine cannot starve a
+# healthy worker into a false timeout.  The frozen-worker test sets its own.
 WORKER_ROUTER_CONFIG = """
 [server]
 embedded_default = false
-graceful_timeout = 3.0
+graceful_timeout = {graceful_timeout}
 [workers]
-heartbeat_interval = 0.5
-heartbeat_timeout = 2.5
+heartbeat_interval = {heartbeat_interval}
+heartbeat_timeout = {heartbeat_timeout}
 window = 16
 """
 
@@ -47,10 +51,12 @@ def reap_all() -> None:
     _started.clear()
 
 
-def start_worker_router(directory: Path, port: int = 0, *extra: str) -> RouterProcess:
+def start_worker_router(directory: Path, port: int = 0, *extra: str, graceful_timeout: float = 3.0,
+                        heartbeat_interval: float = 1.0, heartbeat_timeout: float = 10.0) -> RouterProcess:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "auxot.toml"
-    config.write_text(WORKER_ROUTER_CONFIG)
+    config.write_text(WORKER_ROUTER_CONFIG.format(graceful_timeout=graceful_timeout, heartbeat_interval=heartbeat_interval,
+                                                  heartbeat_timeout=heartbeat_timeout))
     router = start_router(directory / "data", "--config", str(config), *(["--port", str(port)] if port else []), *extra)
     _started.append(router.process)
     return router
@@ -84,6 +90,11 @@ class WorkerProcess:
     process: subprocess.Popen[str]
     name: str
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = threading.Thread(target=lambda: self.output.extend(self.process.stdout or ()), daemon=True)
+        self.reader.start()
 
     def wait_for(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match[str]:
         """The first output line from index ``after`` on that matches."""
@@ -92,8 +103,8 @@ class WorkerProcess:
             for line in self.output[after:]:
                 if m := re.search(pattern, line):
                     return m
-            if self.process.poll() is not None and not any(re.search(pattern, l) for l in self.output[after:]):
-                time.sleep(0.2)  # let the reader thread catch the last lines
+            if self.process.poll() is not None:
+                self.reader.join(10)  # it ends at EOF, with the last lines read
                 if not any(re.search(pattern, l) for l in self.output[after:]):
                     raise RuntimeError(f"worker exited ({self.process.returncode}) before {pattern!r}:\n" + "".join(self.output))
             time.sleep(0.05)
@@ -129,8 +140,6 @@ def start_worker(router: RouterProcess, key: str, directory: Path, name: str, *e
     )
     _started.append(process)
     worker = WorkerProcess(process, name)
-    assert process.stdout is not None
-    threading.Thread(target=lambda: worker.output.extend(process.stdout or ()), daemon=True).start()
     if wait:
         worker.wait_for(r"registered with .* as ", timeout)
     return worker
@@ -138,6 +147,20 @@ def start_worker(router: RouterProcess, key: str, directory: Path, name: str, *e
 
 def worker_health(router: RouterProcess, name: str) -> dict:
     return next(p for p in router.health()["providers"] if p["name"] == name)
+
+
+def unused_port_outside_the_ephemeral_range() -> int:
+    """A port for a router that restarts on the same port.  Below Linux's ephemeral
+    range (32768-60999): no client socket (the worker dialling it while it is down)
+    can be given it, so the port cannot be taken, nor self-connected, meanwhile."""
+    for port in random.sample(range(20000, 32000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.05):  # type: ignore[no-untyped-def]

@@ -98,6 +98,7 @@ async def relay(
     record = record if record is not None else RequestRecord("")
     outcome = "disconnected"
     watched = Watched(events, record, ledger)
+    send = _final_message_shielded(send)
     try:
         async with trio.open_nursery() as nursery:
 
@@ -119,6 +120,26 @@ async def relay(
         record.outcome = outcome
         record.ended_at = trio.current_time()
     return outcome
+
+
+def _final_message_shielded(send: Send) -> Send:
+    """``send``, with the answer's last message out of the watcher's reach.
+
+    Sending it completes the response, so hypercorn at once tells the app
+    ``http.disconnect`` and, in the same call, recycles the connection for its
+    next request (and arms its keep-alive timer).  The watcher would cancel that
+    call half-way: the connection would be left idle with no timer, never closed,
+    and a graceful stop would wait on it for its whole grace period.  The shield
+    adds no wait of its own: hypercorn shields its socket writes anyway."""
+
+    async def send_final_shielded(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return send_final_shielded
 
 
 async def _stream(

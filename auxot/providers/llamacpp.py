@@ -46,6 +46,7 @@ STOP_GRACE = 3.0
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
+PORT_TAKEN = "answered by another process"
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
 
 
@@ -53,6 +54,28 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Does process ``pid`` hold the socket listening on 127.0.0.1:``port``?
+    (Another process may have been given the port auxot found free, and would
+    answer the health probe.)  None where /proc cannot tell (not Linux)."""
+    wanted = f"0100007F:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as table:
+            inodes = {fields[9] for line in table.readlines()[1:]
+                      if (fields := line.split())[1] == wanted and fields[3] == "0A"}  # 0A: LISTEN
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
 
 
 class LlamaCppProvider:
@@ -151,9 +174,10 @@ class LlamaCppProvider:
         if self.pidfile is not None:
             self.pidfile.write_text(str(process.pid))
         became_ready = False
+        drained = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain_stderr, process.stderr)
+                nursery.start_soon(self._drain_stderr, process.stderr, drained)
                 with trio.move_on_after(self.config.startup_timeout) as startup:
                     became_ready = await self._wait_healthy(process)
                 if startup.cancelled_caught:
@@ -166,6 +190,9 @@ class LlamaCppProvider:
                     settled()
                     await process.wait()
                     self.stderr_tail.append(f"[auxot] llama-server exited with status {process.returncode}")
+                if process.returncode is not None:
+                    with trio.move_on_after(1):  # its last words (why it exited), up to EOF
+                        await drained.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self._ready = trio.Event()
@@ -183,7 +210,7 @@ class LlamaCppProvider:
     def _lost_port_race(self) -> bool:
         """Did the last start fail only because its port was taken?"""
         for line in reversed(self.stderr_tail):
-            if "couldn't bind HTTP server socket" in line:
+            if "couldn't bind HTTP server socket" in line or PORT_TAKEN in line:
                 return True
             if line.startswith("[auxot] starting on port"):
                 return False
@@ -215,6 +242,9 @@ class LlamaCppProvider:
                 async with self._pool.request("GET", "/health", first_byte_timeout=2.0) as resp:
                     await resp.read()
                     if resp.status == 200:
+                        if process.returncode is None and listens_on(process.pid, self.port or 0) is False:
+                            self.stderr_tail.append(f"[auxot] {PORT_TAKEN}: port {self.port} is another process's")
+                            return False
                         return True
             except HTTPClientError:
                 pass
@@ -222,15 +252,20 @@ class LlamaCppProvider:
         self.stderr_tail.append(f"[auxot] llama-server exited with status {process.returncode} while starting")
         return False
 
-    async def _drain_stderr(self, stream: trio.abc.ReceiveStream | None) -> None:
-        if stream is None:
-            return
-        buffer = b""
-        async for chunk in stream:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                self.stderr_tail.append(line.decode("utf-8", "replace"))
+    async def _drain_stderr(self, stream: trio.abc.ReceiveStream | None, drained: trio.Event) -> None:
+        try:
+            if stream is None:
+                return
+            buffer = b""
+            async for chunk in stream:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    self.stderr_tail.append(line.decode("utf-8", "replace"))
+            if buffer:
+                self.stderr_tail.append(buffer.decode("utf-8", "replace"))
+        finally:
+            drained.set()
 
     async def _stop(self, process: trio.Process) -> None:
         """SIGTERM, a bounded grace, SIGKILL; always reaped.  Shielded so a
