@@ -56,11 +56,32 @@ class CloudDouble:
             return 200, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")], chunks_of(half, then_close=True)
         if self.mode == "huge":
             return _sse(huge_stream(), pieces=50)
+        if target == "/v1/messages/count_tokens":
+            return count_tokens(body)
         if target == "/v1/messages":
             return _sse((GOLDEN / "thinking_tool_use.anthropic.sse").read_bytes())
         if target == "/v1/chat/completions":
             return _sse((GOLDEN / "parallel_tools.openai.sse").read_bytes())
         return _json(404, {"error": {"message": f"no route {target}"}})
+
+
+COUNTABLE = {"model", "messages", "system", "tools", "tool_choice", "thinking"}
+
+
+def counted(request: dict) -> int:
+    """The double's own token count: one per 4 bytes of what is counted (the real
+    API counts with its tokenizer; the test checks that this number comes back)."""
+    return len(json.dumps([request.get(k) for k in ("system", "messages", "tools")])) // 4
+
+
+def count_tokens(body: bytes):  # type: ignore[no-untyped-def]
+    """As the real endpoint: model and messages required, nothing else accepted."""
+    request = json.loads(body)
+    extra = sorted(set(request) - COUNTABLE)
+    if extra or "model" not in request or "messages" not in request:
+        message = f"{extra[0]}: Extra inputs are not permitted" if extra else "model and messages: Field required"
+        return _json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+    return _json(200, {"input_tokens": counted(request)})
 
 
 HUGE_TEXT = "0123456789abcdef" * (5 * 1024 * 1024 // 16)

@@ -19,7 +19,7 @@ from auxot.providers.cloud import CloudProvider
 from auxot.server import serve
 from auxot.store import Store
 from certs import make_pki
-from cloud_double import API_KEY, CloudDouble, header
+from cloud_double import API_KEY, CloudDouble, counted, header
 from loopback_server import LoopbackServer
 
 CLAUDE = "claude-haiku-4-5"
@@ -247,3 +247,23 @@ def test_default_max_tokens_from_toml(tmp_path: Path) -> None:
     path.write_text('[[providers]]\nkind = "llamacpp"\ndefault_max_tokens = 64\n')
     (local,) = load(str(path)).providers
     assert isinstance(local, LlamaCppConfig) and local.default_max_tokens == 64
+
+
+async def test_count_tokens_is_asked_of_an_anthropic_upstream(cloud) -> None:  # type: ignore[no-untyped-def]
+    """Claude Code counts tokens through the router: an Anthropic upstream answers
+    with its own count; an OpenAI upstream has no such endpoint (a clear error)."""
+    base, key, _, upstream, _ = cloud
+    client = anthropic.AsyncAnthropic(base_url=base + "/api/anthropic", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": "How many tokens is this?"}]
+    tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    with trio.fail_after(30):
+        counted_here = await client.messages.count_tokens(model=CLAUDE, system="Be brief.", messages=messages, tools=tools)
+        _, target, headers, body = upstream.requests[-1]
+        sent = json.loads(body)
+        assert target == "/v1/messages/count_tokens" and header(headers, b"x-api-key") == API_KEY
+        assert set(sent) == {"model", "messages", "system", "tools"} and sent["model"] == CLAUDE
+        assert counted_here.input_tokens == counted(sent) > 0
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            await client.messages.count_tokens(model=GPT, messages=messages)
+    assert caught.value.status_code == 502 and "no token-counting endpoint" in caught.value.message
+    await client.close()

@@ -31,6 +31,10 @@ from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.cloud")
 
+# What Anthropic's count_tokens takes of a Messages request (it refuses the rest,
+# max_tokens and stream included).
+_COUNT_TOKENS_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
 
 class CloudProvider:
     def __init__(self, config: CloudConfig, id_factory: Callable[[], str]) -> None:
@@ -116,6 +120,38 @@ class CloudProvider:
             who=f"{self.name}: the upstream", status_error=self._status_error,
         ):
             yield event
+
+    async def count_tokens(self, req: ir.Request) -> int:
+        """Exact prompt tokens from an Anthropic upstream (``POST
+        /v1/messages/count_tokens``).  OpenAI's API has no such endpoint, and an
+        estimate passed off as a count would be a fake answer: that is an error."""
+        if self.state != "ready":
+            raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
+        if self.config.dialect != "anthropic":
+            raise ProviderError(f"provider {self.name!r} cannot count tokens: its upstream ({self.config.dialect}) has no "
+                                "token-counting endpoint")
+        full = anthropic.encode_request(req, self.served_model(req.model))
+        body = {k: v for k, v in full.items() if k in _COUNT_TOKENS_FIELDS}
+        headers = [("Content-Type", "application/json"), *self._auth_headers()]
+        try:
+            with trio.fail_after(self.config.first_byte_timeout):
+                async with self._pool.request("POST", "/v1/messages/count_tokens", headers=headers,
+                                              body=json.dumps(body, ensure_ascii=False).encode()) as resp:
+                    raw = await resp.read(1024 * 1024)
+        except trio.TooSlowError:
+            raise UpstreamError(f"{self.name}: the upstream did not count tokens within {self.config.first_byte_timeout:g}s",
+                                status=504, retriable=True) from None
+        except HTTPClientError as exc:
+            raise UpstreamError(f"{self.name}: the upstream: {exc}", status=502, retriable=True) from None
+        if resp.status != 200:
+            raise self._status_error(resp.status, raw, resp.header("retry-after"))
+        try:
+            tokens = json.loads(raw)["input_tokens"]
+        except (ValueError, KeyError, TypeError):
+            tokens = None
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise UpstreamError(f"{self.name}: the upstream's token count was not a count: {raw[:200]!r}", status=502)
+        return tokens
 
     def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
         message = _upstream_message(raw)
