@@ -149,6 +149,8 @@ class Session:
                             raise wire.WireError(f"job id {msg.job!r} is already running")
                         job = self.jobs[msg.job] = _Job(self.window)
                         nursery.start_soon(self._run_job, msg.job, msg.body["request"], job)
+                    case "count":
+                        nursery.start_soon(self._count, msg.job, msg.body["request"])
                     case "cancel":
                         if (running := self.jobs.get(msg.job)) is not None:
                             running.scope.cancel()
@@ -205,6 +207,23 @@ class Session:
                                                message=f"the worker failed: {type(exc).__name__}"))
         finally:
             del self.jobs[job_id]
+
+    async def _count(self, job_id: str, request: ir.Request) -> None:
+        """Anthropic count_tokens, by the local llama-server: ``counted`` or ``fail``."""
+        counter = getattr(self.provider, "count_tokens", None)
+        try:
+            if counter is None:
+                raise ProviderError("this worker's provider cannot count tokens")
+            tokens = await counter(request)
+        except ProviderError as err:
+            await self._send(wire.fail(job_id, status=err.status, kind=err.kind, message=err.message,
+                                       retriable=bool(err.retriable)))
+        except Exception as exc:  # a bug here must not take the session down
+            log.exception("count %s failed", job_id)
+            await self._send(wire.fail(job_id, status=500, kind=ErrorKind.INTERNAL, retriable=False,
+                                       message=f"the worker failed: {type(exc).__name__}"))
+        else:
+            await self._send(wire.counted(job_id, tokens))
 
     async def _wait_for_credit(self, job: _Job) -> None:
         if job.credit.available > 0:

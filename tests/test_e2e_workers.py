@@ -87,6 +87,14 @@ def test_anthropic_sdk_through_the_worker(router: RouterProcess) -> None:
     assert text and final.content[0].text == text
 
 
+def test_count_tokens_is_counted_by_the_workers_llama_server(router: RouterProcess) -> None:
+    client = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
+    short = client.messages.count_tokens(model="auto", messages=[{"role": "user", "content": "Hi"}])
+    longer = client.messages.count_tokens(model="auto", messages=[{"role": "user", "content": "Hi there, how are you today?"}])
+    assert 0 < short.input_tokens < longer.input_tokens
+    client.close()
+
+
 def test_client_disconnect_cancels_the_job_on_the_worker(router: RouterProcess, worker: WorkerProcess) -> None:
     _, port = worker.llama()
 

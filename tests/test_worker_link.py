@@ -23,7 +23,7 @@ from auxot.app import App
 from auxot.scheduler import Scheduler
 from auxot.codecs import worker_wire as wire
 from auxot.config import Config, LlamaCppConfig, WorkersConfig
-from auxot.errors import WebSocketClosed
+from auxot.errors import ProviderError, ProviderUnavailable, UpstreamError, WebSocketClosed
 from auxot.http import websocket
 from auxot.providers.llamacpp import LlamaCppProvider
 from auxot.providers.worker import WorkerProvider
@@ -232,3 +232,55 @@ async def test_names_a_second_machine_gets_a_suffix_the_same_worker_takes_over(r
     assert (first_name, other_name, again_name) == ("dup", "dup-2", "dup")
     assert closed.value.code == wire.CLOSE_GOING_AWAY and "replaced" in closed.value.reason
     assert sorted(p.name for p in app.providers) == ["dup", "dup-2"]
+
+
+async def test_count_tokens_is_answered_by_the_workers_llama_server(router: tuple[App, str, str], llama: LlamaCppProvider) -> None:
+    app, url, key = router
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await connect_session(nursery, url, key, llama)
+            (worker,) = app.providers
+            assert "count_tokens" in worker.features
+            request = story(5)
+            assert await worker.count_tokens(request) == await llama.count_tokens(request) > 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_count_tokens_failures_reach_the_caller(router: tuple[App, str, str]) -> None:
+    """A worker that cannot count says so (fail); one that is lost mid-count is
+    unavailable; an older worker that did not announce the feature is not asked."""
+    app, url, key = router
+    with trio.fail_after(20):
+        peer = await websocket.connect(url, headers=[("Authorization", f"Bearer {key}")])
+        await peer.send_text(HELLO)
+        await peer.receive_text()  # welcome
+        (worker,) = app.providers
+        outcome: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                await worker.count_tokens(story(5))
+            except ProviderError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            count = wire.parse(await receive_skipping_pings(peer), wire.FROM_ROUTER)
+            assert count.type == "count" and count.body["request"] == story(5)
+            await peer.send_text(wire.fail(count.job, status=503, kind="unavailable", message="llama-server is starting",
+                                           retriable=True))
+        assert isinstance(outcome[-1], UpstreamError) and "llama-server is starting" in outcome[-1].message
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            assert wire.parse(await receive_skipping_pings(peer), wire.FROM_ROUTER).type == "count"
+            await peer.aclose()
+        assert isinstance(outcome[-1], ProviderUnavailable) and "was lost" in outcome[-1].message
+
+        old = await websocket.connect(url, headers=[("Authorization", f"Bearer {key}")])
+        await old.send_text(wire.hello(name="older", instance="i2", version="0.0.9", models=["m"], slots=1, ctx_size=None,
+                                       state="ready", facts={}, features=()))
+        await old.receive_text()  # welcome
+        older = next(p for p in app.providers if p.name == "older")
+        with pytest.raises(ProviderError, match="cannot count tokens; a newer worker can"):
+            await older.count_tokens(story(5))
+        await old.aclose()

@@ -138,7 +138,8 @@ def test_hello_and_welcome_round_trip() -> None:
                                   state="ready", facts={"accelerator": {"kind": "cuda"}}), wire.FROM_WORKER)
     assert hello.body == {"protocol": wire.PROTOCOL_VERSION, "name": "gpu-1", "instance": "abc", "version": "0.1.0",
                           "models": ("a", "b"),
-                          "slots": 4, "ctx_size": 8192, "state": "ready", "facts": {"accelerator": {"kind": "cuda"}}}
+                          "slots": 4, "ctx_size": 8192, "state": "ready", "facts": {"accelerator": {"kind": "cuda"}},
+                          "features": ("count_tokens",)}
     welcome = wire.parse(wire.welcome(name="gpu-1-2", heartbeat_interval=5, heartbeat_timeout=15, window=64), wire.FROM_ROUTER)
     assert welcome.body["name"] == "gpu-1-2" and welcome.body["window"] == 64
     fail = wire.parse(wire.fail("j", status=503, kind="unavailable", message="down", retriable=True), wire.FROM_WORKER)
@@ -205,3 +206,18 @@ def test_backoff_doubles_to_its_cap_with_equal_jitter() -> None:
     assert high.next() == 0.5
     forever = Backoff(0.5, 30)
     assert all(15 <= d <= 30 for d in [forever.next() for _ in range(2000)][10:])
+
+
+def test_count_and_counted_round_trip_and_hello_announces_its_features() -> None:
+    req = ir.Request(model="auto", messages=(ir.Message(ir.Role.USER, (ir.Text("hi"),)),))
+    count = wire.parse(wire.count("c1", req), wire.FROM_ROUTER)
+    assert (count.type, count.job, count.body["request"]) == ("count", "c1", req)
+    counted = wire.parse(wire.counted("c1", 17), wire.FROM_WORKER)
+    assert (counted.type, counted.job, counted.body["input_tokens"]) == ("counted", "c1", 17)
+    with pytest.raises(wire.WireError, match="must not be negative"):
+        wire.parse('{"type":"counted","job":"c1","input_tokens":-1}', wire.FROM_WORKER)
+    hello = wire.parse(wire.hello(name="w", instance="i", version="v", models=["m"], slots=1, ctx_size=None, state="ready",
+                                  facts={}), wire.FROM_WORKER)
+    assert tuple(hello.body["features"]) == wire.FEATURES == ("count_tokens",)
+    older = '{"type":"hello","protocol":1,"name":"w","version":"v","models":["m"],"slots":1,"state":"ready"}'
+    assert "features" not in wire.parse(older, wire.FROM_WORKER).body  # an older worker announces none

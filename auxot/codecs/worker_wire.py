@@ -291,6 +291,12 @@ def _models(v: Any, where: str) -> tuple[str, ...]:
     return models  # type: ignore[no-any-return]
 
 
+def _count(v: Any, where: str) -> int:
+    if _int(v, where) < 0:
+        raise WireError(f"{where} must not be negative; got {v}")
+    return v  # type: ignore[no-any-return]
+
+
 def _error(v: Any, where: str) -> dict[str, Any]:
     spec = {"status": _int, "kind": _str, "message": _str, "retriable": _bool}
     v = _obj(v, where)
@@ -302,23 +308,31 @@ def _error(v: Any, where: str) -> dict[str, Any]:
 _MESSAGES: dict[str, tuple[dict[str, Check], frozenset[str]]] = {
     # worker → router
     "hello": ({"protocol": _int, "name": _name, "instance": _name, "version": _short, "models": _models, "slots": _slots,
-               "ctx_size": _opt(_int), "state": _state, "facts": _facts}, frozenset({"instance", "ctx_size", "facts"})),
+               "ctx_size": _opt(_int), "state": _state, "facts": _facts, "features": _list(_short)},
+              frozenset({"instance", "ctx_size", "facts", "features"})),
     "event": ({"job": _str, "event": lambda v, w: decode_event(v)}, frozenset()),
     "done": ({"job": _str}, frozenset()),
     "fail": ({"job": _str, "error": _error}, frozenset()),
+    "counted": ({"job": _str, "input_tokens": _count}, frozenset()),
     # router → worker
     "welcome": ({"protocol": _int, "name": _str, "heartbeat_interval": _num, "heartbeat_timeout": _num, "window": _positive},
                 frozenset()),
     "job": ({"job": _str, "request": lambda v, w: decode_request(v)}, frozenset()),
     "cancel": ({"job": _str}, frozenset()),
+    "count": ({"job": _str, "request": lambda v, w: decode_request(v)}, frozenset()),
     "credit": ({"job": _str, "n": _positive}, frozenset()),
     # both ways
     "ping": ({"seq": _int, "state": _opt(_state)}, frozenset({"state"})),
     "pong": ({"seq": _int}, frozenset()),
 }
 
-FROM_WORKER = frozenset({"hello", "event", "done", "fail", "ping", "pong"})
-FROM_ROUTER = frozenset({"welcome", "job", "cancel", "credit", "ping", "pong"})
+FROM_WORKER = frozenset({"hello", "event", "done", "fail", "counted", "ping", "pong"})
+FROM_ROUTER = frozenset({"welcome", "job", "cancel", "credit", "count", "ping", "pong"})
+
+# What this implementation can do beyond protocol 1's jobs, announced in hello's
+# ``features``: a router sends ``count`` only to a worker that listed "count_tokens"
+# (an older worker would take the unknown message type for a protocol error).
+FEATURES = ("count_tokens",)
 
 
 def parse(text: str | bytes | None, accepted: frozenset[str]) -> Message:
@@ -349,12 +363,12 @@ def _frame(kind: str, **body: Any) -> str:
 
 
 def hello(*, name: str, instance: str, version: str, models: tuple[str, ...] | list[str], slots: int,
-          ctx_size: int | None, state: str, facts: dict[str, Any]) -> str:
+          ctx_size: int | None, state: str, facts: dict[str, Any], features: tuple[str, ...] = FEATURES) -> str:
     """``instance``: random per worker process, so the router can tell the same
     worker reconnecting (replace its stale connection) from another machine
     that happens to use the same name (list it as ``name-2``)."""
     return _frame("hello", protocol=PROTOCOL_VERSION, name=name, instance=instance, version=version, models=list(models),
-                  slots=slots, ctx_size=ctx_size, state=state, facts=facts)
+                  slots=slots, ctx_size=ctx_size, state=state, facts=facts, features=list(features))
 
 
 def welcome(*, name: str, heartbeat_interval: float, heartbeat_timeout: float, window: int) -> str:
@@ -364,6 +378,16 @@ def welcome(*, name: str, heartbeat_interval: float, heartbeat_timeout: float, w
 
 def job(job_id: str, request: ir.Request) -> str:
     return _frame("job", job=job_id, request=encode_request(request))
+
+
+def count(job_id: str, request: ir.Request) -> str:
+    """Count the prompt tokens of ``request`` (Anthropic count_tokens): answered
+    by ``counted``, or ``fail``."""
+    return _frame("count", job=job_id, request=encode_request(request))
+
+
+def counted(job_id: str, input_tokens: int) -> str:
+    return _frame("counted", job=job_id, input_tokens=input_tokens)
 
 
 def cancel(job_id: str) -> str:

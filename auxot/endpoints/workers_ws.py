@@ -231,7 +231,7 @@ async def _read(receive: Receive, conn: _Connection, provider: WorkerProvider) -
             provider.heard_from(msg.body.get("state") if msg.type == "ping" else None)
             if msg.type == "ping":
                 await conn.send_frame(wire.pong(msg.body["seq"]))
-            elif msg.type in ("event", "done", "fail"):
+            elif msg.type in ("event", "done", "fail", "counted"):
                 provider.deliver(msg)
             elif msg.type == "hello":
                 raise wire.WireError("hello may be sent only once")

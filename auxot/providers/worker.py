@@ -87,6 +87,7 @@ class WorkerProvider:
         self.version: str = body["version"]
         self.protocol: int = body["protocol"]
         self.facts: dict[str, Any] = body.get("facts", {})
+        self.features = frozenset(body.get("features", ()))  # beyond protocol 1's jobs (wire.FEATURES)
         self.worker_state: str = body["state"]  # its llama-server's state, as it reports
         self.instance: str | None = body.get("instance")  # random per worker process
         self.disconnect: Callable[[str], None] = lambda reason: None  # set by the connection
@@ -101,6 +102,7 @@ class WorkerProvider:
         self.disconnected_at: float | None = None
         self.disconnect_reason: str | None = None
         self._jobs: dict[str, _Job] = {}
+        self._counts: dict[str, trio.MemorySendChannel[Any]] = {}  # count_tokens asked, not yet answered
         self._ids = itertools.count(1)
         self._gone = trio.Event()
         self.jobs_started = 0
@@ -198,11 +200,45 @@ class WorkerProvider:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await self._send_frame(wire.cancel(job_id))
 
+    async def count_tokens(self, req: ir.Request) -> int:
+        """Exact prompt tokens, counted by the worker's llama-server (its chat
+        template and tokenizer), for a worker that announced "count_tokens"."""
+        if self.state != "ready":
+            raise ProviderUnavailable(self.why_unavailable())
+        if "count_tokens" not in self.features:
+            raise ProviderError(f"worker {self.name!r} (auxot {self.version}) cannot count tokens; a newer worker can")
+        job_id = f"c{next(self._ids)}"
+        self._counts[job_id], answers = trio.open_memory_channel[Any](1)
+        try:
+            await self._send_frame(wire.count(job_id, req))
+            with trio.move_on_after(self.settings.first_event_timeout) as waiting:
+                answer = await answers.receive()
+        finally:
+            del self._counts[job_id]
+        if waiting.cancelled_caught:
+            raise ProviderTimeout(f"worker {self.name!r} did not count tokens in {self.settings.first_event_timeout:g}s")
+        if isinstance(answer, _Failed):
+            raise answer.error
+        if isinstance(answer, _Lost):
+            raise ProviderUnavailable(f"worker {self.name!r} was lost: {answer.reason}")
+        return int(answer)
+
     # --- fed by the connection ----------------------------------------------
 
     def deliver(self, message: wire.Message) -> None:
-        """An event, done or fail from the worker.  Raises FlowError when the
-        worker broke the protocol (the endpoint then closes the connection)."""
+        """An event, done, fail or counted from the worker.  Raises FlowError when
+        the worker broke the protocol (the endpoint then closes the connection)."""
+        if (asked := self._counts.get(message.job)) is not None:
+            if message.type not in ("counted", "fail"):
+                raise FlowError(f"a {message.type} arrived for count {message.job}")
+            answer = message.body["input_tokens"] if message.type == "counted" else _Failed(self._remote_error(message.body["error"]))
+            try:
+                asked.send_nowait(answer)
+            except trio.WouldBlock:
+                raise FlowError(f"count {message.job} was answered twice") from None
+            return
+        if message.type == "counted":
+            return  # a count we gave up on
         job = self._jobs.get(message.job)
         if job is None:
             return  # a job we cancelled or gave up on: its last frames are dropped
@@ -235,5 +271,10 @@ class WorkerProvider:
             if not job.ended:
                 self.jobs_lost += 1
                 job.put(_Lost(reason))
+        for asked in self._counts.values():
+            try:
+                asked.send_nowait(_Lost(reason))
+            except trio.WouldBlock:
+                pass  # answered already
         self._gone.set()
         log.warning("worker %s (%s) is gone: %s", self.name, self.address, reason)
