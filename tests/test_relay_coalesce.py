@@ -12,7 +12,7 @@ import trio.testing
 
 from auxot import ir
 from auxot.accounting import RequestRecord
-from auxot.endpoints.relay import DIRECT_CHUNKS, _stream, _write_coalesced
+from auxot.endpoints.relay import DIRECT_CHUNKS, FAST_CHUNKS_PER_S, _stream, _write_coalesced
 from auxot.errors import ProviderError
 
 
@@ -53,12 +53,15 @@ class TaggingEncoder:
         return b"%d:%s\n" % (self.n, type(event).__name__.encode())
 
 
-async def answer(deltas: int, cut: bool = False) -> AsyncIterator[ir.Event]:
+async def answer(deltas: int, cut: bool = False, every: float = 0.0) -> AsyncIterator[ir.Event]:
+    """``every``: seconds between deltas (a model's pace); 0: as fast as reads go."""
     yield ir.MessageStart("m")
     yield ir.TextStart(0)
     for n in range(deltas):
         yield ir.TextDelta(0, str(n))
-        if n % 50 == 0:
+        if every:
+            await trio.sleep(every)
+        elif n % 50 == 0:
             await trio.sleep(0)  # the upstream's reads: a checkpoint now and then
     if cut:
         raise ProviderError("llama-server died")
@@ -88,3 +91,23 @@ async def test_short_and_long_streams_arrive_whole_and_in_order(deltas: int, cut
     assert lines[-1].endswith(b"StreamError" if cut else b"MessageStop")
     if deltas >= 1000:
         assert len(messages) < len(lines)  # coalesced
+
+
+@pytest.mark.parametrize("pace, coalesced", [(1 / 100, False), (1 / (4 * FAST_CHUNKS_PER_S), True)])
+async def test_only_fast_streams_get_the_coalescing_writer(autojump_clock: trio.testing.MockClock, pace: float,
+                                                           coalesced: bool) -> None:
+    """A model's tokens (100/s here) are written one by one, however long the
+    answer: a writer task would only add a task switch per token.  The same
+    stream at four times FAST_CHUNKS_PER_S gets the writer."""
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+        await trio.sleep(pace * 3 if len(messages) % 20 == 0 else 0)  # now and then a slow write lets chunks queue
+
+    encoder = TaggingEncoder()
+    outcome = await _stream(send, answer(5 * DIRECT_CHUNKS, every=pace), lambda model: encoder, lambda err: {}, RequestRecord("t"))
+    bodies = [m["body"] for m in messages[1:-1]]
+    lines = b"".join(bodies).splitlines()
+    assert outcome == "ok" and [int(line.split(b":")[0]) for line in lines] == list(range(1, encoder.n + 1))
+    assert (len(bodies) < len(lines)) is coalesced

@@ -166,11 +166,17 @@ async def _stream(
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
     try:
-        # Most streams are short or slow: each chunk is written as it comes, with
-        # no extra task (1,000 open streams must stay small).  A stream that runs
-        # past DIRECT_CHUNKS is a fast, long one: a writer task takes over and
+        # Most streams are short or slow (a model's tokens): each chunk is written
+        # as it comes, with no extra task (1,000 open streams must stay small, and
+        # a writer task would cost a task switch per token).  A stream whose last
+        # DIRECT_CHUNKS chunks came faster than FAST_CHUNKS_PER_S is a long, fast
+        # one (a cloud relay, a replayed answer): a writer task takes over and
         # coalesces what queues up behind each write.
+        began = trio.current_time()
         outcome = await _pump(events, encoder, send_now, first=first, limit=DIRECT_CHUNKS)
+        while outcome is None and trio.current_time() - began > DIRECT_CHUNKS / FAST_CHUNKS_PER_S:
+            began = trio.current_time()
+            outcome = await _pump(events, encoder, send_now, limit=DIRECT_CHUNKS)
         if outcome is None:
             async with trio.open_nursery() as nursery:
                 chunks_in, chunks_out = trio.open_memory_channel[bytes](QUEUED_CHUNKS)
@@ -198,7 +204,8 @@ def _cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-DIRECT_CHUNKS = 64  # chunks written one by one before a stream gets a coalescing writer
+DIRECT_CHUNKS = 64  # chunks written one by one before a stream gets a coalescing writer...
+FAST_CHUNKS_PER_S = 1000.0  # ...if they came at least this fast (else the next 64 are looked at)
 # Encoded chunks waiting for the client: enough to keep decoding while a write is
 # in flight, few enough that a client that stops reading stops the upstream read.
 QUEUED_CHUNKS = 256
