@@ -29,11 +29,12 @@ class Result:
 
 
 class Runner:
-    def __init__(self, base_url: str, api_key: str, model: str, insecure: bool = False) -> None:
+    def __init__(self, base_url: str, api_key: str, model: str, insecure: bool = False, timeout: float = 120.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.model = model
         self.insecure = insecure
+        self.timeout = timeout  # per socket read: a non-streamed answer must come within it
 
     def _headers(self, case: Case) -> list[tuple[str, str]]:
         key = case.key or self.api_key
@@ -55,7 +56,8 @@ class Runner:
 
     def _send(self, case: Case, body: Any) -> Answer:
         data = json.dumps(body).encode() if body is not None else None
-        return send(self.base_url, case.curl.method, path_of(case.curl.url), self._headers(case), data, insecure=self.insecure)
+        return send(self.base_url, case.curl.method, path_of(case.curl.url), self._headers(case), data, timeout=self.timeout,
+                    insecure=self.insecure)
 
     def run(self, case: Case) -> Result:
         began = time.monotonic()
@@ -132,12 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="glob over case ids, e.g. 'anthropic-*'")
     p.add_argument("--report", default=None, help="write results as JSON, or JUnit XML if the name ends in .xml")
     p.add_argument("--insecure", action="store_true", help="do not verify the deployment's TLS certificate")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait on each read (a non-streamed answer comes whole; some cases ask for 1,024 "
+                        "tokens: raise it for a slow CPU model) (default 120)")
     args = p.parse_args(argv)
     cases = [c for c in load() if args.only is None or fnmatch.fnmatch(c.id, args.only)]
     if not cases:
         print("conformance: no case matches", file=sys.stderr)
         return 2
-    runner = Runner(args.base_url, args.api_key, args.model, args.insecure)
+    runner = Runner(args.base_url, args.api_key, args.model, args.insecure, args.timeout)
     results = [runner.run(c) for c in cases]
     width = max(len(r.case) for r in results)
     print(f"{'case':<{width}}  {'source':<28}  result  reason")
