@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 

@@ -9,7 +9,6 @@ The upstream is the TEST DOUBLE of the paid cloud APIs (cloud_double.py)."""
 from __future__ import annotations
 
 import ssl
-from functools import partial
 from pathlib import Path
 
 import anthropic

@@ -25,16 +25,14 @@ import json
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import trio
 
-from .. import sse
 from ..codecs.codex_exec import DEFAULT_INSTRUCTIONS
 from ..config import user_cache_dir
 from ..http import Pool, Timeouts
-from .model import PROMPT, start_router, stop_router
+from .model import PROMPT, start_router, stop_router, stream_chat
 
 
 def find_cli(explicit: str | None, cache: str, name: str) -> str | None:
@@ -55,26 +53,8 @@ async def one_run(pool: Pool, key: str, model: str, max_tokens: int | None) -> R
     request: dict[str, object] = {"model": model, "stream": True, "stream_options": {"include_usage": True}, "messages": messages}
     if max_tokens:
         request["max_tokens"] = max_tokens
-    body = json.dumps(request).encode()
-    headers = [("Content-Type", "application/json"), ("Authorization", f"Bearer {key}")]
-    began = time.perf_counter()
-    first, tokens = 0.0, 0
-    decoder = sse.Decoder()
-    async with pool.request("POST", "/api/openai/chat/completions", headers=headers, body=body) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"{model}: HTTP {resp.status}: {(await resp.read())[:300]!r}")
-        async for data in resp.iter_bytes():
-            for event in decoder.feed(data):
-                if event.data == "[DONE]":
-                    continue
-                payload = json.loads(event.data)
-                if "error" in payload:
-                    raise RuntimeError(f"{model}: {payload['error']}")
-                if any((c.get("delta") or {}).get("content") for c in payload.get("choices") or ()):
-                    first = first or time.perf_counter()
-                if payload.get("usage"):
-                    tokens = payload["usage"]["completion_tokens"]
-    return first - began, time.perf_counter() - began, tokens
+    t = await stream_chat(pool, "/api/openai/chat/completions", [("Authorization", f"Bearer {key}")], request, model)
+    return t.first - t.began, t.end - t.began, t.tokens
 
 
 async def measure(b: tuple[str, str], a: tuple[str, str], models: dict[str, str], runs: int, max_tokens: int) -> dict[str, list[Run]]:
@@ -114,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("Claude Code (and Codex with --codex) must be installed: npm, PATH, or --claude-bin/--codex-bin")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        (d / "b.toml").write_text(f'[[providers]]\nkind = "llamacpp"\nname = "local"\nparallel = 1\n'
+        (d / "b.toml").write_text('[[providers]]\nkind = "llamacpp"\nname = "local"\nparallel = 1\n'
                                   'default_max_tokens = 256\naliases = ["codex-bench"]\n')
         proc_b, url_b, key_b, _ = start_router(str(d / "b"), "--config", str(d / "b.toml"))
         try:

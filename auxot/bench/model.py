@@ -60,33 +60,48 @@ def stop_router(proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=30)
 
 
-async def one_run(pool: Pool, path: str, headers: list[tuple[str, str]], max_tokens: int) -> Run:
-    body = json.dumps({
-        "model": "auto", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
-        "temperature": 0, "seed": 1, "stream": True, "stream_options": {"include_usage": True},
-    }).encode()
+@dataclass
+class Timed:
+    """One streamed chat answer, timed (``time.perf_counter``)."""
+    began: float
+    first: float  # the first content token (0.0: none came)
+    last: float  # the last content token
+    end: float
+    tokens: int  # completion tokens, as the final usage chunk says
+
+
+async def stream_chat(pool: Pool, path: str, headers: list[tuple[str, str]], request: dict[str, object], what: str) -> Timed:
+    """POST an OpenAI chat request that streams (with usage) and time its tokens."""
+    body = json.dumps(request).encode()
     began = time.perf_counter()
     first = last = 0.0
     tokens = 0
     decoder = sse.Decoder()
     async with pool.request("POST", path, headers=[("Content-Type", "application/json"), *headers], body=body) as resp:
         if resp.status != 200:
-            raise RuntimeError(f"{path} answered {resp.status}: {(await resp.read())[:300]!r}")
+            raise RuntimeError(f"{what}: HTTP {resp.status}: {(await resp.read())[:300]!r}")
         async for chunk in resp.iter_bytes():
             for event in decoder.feed(chunk):
                 if event.data == "[DONE]":
                     continue
                 payload = json.loads(event.data)
-                for choice in payload.get("choices") or ():
-                    if (choice.get("delta") or {}).get("content"):
-                        now = time.perf_counter()
-                        first = first or now
-                        last = now
+                if "error" in payload:
+                    raise RuntimeError(f"{what}: {payload['error']}")
+                if any((c.get("delta") or {}).get("content") for c in payload.get("choices") or ()):
+                    last = time.perf_counter()
+                    first = first or last
                 if payload.get("usage"):
                     tokens = payload["usage"]["completion_tokens"]
-    end = time.perf_counter()
-    decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
-    return Run(tokens, first - began, decode, tokens / (end - began))
+    return Timed(began, first, last, time.perf_counter(), tokens)
+
+
+async def one_run(pool: Pool, path: str, headers: list[tuple[str, str]], max_tokens: int) -> Run:
+    t = await stream_chat(pool, path, headers, {
+        "model": "auto", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
+        "temperature": 0, "seed": 1, "stream": True, "stream_options": {"include_usage": True},
+    }, path)
+    decode = (t.tokens - 1) / (t.last - t.first) if t.tokens > 1 and t.last > t.first else 0.0
+    return Run(t.tokens, t.first - t.began, decode, t.tokens / (t.end - t.began))
 
 
 async def tokens_scenario(base_url: str, key: str, runs: int, max_tokens: int) -> dict[str, list[Run]]:

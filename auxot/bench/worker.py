@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from functools import partial
 from pathlib import Path
 from typing import Any
