@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import trio
 
-from . import ir, usage
+from . import ir, routing, usage
 from .asgi import Scope, Send, header
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited
 from .group_commit import GroupCommit
@@ -34,9 +34,6 @@ from .key_cache import KeyCache
 from .store import KeyRecord, Store
 
 log = logging.getLogger("auxot.auth")
-
-# The scheduler's priority order, used to resolve "auto" for a key limited to some models.
-_TIER_ORDER = {"gpu": 0, "cli": 1, "cloud": 2}
 
 
 def client_address(scope: Scope) -> str:
@@ -50,13 +47,13 @@ def permitted_model(allowed: Sequence[str], model: str, providers: Sequence[Any]
     A concrete id must be in the list (else 403).  ``"auto"`` stays the router's
     choice, among the allowed models only: the first allowed model (in the key's
     order) served by the provider ``auto`` would pick — ready before not ready,
-    then gpu → cli → cloud — among providers serving any of them."""
+    then the scheduler's own ranking (``routing.rank``) — among providers serving any of them."""
     if model != "auto":
         if model in allowed:
             return model
         raise PermissionDenied(f"This API key may not use model {model!r}; it may use: {', '.join(allowed)}", param="model")
-    ranked = sorted(providers, key=lambda p: (p.state != "ready", _TIER_ORDER.get(p.tier, 99)))
-    for provider in ranked:
+    ranked = sorted(enumerate(providers), key=lambda ip: (ip[1].state != "ready", routing.rank(ip[1], ip[0])))
+    for _, provider in ranked:
         for candidate in allowed:
             if candidate in provider.models:
                 return candidate

@@ -4,7 +4,7 @@ travels with the request and is filled by whoever learns a fact.
     app (metered endpoints)   endpoint, start time, HTTP status
     auth                      key id, model asked
     scheduler / endpoint      provider, model served
-    relay (via :func:`watch`) time to first token, tokens in / out, stop or error
+    relay (its Watched)       time to first token, tokens in / out, stop or error
 
 When the request ends the record becomes one ledger row (``Record.row``).  Pure:
 no I/O and no trio; times come from whoever fills the record.
@@ -12,9 +12,8 @@ no I/O and no trio; times come from whoever fills the record.
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, AsyncGenerator, AsyncIterator, Callable
+from typing import Any
 
 from . import ir
 
@@ -115,11 +114,3 @@ def served_by(scope: dict[str, Any], provider: str, model: str) -> Record | None
     if record is not None:
         record.provider, record.model_served = provider, model
     return record
-
-
-async def watch(events: AsyncIterator[ir.Event], record: Record, clock: Callable[[], float]) -> AsyncGenerator[ir.Event, None]:
-    """Pass ``events`` through unchanged, showing each to ``record`` first."""
-    async with aclosing(events):  # type: ignore[type-var]  # a provider's stream is an async generator
-        async for event in events:
-            record.observe(event, clock())
-            yield event

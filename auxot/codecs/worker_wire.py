@@ -38,9 +38,14 @@ class Message:
         return self.body["job"]  # type: ignore[no-any-return]
 
 
+# One encoder, as ir.dumps keeps (json.dumps with options builds one per call, and
+# this runs once per streamed token).  allow_nan=False: NaN is not JSON, and the
+# peer's parser may refuse it.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(obj: dict[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON, and the peer's parser may refuse it.
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(obj)
 
 
 # --- field checkers: (value, where) -> value, or WireError ----------------------

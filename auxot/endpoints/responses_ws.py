@@ -26,6 +26,7 @@ from ..accounting import RequestRecord
 from ..asgi import Receive, Scope, Send
 from ..codecs import responses
 from ..errors import AuxotError
+from .relay import Watched
 
 if TYPE_CHECKING:
     from ..app import App
@@ -122,17 +123,15 @@ async def _run_turn(
     encoder: responses.StreamEncoder | None = None
     fold = ir.Fold(response_id)
     try:
-        events = usage.watch(app.scheduler.stream(request, key=turn.key_id or "", record=turn), record, trio.current_time)
-        async with aclosing(events) as events:
-            async for event in events:
+        # The relay's watcher notes first byte, provider and usage on both records.
+        events = app.scheduler.stream(request, key=turn.key_id or "", record=turn)
+        async with aclosing(events):
+            async for event in Watched(events, turn, record):
                 if encoder is None:  # the first event names the model that serves
-                    turn.first_byte_at, turn.status = trio.current_time(), 200
-                    record.status, record.provider = 200, turn.provider  # from here on a failure is told in the stream
+                    turn.status = record.status = 200  # from here on a failure is told in the stream
                     model = event.model if isinstance(event, ir.MessageStart) else request.model
                     encoder = responses.StreamEncoder(response_id, int(app.clock()), model, request,
                                                       lambda prefix: app.new_id(prefix + "_"), framing="lines")
-                if isinstance(event, (ir.MessageStart, ir.MessageStop)):
-                    turn.note_usage(event.usage)
                 fold.feed(event)
                 if isinstance(event, (ir.MessageStop, ir.StreamError)):
                     await app.gate.finish(record)  # the ledger row is committed before the turn's last frame

@@ -46,7 +46,7 @@ STOP_GRACE = 3.0
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
-PORT_TAKEN = "answered by another process"
+PORT_IN_USE = b"couldn't bind HTTP server socket"  # llama-server's words for a port taken before it bound it
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
 
 
@@ -107,6 +107,7 @@ class LlamaCppProvider:
         self.restarts = 0
         self.lives = 0  # times a child became ready: a failure seen in one life says nothing of the next
         self.coming_back = False  # restarting after a run that was ready: worth waiting for
+        self._port_taken = False  # the last start lost its port to another process
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
         self._pool: Pool | None = None
         self._ready = trio.Event()
@@ -138,7 +139,7 @@ class LlamaCppProvider:
             while True:
                 began = trio.current_time()
                 ok = await self._run_once(attempt_settled)
-                if not ok and self._lost_port_race() and port_retries < PORT_RETRIES:
+                if not ok and self._port_taken and port_retries < PORT_RETRIES:
                     # free_port() closes the socket it found; another process
                     # (or a test server) can take the port before llama-server
                     # binds it.  Not a fault of the child: try a fresh port now.
@@ -164,7 +165,7 @@ class LlamaCppProvider:
         port = free_port()
         self.state = "starting"
         self.port = port
-        self.stderr_tail.append(f"[auxot] starting on port {port}")
+        self._port_taken = False  # another process holds it: set from its stderr or the health probe
         self._pool = Pool(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=5.0, first_byte=self.config.request_timeout, idle=self.config.request_timeout))
         process = await trio.lowlevel.open_process(
             self.command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -207,15 +208,6 @@ class LlamaCppProvider:
                 await pool.aclose()
         return became_ready
 
-    def _lost_port_race(self) -> bool:
-        """Did the last start fail only because its port was taken?"""
-        for line in reversed(self.stderr_tail):
-            if "couldn't bind HTTP server socket" in line or PORT_TAKEN in line:
-                return True
-            if line.startswith("[auxot] starting on port"):
-                return False
-        return False
-
     def reap_leftover(self) -> None:
         """Kill a llama-server that an earlier, killed router left running."""
         if self.pidfile is None:
@@ -243,7 +235,8 @@ class LlamaCppProvider:
                     await resp.read()
                     if resp.status == 200:
                         if process.returncode is None and listens_on(process.pid, self.port or 0) is False:
-                            self.stderr_tail.append(f"[auxot] {PORT_TAKEN}: port {self.port} is another process's")
+                            self._port_taken = True
+                            self.stderr_tail.append(f"[auxot] port {self.port} is answered by another process")
                             return False
                         return True
             except HTTPClientError:
@@ -262,6 +255,7 @@ class LlamaCppProvider:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     self.stderr_tail.append(line.decode("utf-8", "replace"))
+                    self._port_taken = self._port_taken or PORT_IN_USE in line
             if buffer:
                 self.stderr_tail.append(buffer.decode("utf-8", "replace"))
         finally:
