@@ -8,8 +8,9 @@
     start / metered / finish     → one usage row per metered request, committed
                                    before the last byte of the answer is sent
 
-Database calls run in a worker thread (``trio.to_thread``): the event loop never
-waits on SQLite.  The rate limiter and the failure back-off are pure
+Database calls run in a worker thread (``trio.to_thread``), or on the event loop
+only where they cannot wait (the key cache's version check, a ledger commit
+when nobody else holds the write lock): the event loop never waits on SQLite.  The rate limiter and the failure back-off are pure
 (``limits.py``) and read trio's clock, so tests can drive them with the
 autojump clock.
 """
@@ -17,6 +18,7 @@ autojump clock.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from datetime import datetime, timezone
@@ -65,7 +67,8 @@ def permitted_model(allowed: Sequence[str], model: str, providers: Sequence[Any]
 class Gate:
     def __init__(self, store: Store, *, wall_clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.ledger: GroupCommit[dict[str, Any]] = GroupCommit(store.record_usage_many)
+        self.ledger: GroupCommit[dict[str, Any]] = GroupCommit(
+            store.record_usage_many, functools.partial(store.record_usage_many, wait=False))
         self.keys = KeyCache(store)  # authentication without a thread hop per request
         self.wall_clock = wall_clock  # for expiry and the ledger's timestamps
         self.limiter = RateLimiter(trio.current_time)

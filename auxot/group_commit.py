@@ -9,6 +9,11 @@ for the batch before it to finish, then one of the waiting writers leads the
 next batch (all the rows that arrived meanwhile).  At concurrency 1 this is
 one hop per row, as before; at 64 it is one hop per batch.
 
+The leader first offers the batch to ``write_now``, which writes it on the
+event loop if it can without waiting (a commit with no lock to wait for and no
+fsync is ~0.1 ms, where a thread hop alone costs ~0.2 ms and the commit in the
+thread ~0.4 ms in all); if it cannot, it says so and the batch goes to a thread.
+
 No background task: the writer is always a request that is waiting for its
 own row anyway, so nothing outlives the requests and nothing needs a nursery.
 """
@@ -33,8 +38,9 @@ class _Batch(Generic[Row]):
 
 
 class GroupCommit(Generic[Row]):
-    def __init__(self, write_many: Callable[[list[Row]], None]) -> None:
+    def __init__(self, write_many: Callable[[list[Row]], object], write_now: Callable[[list[Row]], bool] | None = None) -> None:
         self._write_many = write_many  # blocking; runs in a worker thread
+        self._write_now = write_now  # never waits: writes and returns True, or returns False having written nothing
         self._open: _Batch[Row] = _Batch()
         self._writing = False
         self.batches = 0  # written so far (for tests and benchmarks)
@@ -65,8 +71,9 @@ class GroupCommit(Generic[Row]):
         try:
             # Shielded: other tasks' rows are in this batch; a cancelled leader
             # still writes them (the sqlite busy timeout bounds the wait).
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._write_many, batch.rows)
+            if self._write_now is None or not self._write_now(batch.rows):
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._write_many, batch.rows)
             self.batches += 1
         except Exception as exc:
             batch.error = exc

@@ -3,11 +3,13 @@
 The schema is versioned with ``PRAGMA user_version`` and migrated on open, each
 migration in one transaction; a database from a newer auxot is refused rather
 than misread.  Every call is synchronous and guarded by a lock; the async
-server calls it via ``trio.to_thread.run_sync`` so database work never blocks
-the event loop.  Connections are in autocommit mode; ledger rows are
-committed before the request they describe ends (several requests' rows may
-share one commit), so a router killed with SIGKILL loses only the rows of
-requests that had not ended.
+server calls it via ``trio.to_thread.run_sync``, except for the two calls made
+to never wait (``version(wait=False)`` and ``record_usage_many(wait=False)``):
+they give up at once, rather than wait on a lock, and the caller then goes to a
+thread.  Connections are in autocommit mode; ledger rows are committed before
+the request they describe ends (several requests' rows may share one commit),
+so a router killed with SIGKILL loses only the rows of requests that had not
+ended.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ USAGE_COLUMNS = (
     "started_at", "key_id", "endpoint", "model_requested", "model_served", "provider",
     "input_tokens", "cached_tokens", "output_tokens", "ttft_ms", "latency_ms", "status", "outcome",
 )
+USAGE_INSERT = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
 
 
 class StoreError(Exception):
@@ -125,6 +128,15 @@ class Lookup:
     rotated_away: bool = False
 
 
+BUSY_TIMEOUT_S = 10.0  # how long a call made in a thread waits for another connection's write lock
+CHECKPOINT_EVERY = 200  # ledger commits between checkpoints (a few pages each: the WAL stays a few MB)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included ("database is locked")."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,12 +147,19 @@ class Store:
             self._migrate(path)
         # The ledger writes on a connection of its own, so a batch being committed
         # never holds up key lookups (WAL: readers and the writer do not block).
-        self._ledger = self._connect(path)
+        # It never waits on its own (busy timeout 0) and never checkpoints on its
+        # own: a commit that does neither writes a few pages into the OS's cache
+        # (no fsync in WAL with synchronous=NORMAL), cheap enough for the event
+        # loop.  Waiting and checkpointing happen only in record_usage_many(wait=True),
+        # which runs in a thread.
+        self._ledger = self._connect(path, timeout=0)
+        self._ledger.execute("PRAGMA wal_autocheckpoint=0")
         self._ledger_lock = threading.Lock()
+        self._ledger_commits = 0  # since the last checkpoint
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+    def _connect(path: Path, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=timeout)
         # NORMAL in WAL mode: a commit is in the OS once it returns, so it survives
         # the process being killed (only power loss can undo it).
         db.execute("PRAGMA synchronous=NORMAL")
@@ -259,17 +278,47 @@ class Store:
         """One ledger row, committed before this returns."""
         self.record_usage_many([row])
 
-    def record_usage_many(self, rows: list[dict[str, Any]]) -> None:
-        """Ledger rows, committed together (one transaction) before this returns."""
-        sql = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
-        with self._ledger_lock:
-            self._ledger.execute("BEGIN IMMEDIATE")
+    def record_usage_many(self, rows: list[dict[str, Any]], *, wait: bool = True) -> bool:
+        """Ledger rows, committed together (one transaction) before this returns True.
+
+        With ``wait=False`` (the event loop calls it so) it writes only if it can
+        at once: it returns False, having written nothing, if another thread is
+        writing the ledger, another connection holds the write lock, or a
+        checkpoint is due.  The caller then calls again with ``wait=True`` in a
+        thread, which waits up to the busy timeout and checkpoints when due."""
+        if not self._ledger_lock.acquire(blocking=wait):
+            return False
+        try:
+            if not wait:
+                if self._ledger_commits >= CHECKPOINT_EVERY:
+                    return False
+                try:
+                    self._ledger.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if _busy(exc):
+                        return False
+                    raise
+            else:
+                self._ledger.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+                try:
+                    self._ledger.execute("BEGIN IMMEDIATE")
+                finally:
+                    self._ledger.execute("PRAGMA busy_timeout=0")
             try:
-                self._ledger.executemany(sql, [tuple(row[c] for c in USAGE_COLUMNS) for row in rows])
+                self._ledger.executemany(USAGE_INSERT, [tuple(row[c] for c in USAGE_COLUMNS) for row in rows])
                 self._ledger.execute("COMMIT")
             except BaseException:
                 self._ledger.execute("ROLLBACK")
                 raise
+            self._ledger_commits += 1
+            if wait and self._ledger_commits >= CHECKPOINT_EVERY:
+                # PASSIVE: copies what it can without waiting on readers; the WAL
+                # is reused from its start once a checkpoint has caught up.
+                self._ledger.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self._ledger_commits = 0
+            return True
+        finally:
+            self._ledger_lock.release()
 
     def usage_rows(self, *, key_id: str | None = None, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Matching rows, oldest first; with ``limit``, only the newest ``limit``."""

@@ -116,3 +116,30 @@ async def test_cancelling_the_writers_mid_write() -> None:
     assert table.committed == [1]
     await ledger.write(3)
     assert table.calls == [[1], [3]]
+
+
+async def test_a_batch_that_can_be_written_at_once_is_written_on_the_loop() -> None:
+    """``write_now`` writes without a thread when it can; when it declines, the
+    batch goes to ``write_many`` in a thread."""
+    table = Table()
+    threads: list[str] = []
+    declines = [False]
+
+    def write_now(rows: list[int]) -> bool:
+        threads.append(threading.current_thread().name)
+        if declines[0]:
+            return False
+        table.committed.extend(rows)
+        return True
+
+    def write_many(rows: list[int]) -> None:
+        threads.append(threading.current_thread().name)
+        table.write_many(rows)
+
+    ledger = GroupCommit(write_many, write_now)
+    await ledger.write(1)
+    assert table.committed == [1] and table.calls == [] and threads == [threading.current_thread().name]
+    declines[0] = True
+    await ledger.write(2)
+    assert table.committed == [1, 2] and table.calls == [[2]]
+    assert threads[1] == threading.current_thread().name and threads[2] != threading.current_thread().name

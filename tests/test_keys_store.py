@@ -133,3 +133,55 @@ def test_ledger_rows_and_totals(tmp_path: Path) -> None:
                                     "mean_latency_ms": 20.0}
     assert totals["key_b"]["requests"] == 2 and totals["key_b"]["output_tokens"] == 4
     store.close()
+
+
+def _row(started_at: float) -> dict[str, object]:
+    return {c: None for c in USAGE_COLUMNS} | {"started_at": started_at, "key_id": "key_a", "endpoint": "e", "outcome": "ok"}
+
+
+def test_a_ledger_commit_that_would_wait_is_refused_at_once_and_done_in_a_thread(tmp_path: Path) -> None:
+    """``wait=False`` (what the event loop calls) writes only if nobody else holds
+    the write lock; ``wait=True`` (a thread) waits for it."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    assert store.record_usage_many([_row(1.0)], wait=False) is True
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing (keys create, say)
+    began = time.monotonic()
+    assert store.record_usage_many([_row(2.0)], wait=False) is False
+    assert time.monotonic() - began < 0.5  # no busy wait on the event loop
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (store.record_usage_many([_row(3.0)]), done.set()))
+    writer.start()
+    assert not done.wait(0.3)  # waiting for the lock
+    other.execute("COMMIT")
+    writer.join(10)
+    assert done.is_set()
+    assert [r["started_at"] for r in store.usage_rows()] == [1.0, 3.0]  # the refused row was not written
+    other.close()
+    store.close()
+
+
+def test_the_ledger_checkpoints_in_the_thread_path_only(tmp_path: Path) -> None:
+    from auxot import store as store_module
+
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    for i in range(store_module.CHECKPOINT_EVERY):
+        assert store.record_usage_many([_row(float(i))], wait=False) is True
+    wal = path.with_name(path.name + "-wal")
+    # Due: the event loop's call declines, so that the checkpoint runs in a thread.
+    assert store.record_usage_many([_row(-1.0)], wait=False) is False
+    assert store.record_usage_many([_row(-2.0)]) is True
+    # Checkpointed: the next commits start again at the head of the WAL, which
+    # does not grow (without the checkpoint, each commit appends a few pages).
+    size = wal.stat().st_size
+    for i in range(5):
+        assert store.record_usage_many([_row(1000.0 + i)], wait=False) is True
+    assert wal.stat().st_size == size
+    assert len(store.usage_rows()) == store_module.CHECKPOINT_EVERY + 6
+    store.close()
