@@ -34,7 +34,7 @@ def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
     got = json.loads(out.read_text())
     point = got["nonstream"][0]
     assert point["concurrency"] == 1
-    for side in ("ceiling", "direct", "auxot"):
+    for side in ("ceiling", "floor", "direct", "auxot"):
         assert point[side]["requests"] > 0 and point[side]["errors"] == 0
     assert set(got["relay"]) == {"direct (nginx)", "auxot openai→openai", "auxot openai→anthropic"}
     assert all(fig["errors"] == 0 and fig["chunks_per_s"] > 0 for fig in got["relay"].values())

@@ -12,7 +12,7 @@ Scenarios (default: nonstream relay streams tokens):
 ``profile``    py-spy samples auxot under load (:mod:`.profile`; needs py-spy)
 
 Every server is its own process: nginx (the upstream, :mod:`.nginx`), the
-ceiling app (:mod:`.ceiling`), ``auxot serve`` (:mod:`.procs`).  Load comes from
+ceiling app and the floor (:mod:`.ceiling`), ``auxot serve`` (:mod:`.procs`).  Load comes from
 wrk, else hey, else an in-process trio client (:mod:`.load`); the header says
 which.  On a shared machine the figures are noisy: the header prints the load
 average, and only ratios taken in the same run mean much.
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="auxot-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        ng = ceiling = router = None
+        ng = ceiling = floor = router = None
         if needs_servers:
             if nginx_tool is None:
                 print("bench: nginx not found (apt-get install nginx-light); skipping nonstream, relay, streams")
@@ -120,15 +120,19 @@ def main(argv: list[str] | None = None) -> int:
                 ng = stack.enter_context(Nginx(nginx_tool.path, work, relay_chunks=args.chunks, hold_chunks=60, hold_seconds=args.hold))
                 ceiling = procs.start_ceiling(args.hold, 60)
                 stack.callback(ceiling.stop)
+                floor = procs.start_ceiling(args.hold, 60, upstream=ng.base_url) if "nonstream" in chosen else None
+                if floor is not None:
+                    stack.callback(floor.stop)
                 router = procs.start_auxot(work, procs.auxot_config(ng.base_url, max_concurrent=max(2048, args.streams + 64)))
                 stack.callback(router.stop)
-                print(f"servers: nginx {ng.base_url} · ceiling app {ceiling.base_url} · auxot {router.base_url}")
+                print(f"servers: nginx {ng.base_url} · ceiling app {ceiling.base_url}"
+                      f"{f' · floor {floor.base_url}' if floor else ''} · auxot {router.base_url}")
 
-        if "nonstream" in chosen and ng and ceiling and router and loader:
+        if "nonstream" in chosen and ng and ceiling and floor and router and loader:
             concurrencies = [int(c) for c in args.concurrency.split(",")]
             _section(f"1. non-streaming POST /v1/chat/completions, {args.duration:g} s per point")
-            targets = nonstream.targets(ceiling.base_url, ng.base_url, router.base_url, router.key)
-            pids = {"ceiling": ceiling.pid, "direct": ng.pid, "auxot": router.pid}
+            targets = nonstream.targets(ceiling.base_url, floor.base_url, ng.base_url, router.base_url, router.key)
+            pids = {"ceiling": ceiling.pid, "floor": floor.pid, "direct": ng.pid, "auxot": router.pid}
             points = nonstream.run(loader, targets, pids, concurrencies, args.duration)
             print(report.nonstream_table(points, summary), flush=True)
             results["nonstream"] = points

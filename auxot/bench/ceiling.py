@@ -6,6 +6,12 @@ It reads the request body and answers the same fixed JSON the upstream does;
 ``POST /hold...`` instead streams the hold fixture, one chunk every
 ``hold_seconds / hold_chunks`` (the open-streams scenario's ceiling).  What it
 costs is what hypercorn and trio cost per request, nothing of auxot's.
+
+With ``--upstream URL`` it is the *floor* instead: the same app, but each
+non-streamed answer is fetched from ``URL/v1/chat/completions`` (nginx's fixed
+JSON) through auxot's own HTTP client (``auxot.http.Pool``, h11 over a trio
+socket, keep-alive) and passed back untouched.  No parsing, no auth, no
+ledger: what any router built on hypercorn, trio and h11 must pay at least.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from hypercorn.trio import serve
 
 from . import fixtures
 from ..asgi import SSE_HEADERS, Receive, Scope, Send
+from ..http import Pool
 
 BODY = fixtures.CHAT_JSON.encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
@@ -36,7 +43,8 @@ def hypercorn_config() -> HypercornConfig:
     return hc
 
 
-def make_app(hold_seconds: float, hold_chunks: int) -> Any:
+def make_app(hold_seconds: float, hold_chunks: int, upstream: str | None = None) -> Any:
+    pool = Pool(upstream, max_connections=4096) if upstream else None
     pieces = [p.encode() + b"\n\n" for p in fixtures.sse_tokens(fixtures.token_texts(hold_chunks)).split("\n\n") if p]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,8 +56,20 @@ def make_app(hold_seconds: float, hold_chunks: int) -> Any:
                     return
         if scope["type"] != "http":
             return
-        while (await receive()).get("more_body"):
-            pass
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if pool is not None and not scope["path"].startswith("/hold"):
+            content_type = ("Content-Type", "application/json")
+            async with pool.request("POST", "/v1/chat/completions", headers=[content_type], body=body) as response:
+                answer = await response.read()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
+            return
         if not scope["path"].startswith("/hold"):
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": BODY})
@@ -63,9 +83,9 @@ def make_app(hold_seconds: float, hold_chunks: int) -> Any:
     return app
 
 
-async def main(hold_seconds: float, hold_chunks: int) -> None:
+async def main(hold_seconds: float, hold_chunks: int, upstream: str | None) -> None:
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, make_app(hold_seconds, hold_chunks), hypercorn_config())
+        binds = await nursery.start(serve, make_app(hold_seconds, hold_chunks, upstream), hypercorn_config())
         print(binds[0], flush=True)
 
 
@@ -73,8 +93,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m auxot.bench.ceiling")
     parser.add_argument("--hold-seconds", type=float, default=30.0)
     parser.add_argument("--hold-chunks", type=int, default=60)
+    parser.add_argument("--upstream", help="the floor: fetch each answer from this base URL through auxot.http.Pool")
     args = parser.parse_args()
     try:
-        trio.run(main, args.hold_seconds, args.hold_chunks)
+        trio.run(main, args.hold_seconds, args.hold_chunks, args.upstream)
     except KeyboardInterrupt:
         pass

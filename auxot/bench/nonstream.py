@@ -1,5 +1,6 @@
-"""Scenario 1, non-streaming: the same POST to the ceiling app, to nginx directly,
-and to auxot in front of nginx, at several concurrencies.
+"""Scenario 1, non-streaming: the same POST to the ceiling app, to the floor (the
+ceiling app plus one hop to nginx through auxot's HTTP client), to nginx
+directly, and to auxot in front of nginx, at several concurrencies.
 
 The fair comparison: the client sends the same request and gets the same answer
 (the same JSON ``chat.completion``, same text, same usage) from all three.
@@ -25,16 +26,18 @@ from .procs import cpu_seconds
 class Point:
     concurrency: int
     ceiling: Result
+    floor: Result
     direct: Result
     auxot: Result
     cpu_us: dict[str, float]  # the server process's CPU time per request (less noisy than wall time)
 
 
-def targets(ceiling_url: str, nginx_url: str, auxot_url: str, key: str) -> dict[str, Target]:
+def targets(ceiling_url: str, floor_url: str, nginx_url: str, auxot_url: str, key: str) -> dict[str, Target]:
     body = fixtures.request_body("bench-small")
     headers = (("Content-Type", "application/json"), ("Authorization", f"Bearer {key}"))
     return {
         "ceiling": Target("ceiling", f"{ceiling_url}/v1/chat/completions", body, headers),
+        "floor": Target("floor", f"{floor_url}/v1/chat/completions", body, headers),
         "direct": Target("direct", f"{nginx_url}/v1/chat/completions", body, headers),
         "auxot": Target("auxot", f"{auxot_url}/v1/chat/completions", body, headers),
     }
@@ -63,5 +66,5 @@ def run(
             before = cpu_seconds(pids[name])
             got[name] = loader.run(t, c, seconds)
             cpu[name] = (cpu_seconds(pids[name]) - before) / max(1, got[name].requests) * 1e6
-        points.append(Point(c, got["ceiling"], got["direct"], got["auxot"], cpu))
+        points.append(Point(c, got["ceiling"], got["floor"], got["direct"], got["auxot"], cpu))
     return points

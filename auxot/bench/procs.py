@@ -80,9 +80,11 @@ def start_auxot(workdir: Path, config_toml: str, timeout: float = 120) -> Server
     raise RuntimeError("auxot serve did not become ready:\n" + "".join(lines[-30:]))
 
 
-def start_ceiling(hold_seconds: float, hold_chunks: int) -> Server:
+def start_ceiling(hold_seconds: float, hold_chunks: int, upstream: str | None = None) -> Server:
+    """The ceiling app; with ``upstream``, the floor (see :mod:`.ceiling`)."""
+    extra = ["--upstream", upstream] if upstream else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "auxot.bench.ceiling", "--hold-seconds", str(hold_seconds), "--hold-chunks", str(hold_chunks)],
+        [sys.executable, "-m", "auxot.bench.ceiling", "--hold-seconds", str(hold_seconds), "--hold-chunks", str(hold_chunks), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=ENV,
         preexec_fn=die_with_parent,
     )
