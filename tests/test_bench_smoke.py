@@ -22,14 +22,15 @@ def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
         pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "auxot", "bench", "nonstream", "relay", "streams", "--no-install", "--duration", "1",
-         "--concurrency", "1", "--chunks", "300", "--relay-runs", "1", "--streams", "20", "--hold", "1", "--json", str(out)],
+        [sys.executable, "-m", "auxot", "bench", "nonstream", "relay", "streams", "pace", "--no-install", "--duration", "1",
+         "--concurrency", "1", "--chunks", "300", "--relay-runs", "1", "--streams", "20", "--hold", "1",
+         "--pace-seconds", "1", "--pace-rate", "20", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
     assert "load: " in text and "upstream: nginx" in text  # it says which tools it used
-    for heading in ("1. non-streaming", "2. streaming relay", "3. 20 streams open", "targets (#11)"):
+    for heading in ("1. non-streaming", "2. streaming relay", "3. 20 streams open", "5. one stream at 20 chunks/s", "targets (#11)"):
         assert heading in text
     got = json.loads(out.read_text())
     point = got["nonstream"][0]
@@ -40,3 +41,6 @@ def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
     assert all(fig["errors"] == 0 and fig["chunks_per_s"] > 0 for fig in got["relay"].values())
     for side in ("ceiling", "auxot"):
         assert got["streams"][side]["streams"] == 20 and got["streams"][side]["errors"] == 0
+    for side in ("ceiling", "auxot"):  # the paced stream: every chunk arrived (its CPU is too small to check here)
+        assert got["pace"][side]["chunks"] >= 20 and got["pace"][side]["errors"] == 0
+    assert got["pace"]["bare trio wake"] > 0

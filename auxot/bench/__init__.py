@@ -7,6 +7,7 @@ Scenarios (default: nonstream relay streams tokens):
 ``nonstream``  req/s, p50, p99 at several concurrencies (:mod:`.nonstream`)
 ``relay``      a long stream relayed OpenAI→OpenAI and OpenAI→Anthropic (:mod:`.relay`)
 ``streams``    many streams held open: RSS per stream, errors (:mod:`.streams`)
+``pace``       one stream at a model's pace: server CPU per chunk (:mod:`.pace`)
 ``tokens``     SmolLM2 tokens/s through auxot vs llama-server directly (:mod:`.model`)
 ``start``      warm start of ``serve``;  ``client``  the HTTP client's own cost
 ``profile``    py-spy samples auxot under load (:mod:`.profile`; needs py-spy)
@@ -30,11 +31,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from . import client, load, model, nonstream, procs, profile, relay, report, streams, tools
+from . import client, load, model, nonstream, pace, procs, profile, relay, report, streams, tools
 from .nginx import Nginx
 
-SCENARIOS = ("nonstream", "relay", "streams", "tokens", "start", "client", "profile")
-DEFAULT = ("nonstream", "relay", "streams", "tokens")
+SCENARIOS = ("nonstream", "relay", "streams", "pace", "tokens", "start", "client", "profile")
+DEFAULT = ("nonstream", "relay", "streams", "pace", "tokens")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--relay-runs", type=int, default=5, help="relay: runs per path, median (default 5)")
     p.add_argument("--streams", type=int, default=1000, help="streams: how many at once (default 1000)")
     p.add_argument("--hold", type=float, default=30.0, help="streams: seconds each is held open (default 30)")
+    p.add_argument("--pace-seconds", type=float, default=10.0, help="pace: how long the paced stream lasts (default 10)")
+    p.add_argument("--pace-rate", type=float, default=60.0, help="pace: chunks per second, a model's pace (default 60)")
     p.add_argument("--runs", type=int, default=5, help="tokens: interleaved runs (default 5)")
     p.add_argument("--max-tokens", type=int, default=256, help="tokens: max_tokens (default 256)")
     p.add_argument("--requests", type=int, default=5000, help="client: requests per side (default 5000)")
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(chosen) - set(SCENARIOS):
         _parser().error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     install = not args.no_install
-    needs_servers = bool({"nonstream", "relay", "streams", "profile"} & set(chosen))
+    needs_servers = bool({"nonstream", "relay", "streams", "pace", "profile"} & set(chosen))
     results: dict[str, Any] = {}
     summary: list[str] = []
 
@@ -111,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="auxot-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        ng = ceiling = floor = router = None
+        ng = ceiling = floor = paced = router = None
         if needs_servers:
             if nginx_tool is None:
                 print("bench: nginx not found (apt-get install nginx-light); skipping nonstream, relay, streams")
-                chosen = [s for s in chosen if s not in ("nonstream", "relay", "streams", "profile")]
+                chosen = [s for s in chosen if s not in ("nonstream", "relay", "streams", "pace", "profile")]
             else:
                 ng = stack.enter_context(Nginx(nginx_tool.path, work, relay_chunks=args.chunks, hold_chunks=60, hold_seconds=args.hold))
                 ceiling = procs.start_ceiling(args.hold, 60)
@@ -123,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                 floor = procs.start_ceiling(args.hold, 60, upstream=ng.base_url) if "nonstream" in chosen else None
                 if floor is not None:
                     stack.callback(floor.stop)
-                router = procs.start_auxot(work, procs.auxot_config(ng.base_url, max_concurrent=max(2048, args.streams + 64)))
+                pace_chunks = max(1, round(args.pace_seconds * args.pace_rate))
+                paced = procs.start_ceiling(args.pace_seconds, pace_chunks) if "pace" in chosen else None
+                if paced is not None:
+                    stack.callback(paced.stop)
+                router = procs.start_auxot(work, procs.auxot_config(
+                    ng.base_url, max_concurrent=max(2048, args.streams + 64), paced_url=paced.base_url if paced else None))
                 stack.callback(router.stop)
                 print(f"servers: nginx {ng.base_url} · ceiling app {ceiling.base_url}"
                       f"{f' · floor {floor.base_url}' if floor else ''} · auxot {router.base_url}")
@@ -165,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                 med = model.run_tokens(args.runs, args.max_tokens)
                 print(report.tokens_table(med, summary), flush=True)
                 results["tokens"] = med
+
+        if "pace" in chosen and paced and router:
+            _section(f"5. one stream at {args.pace_rate:g} chunks/s for {args.pace_seconds:g} s: server CPU per chunk")
+            figs_p = pace.run(paced.base_url, paced.pid, router.base_url, router.pid, router.key, args.pace_seconds, pace_chunks)
+            print(report.pace_table(figs_p), flush=True)
+            results["pace"] = figs_p
 
     if "start" in chosen:
         _section("warm start of `serve` until ready (3 runs)")

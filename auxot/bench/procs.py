@@ -112,10 +112,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def auxot_config(nginx_url: str, max_concurrent: int) -> str:
+def auxot_config(nginx_url: str, max_concurrent: int, paced_url: str | None = None) -> str:
     """Three openai-compatible providers on the same nginx, one per fixture, each
-    serving its own model id (so the request's model picks the fixture)."""
+    serving its own model id (so the request's model picks the fixture); with
+    ``paced_url``, a fourth (``bench-paced``) on a ceiling app that paces its stream."""
     blocks = []
+    if paced_url:
+        blocks.append(
+            f'[[providers]]\nkind = "openai-compatible"\nname = "paced"\nbase_url = "{paced_url}/hold"\n'
+            f'models = ["bench-paced"]\nmax_concurrent = 4\n'
+        )
     for name in ("small", "relay", "hold"):
         blocks.append(
             f'[[providers]]\nkind = "openai-compatible"\nname = "nginx-{name}"\nbase_url = "{nginx_url}/{name}"\n'

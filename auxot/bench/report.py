@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import model, nonstream, relay, streams
+from . import model, nonstream, pace, relay, streams
 
 # The issue's targets (#11), as ratios measured in the same run.
 TARGET_P50_RATIO = 1.35  # c=1: auxot p50 ≤ 1.35 × the ceiling's p50
@@ -98,6 +98,20 @@ def streams_table(figs: dict[str, streams.Figure], summary: list[str]) -> str:
         ok = f.per_stream_kb <= TARGET_KB_PER_STREAM and f.errors == 0
         summary.append(f"{f.streams} open streams: {f.per_stream_kb:.1f} KB RSS each, {f.errors} errors "
                        f"(target ≤ {TARGET_KB_PER_STREAM} KB, no errors): {verdict(ok)}")
+    return "\n".join(lines)
+
+
+def pace_table(figs: dict[str, pace.Figure | float]) -> str:
+    """No target of its own: it shows how much of a model stream's per-token cost
+    is the server waking up at all (the ceiling pays it too) and how much is auxot's."""
+    lines = [f"{'server':<8} {'chunks':>6} {'seconds':>7} {'CPU µs/chunk':>12} {'errors':>6}"]
+    for name, f in figs.items():
+        if isinstance(f, pace.Figure):
+            lines.append(f"{name:<8} {f.chunks:>6} {f.seconds:>7.1f} {f.cpu_us_per_chunk:>12.0f} {f.errors:>6}")
+    c, a, bare = figs.get("ceiling"), figs.get("auxot"), figs.get("bare trio wake")
+    if isinstance(c, pace.Figure) and isinstance(a, pace.Figure) and isinstance(bare, float):
+        lines.append(f"a bare trio loop waking at the same pace: {bare:.0f} µs CPU per wake; "
+                     f"auxot's own work per chunk (auxot − ceiling): {a.cpu_us_per_chunk - c.cpu_us_per_chunk:+.0f} µs")
     return "\n".join(lines)
 
 
