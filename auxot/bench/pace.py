@@ -6,12 +6,14 @@ idle.  The ceiling app paces its own stream (a ``trio.sleep`` between chunks:
 one wake per chunk); auxot relays the same stream from a second copy of the
 ceiling app (one wake per upstream chunk).  Server CPU per chunk is the
 server's /proc utime+stime over the stream ÷ chunks; the upstream's CPU is not
-counted.  The bare figure is a trio loop in this process that only sleeps at
+counted; the two are interleaved over ``rounds`` streams each, and the
+medians kept (one stream's figure moves by half on a shared machine).  The bare figure is a trio loop in this process that only sleeps at
 the same pace: what one wake costs trio on this machine, before any work.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -58,12 +60,20 @@ def bare_wake_us(rate: float, n: int) -> float:
     return trio.run(sleeper)
 
 
-def run(ceiling_url: str, ceiling_pid: int, auxot_url: str, auxot_pid: int, key: str, seconds: float, chunks: int) -> dict[str, Figure | float]:
+def run(
+    ceiling_url: str, ceiling_pid: int, auxot_url: str, auxot_pid: int, key: str, seconds: float, chunks: int, rounds: int = 3,
+) -> dict[str, Figure | float]:
     timeout = seconds + 60
+    sides = (("ceiling", ceiling_url, "/hold", ceiling_pid), ("auxot", auxot_url, "/v1/chat/completions", auxot_pid))
+    got: dict[str, list[Figure]] = {name: [] for name, *_ in sides}
+    for _ in range(rounds):
+        for name, url, path, pid in sides:
+            got[name].append(trio.run(_stream, url, path, key, pid, timeout))
     out: dict[str, Figure | float] = {}
-    for name, url, path, pid in (
-        ("ceiling", ceiling_url, "/hold", ceiling_pid), ("auxot", auxot_url, "/v1/chat/completions", auxot_pid),
-    ):
-        out[name] = trio.run(_stream, url, path, key, pid, timeout)
-    out["bare trio wake"] = bare_wake_us(chunks / seconds, min(chunks, 300))
+    for name, figs in got.items():
+        out[name] = Figure(
+            min(f.chunks for f in figs), statistics.median(f.seconds for f in figs),
+            statistics.median(f.cpu_us_per_chunk for f in figs), sum(f.errors for f in figs),
+        )
+    out["bare trio wake"] = statistics.median(bare_wake_us(chunks / seconds, min(chunks, 200)) for _ in range(rounds))
     return out
