@@ -10,9 +10,9 @@
 
 Database calls run in a worker thread (``trio.to_thread``), or on the event loop
 only where they cannot wait (the key cache's version check, a ledger commit
-when nobody else holds the write lock): the event loop never waits on SQLite.  The rate limiter and the failure back-off are pure
-(``limits.py``) and read trio's clock, so tests can drive them with the
-autojump clock.
+when nobody else holds the write lock): the event loop never waits on SQLite.
+The rate limiter and the failure back-off are pure (``limits.py``) and read
+trio's clock, so tests can drive them with the autojump clock.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Group commit: many tasks' rows written by one thread hop and one transaction.
+"""Group commit: many tasks' rows written by one transaction (on the event loop, or in a thread).
 
 Every request writes a ledger row and must not finish before the row is
 committed (a client that saw its answer end has its row).  One thread hop and
@@ -6,8 +6,7 @@ one commit per request made the ledger the largest cost of a request under
 load (#11).  Here a request adds its row to the open batch; if no batch is
 being written it leads — takes the batch and writes it — otherwise it waits
 for the batch before it to finish, then one of the waiting writers leads the
-next batch (all the rows that arrived meanwhile).  At concurrency 1 this is
-one hop per row, as before; at 64 it is one hop per batch.
+next batch (all the rows that arrived meanwhile): one write per batch.
 
 The leader first offers the batch to ``write_now``, which writes it on the
 event loop if it can without waiting (a commit with no lock to wait for and no
