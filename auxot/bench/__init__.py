@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         ng = ceiling = floor = paced = router = None
         if needs_servers:
             if nginx_tool is None:
-                print("bench: nginx not found (apt-get install nginx-light); skipping nonstream, relay, streams")
+                print("bench: nginx not found (apt-get install nginx-light); skipping nonstream, relay, streams, pace, profile")
                 chosen = [s for s in chosen if s not in ("nonstream", "relay", "streams", "pace", "profile")]
             else:
                 ng = stack.enter_context(Nginx(nginx_tool.path, work, relay_chunks=args.chunks, hold_chunks=60, hold_seconds=args.hold))

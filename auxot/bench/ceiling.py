@@ -62,17 +62,16 @@ def make_app(hold_seconds: float, hold_chunks: int, upstream: str | None = None)
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if pool is not None and not scope["path"].startswith("/hold"):
-            content_type = ("Content-Type", "application/json")
-            async with pool.request("POST", "/v1/chat/completions", headers=[content_type], body=body) as response:
-                answer = await response.read()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            await send({"type": "http.response.body", "body": answer})
-            return
         if not scope["path"].startswith("/hold"):
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await send({"type": "http.response.body", "body": BODY})
+            status, headers, answer = 200, HEADERS, BODY
+            if pool is not None:  # the floor: the same answer, fetched through one upstream hop
+                content_type = ("Content-Type", "application/json")
+                async with pool.request("POST", "/v1/chat/completions", headers=[content_type], body=body) as response:
+                    answer = await response.read()
+                status = response.status
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
             return
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         for piece in pieces:

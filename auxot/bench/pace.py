@@ -6,9 +6,10 @@ idle.  The ceiling app paces its own stream (a ``trio.sleep`` between chunks:
 one wake per chunk); auxot relays the same stream from a second copy of the
 ceiling app (one wake per upstream chunk).  Server CPU per chunk is the
 server's /proc utime+stime over the stream ÷ chunks; the upstream's CPU is not
-counted; the two are interleaved over ``rounds`` streams each, and the
-medians kept (one stream's figure moves by half on a shared machine).  The bare figure is a trio loop in this process that only sleeps at
-the same pace: what one wake costs trio on this machine, before any work.
+counted.  The two sides are interleaved over ``rounds`` streams each and the
+medians kept (one stream's figure moves by half on a shared machine).  The
+bare figure is a trio loop in this process that only sleeps at the same pace:
+what one wake costs trio on this machine, before any work.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .procs import cpu_seconds
 
 @dataclass(frozen=True)
 class Figure:
-    chunks: int  # data events the client got
+    chunks: int  # SSE data lines the client got
     seconds: float
     cpu_us_per_chunk: float
     errors: int
@@ -44,7 +45,7 @@ async def _stream(base_url: str, path: str, key: str, pid: int, timeout: float) 
         ok = resp.status == 200
     cpu = cpu_seconds(pid) - before
     await pool.aclose()
-    chunks = data.count(b"data: ") + data.count(b"event: ")  # OpenAI lines, or Anthropic's named events
+    chunks = data.count(b"data: ")
     return Figure(chunks, time.monotonic() - began, cpu / max(1, chunks) * 1e6, 0 if ok and chunks else 1)
 
 
