@@ -155,3 +155,61 @@ async def test_the_pool_never_opens_more_than_its_bound(nursery: trio.Nursery) -
                 inner.start_soon(one)
     assert done == 10 and pool.opened == 2 and server.connections == 2
     await pool.aclose()
+
+
+async def test_a_timeout_on_a_reused_connection_is_never_sent_again(nursery: trio.Nursery) -> None:
+    """A stalled upstream that took the request must not get a second copy: on a
+    model server that would be a second, paid-for generation."""
+    calls = 0
+
+    async def first_fast_then_stalled(method: str, target: str, body: bytes):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await trio.sleep(5)
+        return await echo(method, target, body)
+
+    server = await start(nursery, first_fast_then_stalled)
+    pool = Pool(f"http://127.0.0.1:{server.port}", timeouts=Timeouts(first_byte=0.3))
+    with trio.fail_after(10):
+        async with pool.request("POST", "/one", body=b"x") as resp:
+            await resp.read()
+        with pytest.raises(ReadTimeout):
+            async with pool.request("POST", "/generate", body=b"x"):
+                pass
+    assert [target for _, target, _, _ in server.requests] == ["/one", "/generate"]
+    await pool.aclose()
+
+
+async def test_a_connection_the_peer_closed_while_idle_is_not_used(nursery: trio.Nursery) -> None:
+    async def close_after_answering(method: str, target: str, body: bytes):  # type: ignore[no-untyped-def]
+        payload = b"ok"
+        return 200, [("Content-Length", "2"), ("Connection", "close")], chunks_of(payload)
+
+    server = await start(nursery, close_after_answering)
+    pool = Pool(f"http://127.0.0.1:{server.port}")
+    with trio.fail_after(10):
+        for _ in range(3):
+            async with pool.request("GET", "/") as resp:
+                assert await resp.read() == b"ok"
+    assert server.connections == 3 and len(server.requests) == 3
+    await pool.aclose()
+
+
+async def test_a_request_racing_the_peers_idle_close_is_retried_once(nursery: trio.Nursery) -> None:
+    """The peer closes a kept-alive connection without a word (as servers do past
+    their keep-alive timeout) just as a request goes out on it: nothing was
+    answered, so the request is sent once more on a fresh connection."""
+    server = await start(nursery, echo)
+    pool = Pool(f"http://127.0.0.1:{server.port}")
+    with trio.fail_after(10):
+        async with pool.request("GET", "/a") as resp:
+            await resp.read()
+        (idle,) = pool._idle
+        idle.peer_closed = lambda: False  # type: ignore[method-assign]  # the close is not visible yet
+        await idle._stream.send_eof() if hasattr(idle._stream, "send_eof") else None
+        await trio.sleep(0.1)  # the server reads EOF and closes its end
+        async with pool.request("GET", "/b") as resp:
+            assert await resp.read() == b"GET /b 0"
+    assert server.connections == 2 and [t for _, t, _, _ in server.requests] == ["/a", "/b"]
+    await pool.aclose()

@@ -7,6 +7,7 @@ chunks.  Protocol and network failures are mapped to the project's errors here.
 
 from __future__ import annotations
 
+import select
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -36,14 +37,28 @@ class Connection:
         self.last_used = time.monotonic()
         self.requests = 0
         self.reusable = False  # true once a response ended cleanly and h11 is ready for the next
+        self.received = 0  # bytes received for the current request
 
 
     def is_idle_expired(self, max_idle: float) -> bool:
         return time.monotonic() - self.last_used > max_idle
 
+    def peer_closed(self) -> bool:
+        """An idle connection that is readable has been closed by the peer (or
+        holds bytes nobody asked for): either way it must not carry a request."""
+        sock = getattr(getattr(self._stream, "transport_stream", self._stream), "socket", None)
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     async def send_request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
         self.requests += 1
         self.reusable = False
+        self.received = 0
         try:
             data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
             if body:
@@ -70,6 +85,7 @@ class Connection:
                 raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
+            self.received += len(data)
             self._h11.receive_data(data)
 
     async def receive_response(self, timeout: float) -> tuple[int, list[tuple[bytes, bytes]]]:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ..errors import ConnectError
 from .connection import Connection, Response, Timeouts
 from .network import open_stream
 
@@ -41,7 +42,7 @@ class Pool:
     async def _acquire(self) -> Connection:
         while self._idle:
             conn = self._idle.pop()
-            if not conn.is_idle_expired(self.timeouts.pool_idle):
+            if not conn.is_idle_expired(self.timeouts.pool_idle) and not conn.peer_closed():
                 return conn
             await conn.aclose()
         return await self._open()
@@ -83,11 +84,15 @@ class Pool:
                 try:
                     await conn.send_request(method, self.base_path + path, all_headers, body)
                     status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
-                except Exception:
-                    if not reused:
+                except ConnectError:
+                    if not reused or conn.received:
                         raise
-                    # A kept-alive connection may have been closed by the peer while idle:
-                    # retry once on a fresh one (the request was not processed).
+                    # A kept-alive connection the peer closed while it sat idle (the
+                    # close raced our request): it failed writing, or ended before a
+                    # single response byte, so the peer never took the request.  Retry
+                    # once on a fresh connection.  Never after a timeout or any byte of
+                    # an answer: the upstream may be generating, and a second
+                    # request would be a second, paid-for generation.
                     await conn.aclose()
                     conn = await self._open()
                     await conn.send_request(method, self.base_path + path, all_headers, body)
