@@ -15,6 +15,10 @@ thread ~0.4 ms in all); if it cannot, it says so and the batch goes to a thread.
 
 No background task: the writer is always a request that is waiting for its
 own row anyway, so nothing outlives the requests and nothing needs a nursery.
+
+A row that cannot be written must not cost the others theirs: when a batch
+fails, its rows are written again one by one, and only the rows that fail alone
+report the error to their writers.
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ Row = TypeVar("Row")
 
 
 class _Batch(Generic[Row]):
-    __slots__ = ("rows", "done", "turn", "error")
+    __slots__ = ("rows", "done", "turn", "errors")
 
     def __init__(self) -> None:
         self.rows: list[Row] = []
-        self.done = trio.Event()  # written (or failed: see error)
+        self.done = trio.Event()  # written (or failed: see errors)
         self.turn = trio.Event()  # the batch before it is written: one of its writers may lead
-        self.error: BaseException | None = None
+        self.errors: dict[int, BaseException] = {}  # by id() of a row that could not be written
 
 
 class GroupCommit(Generic[Row]):
@@ -54,15 +58,15 @@ class GroupCommit(Generic[Row]):
             try:
                 await batch.turn.wait()
             except BaseException:  # cancelled before anyone took the row: it is not written
-                if batch is self._open:
-                    batch.rows.remove(row)
+                if batch is self._open:  # by identity: another writer's row may be equal
+                    del batch.rows[next(i for i, r in enumerate(batch.rows) if r is row)]
                 raise
         if batch is self._open and not self._writing:
             await self._lead(batch)
         else:
             await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        if (error := batch.errors.get(id(row))) is not None:
+            raise error
 
     async def _lead(self, batch: _Batch[Row]) -> None:
         self._writing = True
@@ -70,13 +74,24 @@ class GroupCommit(Generic[Row]):
         try:
             # Shielded: other tasks' rows are in this batch; a cancelled leader
             # still writes them (the sqlite busy timeout bounds the wait).
-            if self._write_now is None or not self._write_now(batch.rows):
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._write_many, batch.rows)
-            self.batches += 1
-        except Exception as exc:
-            batch.error = exc
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._write(batch.rows)
+                except Exception as exc:
+                    if len(batch.rows) == 1:
+                        batch.errors[id(batch.rows[0])] = exc
+                    else:
+                        for row in batch.rows:  # isolate the rows that fail alone
+                            try:
+                                await self._write([row])
+                            except Exception as alone:
+                                batch.errors[id(row)] = alone
         finally:
             batch.done.set()
             self._writing = False
             self._open.turn.set()
+
+    async def _write(self, rows: list[Row]) -> None:
+        if self._write_now is None or not self._write_now(rows):
+            await trio.to_thread.run_sync(self._write_many, rows)
+        self.batches += 1

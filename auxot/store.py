@@ -95,6 +95,23 @@ USAGE_COLUMNS = (
 USAGE_INSERT = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
 
 
+LEDGER_TEXT_MAX = 256  # characters: no text a request brings may grow the ledger by more
+
+
+def ledger_cell(value: Any) -> Any:
+    """A value as the ledger stores it: text bounded and always encodable (a lone
+    surrogate becomes U+FFFD), so no request's content can fail another's commit."""
+    if not isinstance(value, str):
+        return value
+    if len(value) > LEDGER_TEXT_MAX:
+        value = value[: LEDGER_TEXT_MAX - 1] + "…"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    return value
+
+
 class StoreError(Exception):
     pass
 
@@ -305,7 +322,7 @@ class Store:
                 finally:
                     self._ledger.execute("PRAGMA busy_timeout=0")
             try:
-                self._ledger.executemany(USAGE_INSERT, [tuple(row[c] for c in USAGE_COLUMNS) for row in rows])
+                self._ledger.executemany(USAGE_INSERT, [tuple(ledger_cell(row[c]) for c in USAGE_COLUMNS) for row in rows])
                 self._ledger.execute("COMMIT")
             except BaseException:
                 self._ledger.execute("ROLLBACK")

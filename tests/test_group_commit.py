@@ -93,6 +93,57 @@ async def test_a_failed_write_reaches_the_writers_of_that_batch_only() -> None:
     assert table.committed[-1] == 3
 
 
+async def test_a_row_that_cannot_be_written_costs_no_other_row_its_commit() -> None:
+    """One writer's row fails every write it is in (as a row SQLite cannot bind
+    would): the batch it shared is written again row by row, so the others in
+    it are committed and only its own writer sees the error."""
+    table = Table()
+    poison = -1
+
+    def write_many(rows: list[int]) -> None:
+        table.calls.append(list(rows))
+        if poison in rows:
+            raise ValueError("cannot bind this row")
+        table.committed.extend(rows)
+
+    blocked = threading.Event()
+
+    def slow_first(rows: list[int]) -> None:  # holds the first batch so the rest pile up behind it
+        blocked.wait(10)
+        write_many(rows)
+
+    first = [True]
+
+    def write(rows: list[int]) -> None:
+        if first:
+            first.clear()
+            slow_first(rows)
+        else:
+            write_many(rows)
+
+    ledger = GroupCommit(write)
+    outcomes: dict[int, str] = {}
+
+    async def writer(n: int) -> None:
+        try:
+            await ledger.write(n)
+            outcomes[n] = "ok"
+        except ValueError as exc:
+            outcomes[n] = str(exc)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            for n in (1, poison, 2, 3):
+                nursery.start_soon(writer, n)
+            await trio.testing.wait_all_tasks_blocked()
+            blocked.set()
+    assert outcomes == {0: "ok", 1: "ok", 2: "ok", 3: "ok", poison: "cannot bind this row"}, table.calls
+    assert sorted(table.committed) == [0, 1, 2, 3]
+    assert len(table.calls[1]) == 4  # the four shared one batch before it was split
+
+
 async def open_the_gate_once_all_are_blocked(table: Table) -> None:
     with trio.CancelScope(shield=True):
         await trio.testing.wait_all_tasks_blocked()
