@@ -16,12 +16,13 @@ import trio
 
 from . import ir, usage
 from .accounting import RequestRecord
-from .asgi import Receive, Scope, Send, send_json
+from .asgi import ClientGone, Receive, Scope, Send, send_json
 from .auth import Gate
 from .codecs import anthropic as anthropic_codec, openai_chat
 from .config import Config
 from .endpoints import anthropic, health, openai, responses, responses_ws, workers_ws
 from .errors import AuxotError, NotFound
+from .http_server import Connections
 from .metrics import Metrics
 from .response_store import ResponseStore
 from .scheduler import Provider, Scheduler
@@ -74,6 +75,7 @@ class App:
     def __init__(
         self, config: Config, scheduler: Scheduler, store: Store, *,
         clock: Callable[[], float] = time.time, id_factory: Callable[[], str] = lambda: secrets.token_hex(12),
+        connections: Connections | None = None,
     ) -> None:
         self.config = config
         self.scheduler = scheduler
@@ -86,6 +88,8 @@ class App:
         self.gate = Gate(store, wall_clock=clock)
         self.workers = workers_ws.WorkerRegistry()  # remote GPU workers connected at /ws
         self.shutdown = trio.Event()  # set by the server when it begins to shut down
+        # What the HTTP server knows of each client connection (a stalled reader).
+        self.connections = connections if connections is not None else Connections(config.send_timeout)
 
     @property
     def providers(self) -> list[Provider]:
@@ -152,6 +156,9 @@ class App:
             send = self.gate.metered(record, send)
         try:
             await endpoint(self, scope, receive, send)
+        except ClientGone:
+            # It hung up while sending its request: nothing to answer, nothing went wrong here.
+            log.info("%s %s: the client disconnected before its request body was complete", scope["method"], scope["path"])
         except Exception:
             # A bug: log it with its traceback, answer with a plain JSON error if the
             # response has not started yet (if it has, hypercorn closes the connection).

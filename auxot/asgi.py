@@ -1,12 +1,15 @@
-"""Small helpers over the raw ASGI interface: read a bounded body, send JSON,
-send a streamed body, and notice a client disconnect."""
+"""Small helpers over the raw ASGI interface: read a bounded body within a
+deadline, send JSON, send a streamed body, and notice a client disconnect."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Awaitable, Callable
 
-from .errors import InvalidRequest, RequestTooLarge
+import trio
+
+from .errors import InvalidRequest, RequestTimeout, RequestTooLarge
 from .ir import dumps
 
 Scope = dict[str, Any]
@@ -31,33 +34,74 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole body, at most ``limit`` bytes (else 413), within ``timeout``
+    seconds of the first read (else 408): a body sent a byte at a time must not
+    hold a connection open for ever."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        body = message.get("body", b"")
-        size += len(body)
-        if size > limit:
-            raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(body)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with trio.move_on_after(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(body)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    raise RequestTimeout(f"the request body did not arrive within {timeout:g}s ({size} bytes came)")
 
 
-async def read_json(scope: Scope, receive: Receive, limit: int) -> Any:
-    raw = await read_body(scope, receive, limit)
+# A \uD800-\uDFFF escape: json.loads joins a valid pair into one character, so a
+# surrogate left in a decoded string was alone (invalid Unicode, unencodable).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+async def read_json(scope: Scope, receive: Receive, limit: int, timeout: float) -> Any:
+    raw = await read_body(scope, receive, limit, timeout)
     if not raw.strip():
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(raw) and (where := lone_surrogate(body)) is not None:
+        where = where.encode("utf-8", "backslashreplace").decode("utf-8")  # the path may hold one too (a key)
+        raise InvalidRequest(f"{where or 'body'} holds a lone UTF-16 surrogate escape (such as \\ud800), "
+                             "which is not valid Unicode", param=where or None)
+    return body
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or object key) holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        return path if _has_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _has_surrogate(key):
+                return where
+            if (found := lone_surrogate(item, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := lone_surrogate(item, f"{path}[{i}]")) is not None:
+                return found
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
@@ -68,6 +112,16 @@ async def send_json(send: Send, status: int, body: Any, headers: list[tuple[byte
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
     })
     await send({"type": "http.response.body", "body": data})
+
+
+async def refuse_websocket(send: Send, status: int, body: Any) -> None:
+    """Answer a WebSocket upgrade over plain HTTP instead of accepting it (the
+    ASGI websocket denial response): a client that may not connect learns why
+    with a status and a JSON body, before any frame."""
+    data = dumps(body).encode()
+    await send({"type": "websocket.http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "websocket.http.response.body", "body": data})
 
 
 async def wait_disconnect(receive: Receive) -> None:

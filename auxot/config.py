@@ -6,6 +6,8 @@ frozen dataclasses, then passed explicitly.  No globals.
     port = 8420
     max_body_bytes = 16777216     # larger request bodies get 413
     graceful_timeout = 10.0       # seconds in-flight streams get on shutdown
+    send_timeout = 30.0           # a write to a client that moves no byte this long ends its request
+    body_timeout = 30.0           # the whole request body must arrive within this (else 408)
     embedded_default = true       # false: no local llama.cpp when no [[providers]] are listed
 
     [workers]                     # remote GPU workers (python -m auxot worker) at /ws
@@ -186,6 +188,8 @@ class Config:
     port: int = DEFAULT_PORT
     max_body_bytes: int = 16 * 1024 * 1024
     graceful_timeout: float = 10.0
+    send_timeout: float = 30.0  # a write to a client that makes no progress this long closes its connection
+    body_timeout: float = 30.0  # the whole request body must arrive within this (else 408)
     providers: tuple[ProviderConfig, ...] = ()
     configured: bool = False  # False: nothing configured, use the embedded default
     tls_cert: str | None = None  # serve HTTPS with this certificate chain (PEM) …
@@ -376,6 +380,8 @@ def load(
         port=port if port is not None else _typed(server, "port", int, "server", DEFAULT_PORT),
         max_body_bytes=_typed(server, "max_body_bytes", int, "server", 16 * 1024 * 1024),
         graceful_timeout=_typed(server, "graceful_timeout", float, "server", 10.0),
+        send_timeout=_positive(_typed(server, "send_timeout", float, "server", 30.0), "server.send_timeout"),
+        body_timeout=_positive(_typed(server, "body_timeout", float, "server", 30.0), "server.body_timeout"),
         providers=providers,
         configured=configured,
         tls_cert=_typed(server, "tls_cert", str, "server", None),

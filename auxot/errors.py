@@ -63,6 +63,12 @@ class NotFound(ClientError):
     kind = ErrorKind.NOT_FOUND
 
 
+class RequestTimeout(ClientError):
+    """The client did not send its whole request body in time."""
+
+    status = 408
+
+
 class RequestTooLarge(ClientError):
     status = 413
     kind = ErrorKind.REQUEST_TOO_LARGE

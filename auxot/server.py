@@ -22,11 +22,11 @@ from typing import Sequence
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from . import gpu, provision
 from .app import App
 from .config import CliAgentConfig, CloudConfig, Config, ConfigError
+from .http_server import Connections, serve_http
 from .providers.cli_agent import CliAgentProvider
 from .providers.cloud import CloudProvider
 from .providers.llamacpp import LlamaCppProvider
@@ -77,7 +77,8 @@ async def serve(
     providers = list(providers) if providers is not None else build_providers(config)
     shutdown = shutdown if shutdown is not None else trio.Event()
     scheduler = Scheduler(providers, config.scheduler)
-    app = App(config, scheduler, store)
+    connections = Connections(config.send_timeout)
+    app = App(config, scheduler, store, connections=connections)
     app.shutdown = shutdown  # connected workers are told to go once their jobs are done
     hc = HypercornConfig()
     hc.bind = [_bind(config.host, config.port)]
@@ -108,7 +109,7 @@ async def serve(
         await root.start(scheduler.run)
 
         async def run_http(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-            await hypercorn_serve(app, hc, shutdown_trigger=shutdown.wait, task_status=task_status)  # type: ignore[arg-type]
+            await serve_http(app, hc, connections, shutdown, task_status=task_status)
             log.info("http server stopped; stopping providers")
             root.cancel_scope.cancel()
 

@@ -42,6 +42,7 @@ class Record:
     saw_stop: bool = False
     saw_error: bool = False
     saw_events: bool = False
+    stalled: bool = False  # the client stopped reading; the server closed it (http_server)
 
     def observe(self, event: ir.Event, now: float) -> None:
         self.saw_events = True
@@ -76,7 +77,10 @@ class Record:
 
     @property
     def outcome(self) -> str:
-        """ok | error | disconnected (nothing sent, or a stream cut before its end)."""
+        """ok | error | disconnected (nothing sent, or a stream cut before its end)
+        | stalled (the client stopped reading, so the answer was cut off)."""
+        if self.stalled:
+            return "stalled"
         if self.status is None:
             return "disconnected"
         if self.status >= 400 or self.saw_error:

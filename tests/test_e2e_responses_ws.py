@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
+import pytest
 import trio
 
 from router_process import RouterProcess
-from ws_client import WSClient
+from ws_client import Rejected, WSClient
 
 
 async def connect(router: RouterProcess, key: str | None) -> WSClient:
@@ -51,12 +52,20 @@ async def test_several_turns_on_one_connection(router: RouterProcess) -> None:
 
 async def test_protocol_errors_close_with_a_code_and_reason(router: RouterProcess) -> None:
     with trio.fail_after(30):
-        ws = await connect(router, None)
-        assert await ws.receive() is None
-        assert ws.closed is not None and ws.closed.code == 1008 and "Missing API key" in ws.closed.reason
         ws = await connect(router, router.key)
         await ws.send_text("not json")
         assert await ws.receive() is None and ws.closed.code == 1007
         ws = await connect(router, router.key)
         await ws.send_bytes(b"\x00")
         assert await ws.receive() is None and ws.closed.code == 1003
+
+
+async def test_a_missing_or_bad_key_is_refused_before_the_upgrade(router: RouterProcess) -> None:
+    """401 over HTTP with the OpenAI error body, as /ws does: never a 101 then a close."""
+    with trio.fail_after(30):
+        for key, hint in ((None, "Missing API key"), ("user." + "A" * 43, "no such key")):
+            with pytest.raises(Rejected) as refused:
+                await connect(router, key)
+            assert refused.value.status == 401
+            error = json.loads(refused.value.body)["error"]
+            assert error["type"] == "authentication_error" and hint in error["message"]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, RejectConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, RejectConnection, RejectData, Request, TextMessage
+
+
+class Rejected(ConnectionError):
+    """The server answered the upgrade over HTTP instead of accepting it."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        super().__init__(f"rejected with {status}: {body[:200]!r}")
+        self.status, self.headers, self.body = status, headers, body
 
 
 class WSClient:
@@ -18,20 +26,39 @@ class WSClient:
     @classmethod
     async def connect(cls, host: str, port: int, path: str, headers: list[tuple[str, str]]) -> "WSClient":
         client = cls(await trio.open_tcp_stream(host, port))
+        try:
+            return await client._handshake(host, port, path, headers)
+        except BaseException:
+            await trio.aclose_forcefully(client.stream)
+            raise
+
+    async def _handshake(self, host: str, port: int, path: str, headers: list[tuple[str, str]]) -> "WSClient":
+        client = self
         await client.stream.send_all(client.ws.send(Request(host=f"{host}:{port}", target=path,
                                                             extra_headers=[(k.encode(), v.encode()) for k, v in headers])))
+        rejected: RejectConnection | None = None
+        body = b""
         while True:
-            client.ws.receive_data(await client.stream.receive_some(65536))
+            data = await client.stream.receive_some(65536)
+            client.ws.receive_data(data or None)
             accepted = False
             for event in client.ws.events():
                 if isinstance(event, AcceptConnection):
                     accepted = True
                 elif isinstance(event, RejectConnection):
-                    raise ConnectionError(f"rejected with {event.status_code}")
+                    rejected = event
+                    if not event.has_body:
+                        raise Rejected(event.status_code, list(event.headers), b"")
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    if event.body_finished and rejected is not None:
+                        raise Rejected(rejected.status_code, list(rejected.headers), body)
                 else:  # frames that arrived in the same read as the handshake reply
                     await client._handle(event)
             if accepted:
                 return client
+            if not data:
+                raise ConnectionError("the server closed the connection during the handshake")
 
     async def send_text(self, text: str) -> None:
         await self.stream.send_all(self.ws.send(TextMessage(data=text)))

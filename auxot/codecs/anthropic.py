@@ -65,10 +65,7 @@ def error_fields(kind: str, message: str) -> dict[str, Any]:
 
 def decode_request(body: Any) -> ir.Request:
     body = check.obj(body, "body")
-    model = body.get("model")
-    if model is None or model == "":
-        raise InvalidRequest("model: Field required (You must specify a model to call)", param="model")
-    check.string(model, "model")
+    model = check.model_id(body.get("model"), "model: Field required (You must specify a model to call)")
     if body.get("max_tokens") is None:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens")
     max_tokens = check.integer(body.get("max_tokens"), "max_tokens", 1)

@@ -55,6 +55,19 @@ def string(value: Any, path: str, *, required: bool = False) -> Any:
     return value
 
 
+MODEL_ID_MAX = 256  # longer is no model's name; it would only bloat logs and the ledger
+
+
+def model_id(value: Any, missing: str = "You must specify a model to call") -> str:
+    """A request's ``model``: required, a string, at most MODEL_ID_MAX characters."""
+    if value is None or value == "":
+        raise InvalidRequest(missing, param="model")
+    string(value, "model")
+    if len(value) > MODEL_ID_MAX:
+        raise InvalidRequest(f"model must be at most {MODEL_ID_MAX} characters; got {len(value)}", param="model")
+    return str(value)
+
+
 def boolean(value: Any, path: str) -> bool | None:
     if value is None:
         return None

@@ -66,10 +66,7 @@ def decode_request(body: Any) -> ir.Request:
     """A Chat Completions request body (parsed JSON) → IR.  Raises InvalidRequest
     naming the field path and the offending value."""
     body = check.obj(body, "body")
-    model = body.get("model")
-    if model is None or model == "":
-        raise InvalidRequest("You must specify a model to call", param="model")
-    check.string(model, "model")
+    model = check.model_id(body.get("model"))
     raw_messages = check.array(body.get("messages"), "messages", required=True)
     if not raw_messages:
         raise InvalidRequest("Messages array cannot be empty", param="messages")

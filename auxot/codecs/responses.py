@@ -36,10 +36,7 @@ HOSTED_TOOLS = {"web_search", "web_search_preview", "file_search", "computer_use
 def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] | None = None) -> ir.Request:
     """``history`` resolves ``previous_response_id`` to the stored conversation."""
     body = check.obj(body, "body")
-    model = body.get("model")
-    if model is None or model == "":
-        raise InvalidRequest("You must specify a model to call", param="model")
-    check.string(model, "model")
+    model = check.model_id(body.get("model"))
     raw_input = body.get("input")
     if raw_input is None:
         raise InvalidRequest("input is required", param="input")

@@ -22,7 +22,7 @@ async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None
         try:
             key = await app.authenticate(scope, x_api_key=True)
             record.key_id = key.id
-            body = await read_json(scope, receive, app.config.max_body_bytes)
+            body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
             request = app.admit(scope, key, anthropic.decode_request(body))
         except AuxotError as err:
             await send_error(send, err, anthropic.error_body, record)
@@ -32,12 +32,12 @@ async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None
         message_id = app.new_id("msg_auxot_")
         if request.stream:
             await relay(
-                receive, send, events, error_body=anthropic.error_body, record=record, ledger=usage.of(scope),
+                receive, send, events, error_body=anthropic.error_body, record=record, ledger=usage.of(scope), stalled=lambda: app.connections.stalled(scope.get("client")),
                 stream=lambda model: anthropic_stream.StreamEncoder(message_id, model),
             )
         else:
             await relay(
-                receive, send, events, error_body=anthropic.error_body, stream=None, record=record, ledger=usage.of(scope),
+                receive, send, events, error_body=anthropic.error_body, stream=None, record=record, ledger=usage.of(scope), stalled=lambda: app.connections.stalled(scope.get("client")),
                 fold=anthropic.encode_response, response_id=message_id,
             )
 
@@ -45,7 +45,7 @@ async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None
 async def count_tokens(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     try:
         key = await app.authenticate(scope, x_api_key=True)
-        body = await read_json(scope, receive, app.config.max_body_bytes)
+        body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
         if isinstance(body, dict) and "max_tokens" not in body:
             body = {**body, "max_tokens": 1}  # count_tokens does not take max_tokens
         request = app.admit(scope, key, anthropic.decode_request(body))

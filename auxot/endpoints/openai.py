@@ -19,7 +19,7 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
         try:
             key = await app.authenticate(scope)
             record.key_id = key.id
-            body = await read_json(scope, receive, app.config.max_body_bytes)
+            body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
             request = app.admit(scope, key, openai_chat.decode_request(body))
         except AuxotError as err:
             await send_error(send, err, openai_chat.error_body, record)
@@ -30,12 +30,12 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
         created = int(app.clock())
         if request.stream:
             await relay(
-                receive, send, events, error_body=openai_chat.error_body, record=record, ledger=usage.of(scope),
+                receive, send, events, error_body=openai_chat.error_body, record=record, ledger=usage.of(scope), stalled=lambda: app.connections.stalled(scope.get("client")),
                 stream=lambda model: openai_chat_stream.StreamEncoder(response_id, created, model, request.include_usage),
             )
         else:
             await relay(
-                receive, send, events, error_body=openai_chat.error_body, stream=None, record=record, ledger=usage.of(scope),
+                receive, send, events, error_body=openai_chat.error_body, stream=None, record=record, ledger=usage.of(scope), stalled=lambda: app.connections.stalled(scope.get("client")),
                 fold=lambda response: openai_chat.encode_response(response, created), response_id=response_id,
             )
 

@@ -11,6 +11,7 @@ in-stream error followed by a clean end — never a fake normal stop.
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import aclosing
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
@@ -32,10 +33,18 @@ ErrorBody = Callable[[AuxotError], dict[str, Any]]
 EncoderFactory = Callable[[str], StreamEncoder]  # the served model → the client's stream encoder
 
 
+# Answered before the body was read to its end: what is left of it would be read
+# as the next request, so the connection closes after the answer.
+_BODY_ABANDONED = (408, 413)
+
+
 def error_headers(err: AuxotError) -> list[tuple[bytes, bytes]]:
+    headers = []
     if err.retry_after is not None:
-        return [(b"retry-after", str(max(1, round(err.retry_after))).encode())]
-    return []
+        headers.append((b"retry-after", str(max(1, math.ceil(err.retry_after))).encode()))
+    if err.status in _BODY_ABANDONED:
+        headers.append((b"connection", b"close"))
+    return headers
 
 
 def served_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
@@ -91,10 +100,13 @@ async def relay(
     response_id: str = "",
     record: RequestRecord | None = None,
     ledger: usage.Record | None = None,
+    stalled: Callable[[], bool] = lambda: False,
 ) -> str:
-    """Returns an outcome word for logs and metrics: ok, error, disconnected
-    (also noted on ``record`` with the status, first byte and usage).  The
-    ``ledger`` record, if given, sees every event (tokens, first token, stop)."""
+    """Returns an outcome word for logs and metrics: ok, error, disconnected,
+    stalled (also noted on ``record`` with the status, first byte and usage).
+    The ``ledger`` record, if given, sees every event (tokens, first token,
+    stop).  ``stalled`` says whether a disconnect was the server closing a
+    client that stopped reading (``http_server``)."""
     record = record if record is not None else RequestRecord("")
     outcome = "disconnected"
     watched = Watched(events, record, ledger)
@@ -103,7 +115,13 @@ async def relay(
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
+                nonlocal outcome
                 await wait_disconnect(receive)
+                if stalled():  # known now, before the ledger row is written on the way out
+                    outcome = "stalled"
+                    if ledger is not None:
+                        ledger.stalled = True
+                    log.info("a client stopped reading its answer; its request was cancelled and its slot freed")
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch)

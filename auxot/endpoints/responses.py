@@ -31,7 +31,7 @@ async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             key = await app.authenticate(scope)
             record.key_id = key.id
-            body = await read_json(scope, receive, app.config.max_body_bytes)
+            body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
             request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
         except AuxotError as err:
             await send_error(send, err, responses.error_body, record)
@@ -45,12 +45,13 @@ async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
         if request.stream:
             await relay(
                 receive, send, events, error_body=responses.error_body, record=record, ledger=usage.of(scope),
+                stalled=lambda: app.connections.stalled(scope.get("client")),
                 stream=lambda model: responses.StreamEncoder(response_id, created, model, request, item_ids),
             )
         else:
             await relay(
                 receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id, record=record,
-                ledger=usage.of(scope),
+                ledger=usage.of(scope), stalled=lambda: app.connections.stalled(scope.get("client")),
                 fold=lambda resp: responses.encode_response(resp, created, request, item_ids),
             )
         if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
@@ -94,7 +95,7 @@ async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record:
     try:
         key = await app.authenticate(scope)
         record.key_id = key.id
-        body = await read_json(scope, receive, app.config.max_body_bytes)
+        body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
         request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
         record.model_requested = request.model
         messages = request.messages

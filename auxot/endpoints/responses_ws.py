@@ -7,9 +7,10 @@
 Several turns run on one connection, one after another (a frame that arrives
 during a turn waits for it).  ``previous_response_id`` works as over HTTP.  A
 request the router refuses is answered with an ``error`` frame and the connection
-stays open; protocol errors close it with a code and reason (RFC 6455 §7.4.1):
-1008 bad or missing key, 1003 a binary frame, 1007 a frame that is not a JSON
-object, 1011 an internal error.  A client that disconnects cancels its turn.
+stays open.  A missing or bad key is refused before the upgrade: 401 over HTTP,
+with the OpenAI error body.  Protocol errors close it with a code and reason
+(RFC 6455 §7.4.1): 1003 a binary frame, 1007 a frame that is not a JSON object,
+1011 an internal error.  A client that disconnects cancels its turn.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import trio
 
 from .. import ir, usage
 from ..accounting import RequestRecord
-from ..asgi import Receive, Scope, Send
+from ..asgi import Receive, Scope, Send, refuse_websocket
 from ..codecs import responses
 from ..errors import AuxotError
 from .relay import Watched
@@ -43,12 +44,12 @@ class _Close(Exception):
 async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
-    await send({"type": "websocket.accept"})
     try:
         key = await app.authenticate(scope)
-    except AuxotError as err:
-        await send({"type": "websocket.close", "code": 1008, "reason": err.message[:120]})
+    except AuxotError as err:  # refused before the upgrade, over HTTP, as spec/keys.md says
+        await refuse_websocket(send, err.status, responses.error_body(err))
         return
+    await send({"type": "websocket.accept"})
     frames_in, frames_out = trio.open_memory_channel[dict[str, Any]](16)
     async with trio.open_nursery() as nursery:
 

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Callable
 
 import trio
 
-from .. import ir
-from ..asgi import Receive, Scope, Send, header
+from ..asgi import Receive, Scope, Send, header, refuse_websocket
 from ..codecs import openai_chat
 from ..codecs import worker_wire as wire
 from ..errors import AuthenticationFailed, AuxotError
@@ -116,14 +115,6 @@ async def authenticate(app: App, scope: Scope) -> str:
     return record.id
 
 
-async def _refuse(send: Send, err: AuxotError) -> None:
-    """No upgrade: an HTTP answer with a JSON reason (ASGI's websocket.http.response)."""
-    body = ir.dumps(openai_chat.error_body(err)).encode()
-    await send({"type": "websocket.http.response.start", "status": err.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
 class _Connection:
     """One worker's socket.  Frames go out through one writer task and a bounded
     outbox: hypercorn writes to the socket in a shielded scope, so a worker that
@@ -171,7 +162,7 @@ async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> Non
         key_id = await authenticate(app, scope)
     except AuxotError as err:
         log.warning("worker refused from %s: %s", _address(scope), err.message)
-        await _refuse(send, err)
+        await refuse_websocket(send, err.status, openai_chat.error_body(err))
         return
     await send({"type": "websocket.accept"})
     settings = app.config.workers
