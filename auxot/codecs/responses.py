@@ -101,7 +101,7 @@ def _decode_items(items: list[Any]) -> list[ir.Message]:
             case "message":
                 role = item.get("role")
                 roles = {"user": ir.Role.USER, "assistant": ir.Role.ASSISTANT, "system": ir.Role.SYSTEM, "developer": ir.Role.SYSTEM}
-                if role not in roles:
+                if not isinstance(role, str) or role not in roles:
                     raise InvalidRequest(f"{path}.role must be user, assistant, system or developer; got {role!r}", param=f"{path}.role")
                 parts = _decode_content(item.get("content"), f"{path}.content")
                 if roles[role] is ir.Role.ASSISTANT:
@@ -167,7 +167,7 @@ def _decode_tools(raws: list[Any], path: str) -> list[ir.Tool]:
 def _decode_tool(raw: Any, path: str) -> ir.Tool | None:
     tool = check.obj(raw, path)
     kind = tool.get("type")
-    if kind in HOSTED_TOOLS:
+    if isinstance(kind, str) and kind in HOSTED_TOOLS:
         return None  # mapping §responses: hosted tools run on OpenAI's side; no provider here can serve them
     if kind != "function":
         raise InvalidRequest(f"{path}.type {kind!r} is not supported", param=f"{path}.type")
