@@ -100,6 +100,7 @@ class LlamaCppConfig:
     lazy: bool = False
     idle_ttl: float = 0.0
     gpu_layers: int | None = None  # None: all layers when a GPU is detected, else none
+    mmproj: str | None = None  # a multimodal projector: the model then takes images (--mmproj)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class CloudConfig:
     anthropic_version: str = "2023-06-01"
     tier: str = "cloud"
     order: int = 0
+    images: bool | None = None  # what the models take, where the operator knows (None: unknown, the upstream says)
+    context: int | None = None  # tokens one request may use
 
     @property
     def dialect(self) -> str:
@@ -262,6 +265,8 @@ def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
         total_timeout=_typed(table, "total_timeout", float, where, None),
         max_concurrent=_typed(table, "max_concurrent", int, where, d.max_concurrent),
         discover_models=discover,
+        images=_typed(table, "images", bool, where, None),
+        context=_positive(_typed(table, "context", int, where, None), f"{where}.context"),
         **_placement(table, where, "cloud"),
     )
 
@@ -346,6 +351,7 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
         lazy=_typed(table, "lazy", bool, where, False),
         idle_ttl=_typed(table, "idle_ttl", float, where, 0.0),
         gpu_layers=_gpu_layers(table, where),
+        mmproj=_typed(table, "mmproj", str, where, None),
         **_placement(table, where, "gpu"),
     )
 

@@ -82,13 +82,40 @@ class RateLimited(ClientError):
 # --- the provider's fault (5xx) --------------------------------------------
 
 
+class RequestRejected(ClientError):
+    """An upstream said the request itself is invalid or unsupported (an image to
+    a text-only model, a prompt over its context, a grammar it cannot parse): the
+    client's fault, answered 400 (413 when it said too large) with the upstream's
+    reason.  Never retried, never failed over, never held against the provider:
+    see providers/outcome.py."""
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.kind = ErrorKind.REQUEST_TOO_LARGE if status == 413 else ErrorKind.INVALID_REQUEST
+
+
 class ProviderError(AuxotError):
     """A provider could not serve.  ``retriable`` errors happened before the
-    first byte reached the client, so the scheduler may try someone else."""
+    first byte reached the client, so the scheduler may try someone else;
+    ``penalize`` says whether the failure counts against the provider (it sits
+    out with back-off) or only against this request on it."""
 
     status = 502
     kind = ErrorKind.UPSTREAM
     retriable = False
+    penalize = True
+
+
+class CannotServe(ProviderError):
+    """This provider cannot take this request (something it lacks: images, the
+    client's tools, a long enough context); another may.  Failed over without
+    penalty; when no candidate can, the client gets 400 saying what is missing."""
+
+    status = 400
+    kind = ErrorKind.INVALID_REQUEST
+    retriable = True
+    penalize = False
 
 
 class ProviderUnavailable(ProviderError):
@@ -104,16 +131,19 @@ class ProviderTimeout(ProviderError):
 
 
 class UpstreamError(ProviderError):
-    """The upstream answered with an error status."""
+    """The upstream failed: an error status of its own, or a broken answer."""
 
-    def __init__(self, message: str, *, status: int = 502, retriable: bool = False, retry_after: float | None = None) -> None:
+    _KINDS = {429: ErrorKind.RATE_LIMIT, 503: ErrorKind.UNAVAILABLE, 504: ErrorKind.TIMEOUT}
+
+    def __init__(
+        self, message: str, *, status: int = 502, retriable: bool = False, retry_after: float | None = None,
+        penalize: bool = True, kind: str | None = None,
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.status = status
         self.retriable = retriable
-        if status == 429:
-            self.kind = ErrorKind.RATE_LIMIT
-        elif 400 <= status < 500:
-            self.kind = ErrorKind.INVALID_REQUEST
+        self.penalize = penalize
+        self.kind = kind or self._KINDS.get(status, ErrorKind.UPSTREAM)
 
 
 # --- the outbound HTTP client's own errors (mapped at http/ boundary) -------

@@ -36,25 +36,29 @@ from typing import Any, AsyncIterator, Sequence
 
 import trio
 
-from . import ir, routing
+from . import capabilities, ir, routing
 from .accounting import RequestRecord
 from .config import SchedulerConfig
-from .errors import AuxotError, ProviderError, ProviderUnavailable, RateLimited
+from .errors import AuxotError, InvalidRequest, ProviderError, ProviderUnavailable, RateLimited, UpstreamError
+from .providers import outcome
 from .seats import Provider, Seat, Waiter
 
 log = logging.getLogger("auxot.scheduler")
 
 TICK = 0.1  # how often readiness, backoff expiry and idle unloads are looked at
-
-
-def _retriable(message: str) -> ProviderError:
-    err = ProviderError(message)
-    err.retriable = True
-    return err
+COUNT_TIMEOUT = 10.0  # a prompt's token count, when its length must be checked against a context
 
 
 def _failover_able(err: ProviderError) -> bool:
     return bool(err.retriable) or err.status == 429
+
+
+def _provider_fault(err: AuxotError) -> ProviderError:
+    """``err`` if the provider is at fault; raised at once if the request is
+    (nothing was sent to the client yet, and no other provider would differ)."""
+    if not isinstance(err, ProviderError):
+        raise err
+    return err
 
 
 class Scheduler:
@@ -269,7 +273,7 @@ class Scheduler:
         still invisible — the answer is collected here and, if the provider
         breaks off, asked of the next one."""
         record = record if record is not None else RequestRecord("")
-        seats = routing.candidates(request.model, self.seats)
+        seats = await self._able(request, routing.candidates(request.model, self.seats))
         deadline = trio.current_time() + self.config.queue_timeout
         tried: list[Seat] = []
         last_error: AuxotError | None = None
@@ -289,9 +293,9 @@ class Scheduler:
                     try:
                         first = await anext(events)
                         if isinstance(first, ir.StreamError):
-                            err = _retriable(f"{provider.name} failed before its first token: {first.message}")
+                            err = _provider_fault(outcome.from_stream_error(provider.name, first.kind, first.message))
                     except StopAsyncIteration:
-                        err = _retriable(f"{provider.name} returned an empty stream")
+                        err = UpstreamError(f"{provider.name} returned an empty stream", retriable=True)
                     except ProviderError as exc:
                         err = exc
                     if err is None:
@@ -313,7 +317,7 @@ class Scheduler:
                             if isinstance(event, ir.StreamError):
                                 seat.note_error(trio.current_time(), event.message)
                                 if buffered:  # nothing has reached the client: ask someone else
-                                    err = _retriable(event.message)
+                                    err = _provider_fault(outcome.from_stream_error(provider.name, event.kind, event.message))
                                     break
                             elif isinstance(event, ir.MessageStop):
                                 finished = True
@@ -335,7 +339,7 @@ class Scheduler:
                 return
             if not _failover_able(err):
                 raise err
-            if err.status >= 500 or err.status == 429:
+            if err.penalize:
                 self._failed(seat, err)
             else:  # this request is what it cannot serve; it stays in line for others
                 seat.note_error(trio.current_time(), err.message)
@@ -344,6 +348,47 @@ class Scheduler:
             last_error = err
         assert last_error is not None
         raise last_error
+
+    async def _able(self, request: ir.Request, seats: list[Seat]) -> list[Seat]:
+        """The candidates that can take ``request`` (images, a forced tool call,
+        the prompt's length), best first; 400 naming what is missing when none
+        can.  Decided before queueing for a slot, so a request nobody can serve
+        neither waits nor counts against anyone."""
+        need = capabilities.needs(request)
+        able = [s for s in seats if capabilities.missing(s.capabilities, need) is None]
+        if not able:
+            what = capabilities.missing(seats[0].capabilities, need)
+            raise InvalidRequest(f"no provider for model {request.model!r} can take {what}; this request needs it")
+        contexts = [s.capabilities.context for s in able if s.capabilities.context]
+        if not contexts or capabilities.prompt_tokens_bound(request) < min(contexts):
+            return able  # fits everywhere, whatever the tokenizer: no need to count
+        bound = capabilities.prompt_tokens_bound(request)
+        fits, longest = [], 0
+        for seat in able:
+            context = seat.capabilities.context
+            tokens = await self._count(seat, request) if context and bound >= context else None
+            if tokens is not None and context and tokens >= context:
+                longest = max(longest, tokens)
+                continue
+            fits.append(seat)
+        if not fits:
+            raise InvalidRequest(
+                f"the prompt is {longest:,} tokens; the longest context of the providers for model {request.model!r} "
+                f"is {max(contexts):,} tokens per request", param="messages")
+        return fits
+
+    async def _count(self, seat: Seat, request: ir.Request) -> int | None:
+        """The prompt's tokens by the provider's own tokenizer, or None if it
+        cannot say now (then the provider is tried, and says so itself)."""
+        counter = getattr(seat.provider, "count_tokens", None)
+        if counter is None or seat.provider.state != "ready":
+            return None
+        with trio.move_on_after(COUNT_TIMEOUT):
+            try:
+                return int(await counter(request))
+            except AuxotError:
+                return None
+        return None
 
     # --- what /health, /vhealth and /metrics show --------------------------
 
@@ -358,7 +403,7 @@ class Scheduler:
                 "healthy": seat.healthy(now),
                 "sitting_out_s": round(seat.unhealthy_until - now, 1) if seat.sitting_out(now) else 0,
                 "consecutive_failures": seat.failures, "served": seat.served, "failed_over": seat.failed_over,
-                "lazy": seat.lazy, "idle_ttl": seat.idle_ttl or None,
+                "lazy": seat.lazy, "idle_ttl": seat.idle_ttl or None, "capabilities": seat.capabilities.as_dict(),
                 "recent_errors": [{"ago_s": round(now - t, 1), "message": m} for t, m in seat.recent_errors],
             })
             out.append(facts)

@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Protocol
 import trio
 
 from . import ir
+from .capabilities import UNKNOWN, Capabilities
 
 
 class Provider(Protocol):
@@ -24,6 +25,7 @@ class Provider(Protocol):
     state: str  # stopped | starting | ready | stopping | unavailable
     models: tuple[str, ...]
     slots_total: int
+    capabilities: Capabilities  # what it can take, as far as it knows (optional: unknown if absent)
 
     async def run(self, *, task_status: Any = ...) -> None: ...
     def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]: ...
@@ -65,6 +67,10 @@ class Seat:
     @property
     def slots_total(self) -> int:
         return max(1, int(getattr(self.provider, "slots_total", 1)))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return getattr(self.provider, "capabilities", UNKNOWN)
 
     @property
     def lazy(self) -> bool:

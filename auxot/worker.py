@@ -97,6 +97,7 @@ async def _facts(provider: LlamaCppProvider, accel: gpu.Accelerator) -> tuple[in
             "accelerator": accel.as_dict(), "host": socket.gethostname(), "cpu_count": os.cpu_count(),
             "model_file": provider.model_path.name, "llama_server_build": props.get("build_info"),
             "ctx_per_slot": settings.get("n_ctx") if isinstance(settings, dict) else None,
+            "capabilities": provider.capabilities.as_dict(),
         },
     )
 

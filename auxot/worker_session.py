@@ -29,7 +29,7 @@ import trio
 
 from . import __version__, ir
 from .codecs import worker_wire as wire
-from .errors import ErrorKind, ProviderError, WebSocketClosed
+from .errors import AuxotError, ErrorKind, ProviderError, WebSocketClosed
 from .flow import FlowError, SendCredit
 from .http.websocket import WebSocket
 
@@ -195,9 +195,9 @@ class Session:
                             started = True
                     await self._send(wire.done(job_id))
                     self.jobs_done += 1
-                except ProviderError as err:
+                except AuxotError as err:  # mapped as the router maps its own (providers/outcome.py)
                     await self._send(wire.fail(job_id, status=err.status, kind=err.kind, message=err.message,
-                                               retriable=bool(err.retriable) and not started))
+                                               retriable=bool(getattr(err, "retriable", False)) and not started))
                 except trio.TooSlowError:
                     await self._send(wire.fail(job_id, status=504, kind=ErrorKind.TIMEOUT, retriable=False,
                                                message=f"no credit from the router for {CREDIT_TIMEOUT:g}s"))
@@ -215,9 +215,9 @@ class Session:
             if counter is None:
                 raise ProviderError("this worker's provider cannot count tokens")
             tokens = await counter(request)
-        except ProviderError as err:
+        except AuxotError as err:
             await self._send(wire.fail(job_id, status=err.status, kind=err.kind, message=err.message,
-                                       retriable=bool(err.retriable)))
+                                       retriable=bool(getattr(err, "retriable", False))))
         except Exception as exc:  # a bug here must not take the session down
             log.exception("count %s failed", job_id)
             await self._send(wire.fail(job_id, status=500, kind=ErrorKind.INTERNAL, retriable=False,

@@ -13,7 +13,7 @@ from auxot import ir
 from auxot.codecs import claude_code, codex_exec, cursor_agent, transcript
 from auxot.codecs.cli import Options, RunPaths
 from auxot.config import ConfigError, load
-from auxot.errors import ErrorKind, UpstreamError
+from auxot.errors import CannotServe, ErrorKind
 
 GOLDEN = Path(__file__).parent / "golden" / "cli"
 PATHS = RunPaths(work="/tmp/auxot-cli-abc/work", home="/tmp/auxot-cli-abc/home", config="/tmp/auxot-cli-abc/config")
@@ -107,9 +107,9 @@ def test_claude_code_trailing_tool_results_stay_with_their_call() -> None:
 
 def test_claude_code_refuses_a_prefilled_assistant_turn_retriably() -> None:
     req = ir.Request(model="auto", messages=(user(ir.Text("hi")), ir.Message(ir.Role.ASSISTANT, (ir.Text("Hel"),))))
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(CannotServe) as caught:
         claude_code.invocation(req, Options("m1"), PATHS, session_id=SID, now="x")
-    assert caught.value.retriable and caught.value.status == 400
+    assert caught.value.retriable and caught.value.status == 400 and not caught.value.penalize
 
 
 def test_claude_code_tools_and_settings_when_the_operator_allows() -> None:
@@ -271,11 +271,11 @@ def test_cursor_prompt_carries_the_system_and_mode() -> None:
 
 def test_cursor_refuses_images_and_huge_prompts_retriably() -> None:
     req = ir.Request(model="auto", messages=(user(ir.Text("?"), ir.Image(media_type="image/png", data=PNG)),))
-    with pytest.raises(UpstreamError, match="images") as caught:
+    with pytest.raises(CannotServe, match="images") as caught:
         cursor_agent.invocation(req, Options("m3"), PATHS)
     assert caught.value.retriable
     big = ir.Request(model="auto", messages=(user(ir.Text("x" * (cursor_agent.MAX_PROMPT_BYTES + 1))),))
-    with pytest.raises(UpstreamError, match="KiB"):
+    with pytest.raises(CannotServe, match="KiB"):
         cursor_agent.invocation(big, Options("m3"), PATHS)
 
 

@@ -17,7 +17,7 @@ import trio.testing
 from auxot import ir, routing
 from auxot.accounting import RequestRecord
 from auxot.config import SchedulerConfig
-from auxot.errors import InvalidRequest, NotFound, ProviderUnavailable, RateLimited, UpstreamError
+from auxot.errors import InvalidRequest, NotFound, ProviderUnavailable, RateLimited, RequestRejected, UpstreamError
 from auxot.scheduler import Scheduler
 
 
@@ -253,12 +253,14 @@ async def test_a_provider_ready_again_after_failing_is_back_in_first_place(
 async def test_the_client_s_own_mistake_is_not_failed_over(autojump_clock: trio.testing.MockClock) -> None:
     gpu = ScriptedProvider("gpu", "gpu", delay=0)
     cloud = ScriptedProvider("cloud", "cloud", delay=0)
-    gpu.fail = UpstreamError("bad tool schema", status=400)
+    gpu.fail = RequestRejected("bad tool schema")
     s = Scheduler([gpu, cloud])
     async with trio.open_nursery() as n:
         await n.start(s.run)
-        with pytest.raises(UpstreamError, match="bad tool schema"):
+        with pytest.raises(RequestRejected, match="bad tool schema"):
             await ask(s)
+        assert s.seats[0].failures == 0 and s.seats[0].healthy(trio.current_time())  # no penalty
+        assert cloud.max_running == 0  # no failover
         n.cancel_scope.cancel()
 
 

@@ -30,7 +30,7 @@ import uuid
 from typing import Any, Mapping
 
 from .. import ir
-from ..errors import ErrorKind, UpstreamError
+from ..errors import CannotServe, ErrorKind, RequestRejected
 from . import anthropic, anthropic_stream
 from .cli import Invocation, Options, RunPaths, exit_error, parse_line, status_kind
 
@@ -89,11 +89,10 @@ def invocation(
     body = anthropic.encode_request(req, opts.model)
     messages: list[dict[str, Any]] = body["messages"]
     if not messages:
-        raise UpstreamError("claude-code needs at least one user or assistant turn", status=400)
+        raise RequestRejected("claude-code needs at least one user or assistant turn")
     if messages[-1]["role"] == "assistant":
         # Claude Code always answers a new user turn; it cannot continue a prefilled one.
-        raise UpstreamError("claude-code cannot continue a conversation that ends with an assistant turn (prefill)",
-                            status=400, retriable=True)
+        raise CannotServe("claude-code cannot continue a conversation that ends with an assistant turn (prefill)")
     last = messages[-1]
     history = messages[:-1]
     if any(b.get("type") == "tool_result" for b in last["content"]):

@@ -26,7 +26,7 @@ import json
 from typing import Any, Mapping
 
 from .. import ir
-from ..errors import ErrorKind, UpstreamError
+from ..errors import CannotServe, ErrorKind
 from . import transcript
 from .cli import Invocation, Options, RunPaths, exit_error, member, parse_line
 
@@ -37,7 +37,7 @@ MAX_PROMPT_BYTES = 120 * 1024
 def prompt_text(req: ir.Request) -> str:
     prompt = transcript.render(req)
     if prompt.images:
-        raise UpstreamError("cursor-agent cannot take images; this request's last turn has one", status=400, retriable=True)
+        raise CannotServe("cursor-agent cannot take images; this request's last turn has one")
     system = transcript.system_text(req)
     return f"<system>\n{system}\n</system>\n\n{prompt.text}" if system else prompt.text
 
@@ -46,8 +46,8 @@ def invocation(req: ir.Request, opts: Options, paths: RunPaths, *, cli_config: M
     """``cli_config``, if any, becomes the run's ``~/.cursor/cli-config.json``."""
     text = prompt_text(req)
     if len(text.encode()) > MAX_PROMPT_BYTES:
-        raise UpstreamError(f"cursor-agent takes its prompt on the command line; this conversation is over "
-                            f"{MAX_PROMPT_BYTES // 1024} KiB", status=400, retriable=True)
+        raise CannotServe(f"cursor-agent takes its prompt on the command line; this conversation is over "
+                            f"{MAX_PROMPT_BYTES // 1024} KiB")
     args = ["-p", "--output-format", "stream-json", "--stream-partial-output", "--model", opts.model,
             "--workspace", paths.work, "--trust"]
     args += ["--force"] if opts.allow_tools else ["--mode", "ask"]

@@ -85,6 +85,10 @@ class Connection:
                 raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
+            if not data and not self.received:
+                # Closed before a single byte of the answer (a kept-alive connection
+                # the peer dropped as the request went out): the peer never took it.
+                raise ConnectError(f"upstream closed the connection before any {waiting_for}")
             self.received += len(data)
             self._h11.receive_data(data)
 

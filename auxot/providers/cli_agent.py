@@ -41,10 +41,11 @@ from typing import AsyncIterator, Callable
 import trio
 
 from .. import ir
+from ..capabilities import Capabilities
 from ..codecs import claude_code, codex_exec, cursor_agent
 from ..codecs.cli import Invocation, Options, RunPaths, StreamDecoder
 from ..config import CliAgentConfig
-from ..errors import ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable, UpstreamError
+from ..errors import CannotServe, ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable, UpstreamError
 
 log = logging.getLogger("auxot.cli_agent")
 
@@ -88,6 +89,8 @@ class CliAgentProvider:
         self.order = config.order
         self.name = config.name
         self.kind = config.kind
+        # The client's tools are never offered to a CLI's model (mapping §cli-tools); Cursor takes no images.
+        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, tools=False)
         self.models = config.models
         self.slots_total = config.slots
         self.state = "stopped"
@@ -173,8 +176,8 @@ class CliAgentProvider:
         if req.tools and req.tool_choice is not None and req.tool_choice.mode in ("required", "tool"):
             # The client's tools are not offered to a CLI's model (mapping §cli-tools), so a
             # forced tool call cannot be honoured; another provider may.
-            raise UpstreamError(f"{self.kind} provider {self.name!r} cannot offer the client's tools, so it cannot "
-                                f"force a tool call (tool_choice {req.tool_choice.mode})", status=400, retriable=True)
+            raise CannotServe(f"{self.kind} provider {self.name!r} cannot offer the client's tools, so it cannot "
+                                f"force a tool call (tool_choice {req.tool_choice.mode})")
         model = self.served_model(req.model)
         opts = Options(model, self.config.allow_tools, req.sampling.max_tokens or self.config.default_max_tokens, self.config.extra_args)
         root = Path(tempfile.mkdtemp(prefix="auxot-cli-")).resolve()

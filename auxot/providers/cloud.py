@@ -4,13 +4,11 @@ server, reached through the project's own HTTP client (h11 + trio + TLS).
 The request is encoded in the upstream's dialect, the upstream always streams,
 and its SSE body becomes IR events through :class:`UpstreamStream` — so any
 client dialect reaches any upstream dialect.  Upstream failures are mapped
-once, here (mapping §errors):
-
-- 401/403 → 502 "the upstream rejected this provider's credentials" (the
-  router's own auth is separate; the provider's key is never echoed);
-- 429 → 429 with the upstream's Retry-After;
-- 5xx, timeouts and resets before the first byte → retriable errors;
-- after the first byte → an in-stream error event.
+by the mapping every provider shares (``outcome.py``, mapping §errors): the
+request's fault is a 400 with the upstream's reason; the provider's (refused
+credentials — the router's own auth is separate and the provider's key is never
+echoed —, 429 with the upstream's Retry-After, 5xx, timeouts and resets before
+the first byte) fails over; after the first byte, an in-stream error event.
 """
 
 from __future__ import annotations
@@ -23,10 +21,12 @@ from typing import AsyncIterator, Callable
 import trio
 
 from .. import ir
+from ..capabilities import Capabilities
 from ..codecs import anthropic, openai_chat
 from ..config import CloudConfig
-from ..errors import HTTPClientError, ProviderError, ProviderUnavailable, UpstreamError
+from ..errors import AuxotError, HTTPClientError, ProviderError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
+from . import outcome
 from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.cloud")
@@ -46,6 +46,7 @@ class CloudProvider:
         self.kind = config.kind
         self.models = config.models
         self.state = "ready" if config.models else "starting"  # discovery pending
+        self.capabilities = Capabilities(images=config.images, context=config.context)
         self._new_id = id_factory
         tls = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = Pool(
@@ -53,6 +54,10 @@ class CloudProvider:
             timeouts=Timeouts(connect=config.connect_timeout, tls_handshake=config.tls_timeout, first_byte=config.first_byte_timeout,
                               idle=config.idle_timeout, total=config.total_timeout),
         )
+
+    @property
+    def _who(self) -> str:
+        return f"{self.name}: the upstream"
 
     def served_model(self, requested: str) -> str:
         return requested if requested in self.models or not self.models else self.models[0]
@@ -77,9 +82,9 @@ class CloudProvider:
                 async with self._pool.request("GET", path, headers=headers) as resp:
                     raw = await resp.read(16 * 1024 * 1024)
             if resp.status != 200:
-                raise self._status_error(resp.status, raw, None)
+                raise outcome.from_status(self._who, resp.status, raw, secret=self.config.api_key)
             found = [m["id"] for m in json.loads(raw)["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
-        except (HTTPClientError, ProviderError, trio.TooSlowError, ValueError, KeyError, TypeError) as exc:
+        except (HTTPClientError, AuxotError, trio.TooSlowError, ValueError, KeyError, TypeError) as exc:
             log.warning("%s: model discovery failed: %s", self.name, getattr(exc, "message", exc))
             found = []
         self.models = tuple(dict.fromkeys((*self.config.models, *found)))
@@ -117,7 +122,7 @@ class CloudProvider:
         path, headers, body = self._request(req)
         async for event in stream_exchange(
             self._pool, path, headers, body, dialect=self.config.dialect, id_factory=self._new_id,
-            who=f"{self.name}: the upstream", status_error=self._status_error,
+            who=self._who, secret=self.config.api_key,
         ):
             yield event
 
@@ -144,7 +149,7 @@ class CloudProvider:
         except HTTPClientError as exc:
             raise UpstreamError(f"{self.name}: the upstream: {exc}", status=502, retriable=True) from None
         if resp.status != 200:
-            raise self._status_error(resp.status, raw, resp.header("retry-after"))
+            raise outcome.from_status(self._who, resp.status, raw, resp.header("retry-after"), secret=self.config.api_key)
         try:
             tokens = json.loads(raw)["input_tokens"]
         except (ValueError, KeyError, TypeError):
@@ -152,27 +157,3 @@ class CloudProvider:
         if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
             raise UpstreamError(f"{self.name}: the upstream's token count was not a count: {raw[:200]!r}", status=502)
         return tokens
-
-    def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> UpstreamError:
-        message = _upstream_message(raw)
-        if self.config.api_key:
-            message = message.replace(self.config.api_key, "[redacted]")
-        if status in (401, 403):
-            return UpstreamError(f"{self.name}: the upstream rejected this provider's credentials (HTTP {status}): {message}", status=502)
-        if status == 429:
-            seconds = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-            return UpstreamError(f"{self.name}: the upstream is rate limiting: {message}", status=429, retry_after=seconds)
-        if status >= 500:
-            return UpstreamError(f"{self.name}: the upstream failed (HTTP {status}): {message}", status=502, retriable=True)
-        return UpstreamError(f"{self.name}: the upstream refused the request (HTTP {status}): {message}", status=400 if status != 404 else 404)
-
-
-def _upstream_message(raw: bytes) -> str:
-    try:
-        parsed = json.loads(raw)
-        err = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"][:500]
-    except ValueError:
-        pass
-    return raw.decode("utf-8", "replace")[:500] or "(empty body)"

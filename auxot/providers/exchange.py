@@ -10,23 +10,23 @@ from typing import AsyncIterator, Callable
 
 from .. import ir
 from ..codecs.upstream import UpstreamStream
-from ..errors import ConnectError, ErrorKind, HTTPClientError, ProviderError, ProviderTimeout, ProviderUnavailable, ReadTimeout
+from ..errors import ConnectError, ErrorKind, HTTPClientError, ProviderTimeout, ProviderUnavailable, ReadTimeout, UpstreamError
 from ..http import Pool
-
-StatusError = Callable[[int, bytes, "str | None"], ProviderError]
+from . import outcome
 
 
 async def stream_exchange(
     pool: Pool, path: str, headers: list[tuple[str, str]], body: bytes, *,
-    dialect: str, id_factory: Callable[[], str], who: str, status_error: StatusError, model: str | None = None,
+    dialect: str, id_factory: Callable[[], str], who: str, model: str | None = None, secret: str | None = None,
 ) -> AsyncIterator[ir.Event]:
     """``who`` names the upstream in messages; ``model``, if given, is what
-    ``MessageStart`` reports as the serving model."""
+    ``MessageStart`` reports as the serving model; ``secret`` is never echoed.
+    A non-200 answer is the request's fault or the provider's (``outcome``)."""
     started = False
     try:
         async with pool.request("POST", path, headers=headers, body=body) as resp:
             if resp.status != 200:
-                raise status_error(resp.status, await resp.read(1024 * 1024), resp.header("retry-after"))
+                raise outcome.from_status(who, resp.status, await resp.read(1024 * 1024), resp.header("retry-after"), secret=secret)
             upstream = UpstreamStream(dialect, id_factory)
             async for chunk in resp.iter_bytes():
                 for event in upstream.feed(chunk):
@@ -48,6 +48,4 @@ async def stream_exchange(
             raise ProviderUnavailable(f"{who} is unreachable: {exc}") from None
         # A connection cut before any byte (a process killed, a proxy reset) reads as a
         # protocol error too; nothing reached the client, so another provider may serve.
-        err = ProviderError(f"{who} broke off the exchange before answering: {exc}")
-        err.retriable = True
-        raise err from None
+        raise UpstreamError(f"{who} broke off the exchange before answering: {exc}", retriable=True) from None

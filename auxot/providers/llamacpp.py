@@ -34,7 +34,9 @@ from typing import AsyncIterator, Callable
 import trio
 
 from .. import gpu, ir
+from ..capabilities import Capabilities
 from ..codecs import openai_chat
+from . import outcome
 from .exchange import stream_exchange
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
@@ -48,6 +50,23 @@ BACKOFF_CAP = 30.0
 PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
 PORT_IN_USE = b"couldn't bind HTTP server socket"  # llama-server's words for a port taken before it bound it
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
+
+
+def capabilities_from_props(props: dict[str, object], config: LlamaCppConfig) -> Capabilities:
+    """What llama-server says it can take (``GET /props``): image input if it has
+    a vision projector, tools if its chat template renders them, the context of
+    one slot.  Before it says, the configuration's word (an ``mmproj``)."""
+    modalities = props.get("modalities")
+    caps = props.get("chat_template_caps")
+    settings = props.get("default_generation_settings")
+    vision = modalities.get("vision") if isinstance(modalities, dict) else None
+    tools = caps.get("supports_tools") if isinstance(caps, dict) else None
+    context = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return Capabilities(
+        images=bool(vision) if isinstance(vision, bool) else (True if config.mmproj else None),
+        tools=tools if isinstance(tools, bool) else None,
+        context=context if isinstance(context, int) and context > 0 else None,
+    )
 
 
 def free_port() -> int:
@@ -109,6 +128,7 @@ class LlamaCppProvider:
         self.coming_back = False  # restarting after a run that was ready: worth waiting for
         self._port_taken = False  # the last start lost its port to another process
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
+        self.capabilities = capabilities_from_props({}, config)  # learned from /props once ready
         self._pool: Pool | None = None
         self._ready = trio.Event()
 
@@ -119,6 +139,7 @@ class LlamaCppProvider:
         return [
             str(self.binary), "-m", str(self.model_path), "--host", "127.0.0.1", "--port", str(port),
             "--jinja", "--alias", c.alias, "--parallel", str(c.parallel), "--ctx-size", str(c.ctx_size),
+            *(["--mmproj", c.mmproj] if c.mmproj else []),
             *gpu.gpu_layer_args(self.accelerator, c.gpu_layers, c.extra_args), *c.extra_args,
         ]
 
@@ -184,6 +205,7 @@ class LlamaCppProvider:
                 if startup.cancelled_caught:
                     self.stderr_tail.append(f"[auxot] not healthy within {self.config.startup_timeout:g}s")
                 if became_ready:
+                    self.capabilities = capabilities_from_props(await self.props(), self.config)
                     self.lives += 1
                     self.state = "ready"
                     self._ready.set()
@@ -284,8 +306,9 @@ class LlamaCppProvider:
 
     async def props(self) -> dict[str, object]:
         """llama-server's own account of itself (``GET /props``): context size,
-        slots, build.  A worker reports it when it registers with a router."""
-        if self.state != "ready" or self._pool is None:
+        slots, build, modalities, what its chat template can carry.  A worker
+        reports it when it registers with a router."""
+        if self._pool is None:
             raise self._unavailable()
         try:
             async with self._pool.request("GET", "/props", first_byte_timeout=10) as resp:
@@ -339,7 +362,7 @@ class LlamaCppProvider:
         async with self._pool.request("POST", path, headers=headers, body=json.dumps(payload).encode(), first_byte_timeout=30) as resp:
             raw = await resp.read(16 * 1024 * 1024)
             if resp.status != 200:
-                raise _upstream_error(resp.status, raw)
+                raise outcome.from_status(f"llama-server {self.name!r}", resp.status, raw)
             return json.loads(raw)  # type: ignore[no-any-return]
 
     async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
@@ -354,21 +377,7 @@ class LlamaCppProvider:
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
         async for event in stream_exchange(
             self._pool, "/v1/chat/completions", headers, body, dialect="openai", id_factory=self._new_id,
-            who=f"llama-server {self.name!r}", status_error=_upstream_error, model=self.model,
+            who=f"llama-server {self.name!r}", model=self.model,
         ):
             yield event
 
-
-def _upstream_error(status: int, body: bytes, retry_after: str | None = None) -> UpstreamError:
-    message = body.decode("utf-8", "replace")[:500]
-    try:
-        parsed = json.loads(body)
-        err = parsed.get("error", parsed)
-        message = err.get("message", message) if isinstance(err, dict) else str(err)
-    except (ValueError, AttributeError):
-        pass
-    if status == 503:
-        return UpstreamError(f"llama-server is not ready: {message}", status=503, retriable=True)
-    if 400 <= status < 500:
-        return UpstreamError(message, status=400 if status != 404 else 404)
-    return UpstreamError(f"llama-server answered {status}: {message}", status=502, retriable=True)

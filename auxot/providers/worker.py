@@ -28,10 +28,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import trio
 
 from .. import ir
+from ..capabilities import Capabilities
 from ..codecs import worker_wire as wire
 from ..config import WorkersConfig
-from ..errors import ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable, UpstreamError
+from ..errors import AuxotError, ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable
 from ..flow import FlowError, ReceiveWindow
+from . import outcome
 
 log = logging.getLogger("auxot.worker")
 
@@ -45,7 +47,7 @@ class _Done:
 
 @dataclass(frozen=True)
 class _Failed:
-    error: ProviderError
+    error: AuxotError
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,18 @@ class _Job:
         self.send.send_nowait(item)
 
 
+def _capabilities(facts: dict[str, Any]) -> Capabilities:
+    """What the worker's llama-server said it can take (its hello's facts); an
+    older worker says only its context per slot."""
+    said = facts.get("capabilities") if isinstance(facts.get("capabilities"), dict) else {}
+    images, tools, context = said.get("images"), said.get("tools"), said.get("context", facts.get("ctx_per_slot"))
+    return Capabilities(
+        images=images if isinstance(images, bool) else None,
+        tools=tools if isinstance(tools, bool) else None,
+        context=context if isinstance(context, int) and not isinstance(context, bool) and context > 0 else None,
+    )
+
+
 class WorkerProvider:
     kind = "worker"
     tier = "gpu"
@@ -88,6 +102,7 @@ class WorkerProvider:
         self.protocol: int = body["protocol"]
         self.facts: dict[str, Any] = body.get("facts", {})
         self.features = frozenset(body.get("features", ()))  # beyond protocol 1's jobs (wire.FEATURES)
+        self.capabilities = _capabilities(self.facts)
         self.worker_state: str = body["state"]  # its llama-server's state, as it reports
         self.instance: str | None = body.get("instance")  # random per worker process
         self.disconnect: Callable[[str], None] = lambda reason: None  # set by the connection
@@ -249,10 +264,8 @@ class WorkerProvider:
         else:
             job.put(_Failed(self._remote_error(message.body["error"])))
 
-    def _remote_error(self, error: dict[str, Any]) -> ProviderError:
-        err = UpstreamError(f"worker {self.name!r}: {error['message']}", status=error["status"], retriable=error["retriable"])
-        err.kind = error["kind"]
-        return err
+    def _remote_error(self, error: dict[str, Any]) -> AuxotError:
+        return outcome.from_wire(f"worker {self.name!r}", error)
 
     def heard_from(self, state: str | None = None) -> None:
         self.last_heartbeat = self._clock()
