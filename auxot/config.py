@@ -101,6 +101,7 @@ class LlamaCppConfig:
     idle_ttl: float = 0.0
     gpu_layers: int | None = None  # None: all layers when a GPU is detected, else none
     mmproj: str | None = None  # a multimodal projector: the model then takes images (--mmproj)
+    api_key: str | None = field(default=None, repr=False)  # llama-server's own key; default: a new secret per start
 
 
 @dataclass(frozen=True)
@@ -352,6 +353,7 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
         idle_ttl=_typed(table, "idle_ttl", float, where, 0.0),
         gpu_layers=_gpu_layers(table, where),
         mmproj=_typed(table, "mmproj", str, where, None),
+        api_key=_typed(table, "api_key", str, where, None),
         **_placement(table, where, "gpu"),
     )
 
@@ -378,7 +380,8 @@ def load(
     providers = tuple(_provider(p, i) for i, p in enumerate(providers_raw))
     configured = bool(providers)
     if not providers and _typed(server, "embedded_default", bool, "server", True):
-        providers = (LlamaCppConfig(model=os.environ.get("AUXOT_MODEL"), binary=os.environ.get("AUXOT_LLAMA_SERVER")),)
+        providers = (LlamaCppConfig(model=os.environ.get("AUXOT_MODEL"), binary=os.environ.get("AUXOT_LLAMA_SERVER"),
+                                    api_key=os.environ.get("AUXOT_LLAMA_API_KEY")),)
     data = Path(data_dir) if data_dir else (Path(server["data_dir"]) if "data_dir" in server else user_data_dir())
     return Config(
         data_dir=data.expanduser(),

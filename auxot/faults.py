@@ -64,9 +64,11 @@ def start_router(config: Path, data_dir: Path) -> tuple[subprocess.Popen[str], s
     return proc, url, key
 
 
-def health(url: str) -> dict[str, Any]:
+def health(url: str, key: str) -> dict[str, Any]:
+    """With the key: the details (llama-server pids) are not public."""
+    request = urllib.request.Request(url + "/health", headers={"Authorization": f"Bearer {key}"})
     try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return json.loads(resp.read())  # type: ignore[no-any-return]
     except urllib.error.HTTPError as err:
         return json.loads(err.read())  # type: ignore[no-any-return]
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     while time.monotonic() < stop:
         time.sleep(min(args.kill_every, max(0.0, stop - time.monotonic())))
-        pids = [pr["pid"] for pr in health(url)["providers"] if pr.get("pid")]
+        pids = [pr["pid"] for pr in health(url, key)["providers"] if pr.get("pid")]
         seen_pids.update(pids)
         if pids and time.monotonic() < stop:
             victim = rng.choice(pids)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         t.join(CLIENT_DEADLINE + 10)
     hung = sum(t.is_alive() for t in threads)
     counts["lost"] += hung
-    final = health(url)
+    final = health(url, key)
     seen_pids.update(pr["pid"] for pr in final["providers"] if pr.get("pid"))
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(60)

@@ -46,6 +46,7 @@ from .seats import Provider, Seat, Waiter
 log = logging.getLogger("auxot.scheduler")
 
 TICK = 0.1  # how often readiness, backoff expiry and idle unloads are looked at
+UNKNOWN_RETRY_AFTER = 5.0  # seconds, when no provider's return can be foreseen (starting, or gone)
 COUNT_TIMEOUT = 10.0  # a prompt's token count, when its length must be checked against a context
 
 
@@ -69,6 +70,7 @@ class Scheduler:
         self._nursery: trio.Nursery | None = None
         self.rejected_full = 0
         self.rejected_timeout = 0
+        self.closing: ProviderUnavailable | None = None  # set by close(): the answer to every request from then on
 
     # --- the provider nursery ---------------------------------------------
 
@@ -162,9 +164,21 @@ class Scheduler:
         for waiter in list(self.queue):
             seats = [s for s in waiter.seats if id(s) in live]
             if not any(s.waitable(now) for s in seats):
-                self.queue.remove(waiter.key, waiter)
-                waiter.abandoned = "; ".join(s.reason() for s in seats) or "its providers are gone"
-                waiter.event.set()
+                reason = "; ".join(s.reason() for s in seats) or "its providers are gone"
+                self._refuse(waiter, ProviderUnavailable(reason, retry_after=self._retry_after(seats)))
+
+    def _refuse(self, waiter: Waiter, refusal: AuxotError) -> None:
+        self.queue.remove(waiter.key, waiter)
+        waiter.refusal = refusal
+        waiter.event.set()
+
+    def close(self, retry_after: float) -> None:
+        """The router is shutting down: every request still waiting for a slot is
+        answered now (503, ``retry_after``), and new ones at once; requests being
+        served keep going (the server gives them its grace period)."""
+        self.closing = ProviderUnavailable("the router is shutting down; retry shortly", retry_after=retry_after)
+        for waiter in list(self.queue):
+            self._refuse(waiter, self.closing)
 
     # --- slots ------------------------------------------------------------
 
@@ -196,16 +210,32 @@ class Scheduler:
         self._dispatch()
 
     def _retry_after(self, seats: list[Seat]) -> float:
+        """When a request for ``seats`` would likely be served, in seconds: after
+        the first of them is back from sitting out (if none is in service), and
+        the queue ahead of it has drained at the rate these seats serve."""
+        now = trio.current_time()
+        back = 0.0
+        if seats and not any(s.healthy(now) for s in seats):
+            returns = [s.unhealthy_until - now for s in seats if s.sitting_out(now)]
+            back = min(returns) if returns else UNKNOWN_RETRY_AFTER
         times = [s.service_ewma for s in seats if s.service_ewma]
-        return float(min(60, max(1, math.ceil(min(times) if times else 1))))
+        per_request = sum(times) / len(times) if times else 0.0
+        mine = {id(s) for s in seats}
+        ahead = sum(1 for w in self.queue if any(id(s) in mine for s in w.seats))
+        slots = max(1, sum(s.slots_total for s in seats))
+        drain = (ahead / slots + 1) * per_request  # those ahead, then a slot's current request
+        return float(max(1, math.ceil(back + drain)))
 
     async def _acquire(self, seats: list[Seat], key: str, deadline: float, last_error: AuxotError | None) -> Seat:
+        if self.closing is not None:
+            raise self.closing
         now = trio.current_time()
         live = [s for s in seats if s in self.seats and s.waitable(now)]
         if not live:
             if last_error is not None:
                 raise last_error
-            raise ProviderUnavailable("; ".join(s.reason() for s in seats) or "no provider can serve this request")
+            raise ProviderUnavailable("; ".join(s.reason() for s in seats) or "no provider can serve this request",
+                                      retry_after=self._retry_after([s for s in seats if s in self.seats]))
         for seat in live:
             if not seat.supervised:
                 self._start(seat)
@@ -233,10 +263,10 @@ class Scheduler:
             raise
         if waiter.granted is None:
             self.queue.remove(key, waiter)
+            if waiter.refusal is not None:
+                raise waiter.refusal
             if last_error is not None:
                 raise last_error
-            if waiter.abandoned is not None:
-                raise ProviderUnavailable(waiter.abandoned)
             self.rejected_timeout += 1
             busy = all(s.healthy(trio.current_time()) for s in live)
             why = "every slot stayed busy" if busy else "no provider became ready"

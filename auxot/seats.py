@@ -16,6 +16,7 @@ import trio
 
 from . import ir
 from .capabilities import UNKNOWN, Capabilities
+from .errors import AuxotError
 
 
 class Provider(Protocol):
@@ -115,11 +116,11 @@ class Seat:
 
 
 class Waiter:
-    __slots__ = ("key", "seats", "granted", "abandoned", "event")
+    __slots__ = ("key", "seats", "granted", "refusal", "event")
 
     def __init__(self, key: str, seats: list[Seat]) -> None:
         self.key = key
         self.seats = seats
         self.granted: Seat | None = None
-        self.abandoned: str | None = None  # why nobody it waits for can serve any more
+        self.refusal: AuxotError | None = None  # why it will not be served after all (nobody can, or shutdown)
         self.event = trio.Event()

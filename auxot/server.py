@@ -101,6 +101,9 @@ async def serve(
             # Before hypercorn listens, a shutdown cancels everything at once; after,
             # hypercorn drains for graceful_timeout and this is only a backstop.
             await shutdown.wait()
+            # Requests still waiting for a slot are answered now (503): the grace is
+            # for the ones being served.  A new instance can be expected once they end.
+            scheduler.close(retry_after=config.graceful_timeout)
             if listening:
                 await trio.sleep(config.graceful_timeout + 5)
             root.cancel_scope.cancel()

@@ -231,7 +231,7 @@ def main(args: Any) -> int:
     alias = args.alias or (DEFAULT_MODEL_ALIAS if args.model is None else Path(args.model).stem)
     llama = LlamaCppConfig(name="worker", model=str(model), binary=str(binary), alias=alias, aliases=tuple(args.model_alias or ()),
                            parallel=args.parallel, ctx_size=args.ctx_size, extra_args=tuple(extra),
-                           default_max_tokens=args.default_max_tokens)
+                           default_max_tokens=args.default_max_tokens, api_key=os.environ.get("AUXOT_LLAMA_API_KEY"))
     data_dir = Path(args.data_dir) if args.data_dir else user_data_dir() / "worker" / name
     options = WorkerOptions(args.router_url, key, name, llama, data_dir, args.ca_bundle, args.drain_timeout)
     print(f"auxot worker {name}: {accel.kind} ({', '.join(d.name for d in accel.devices) or 'no GPU'}); "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"auxot: llama-server={provision.find_llama_server(os.environ.get('AUXOT_LLAMA_SERVER'))} model={provision.find_model(os.environ.get('AUXOT_MODEL'))}"
 
 
+LLAMA_KEY = "llama-" + secrets.token_urlsafe(16)
+
+
 @pytest.fixture(scope="session")
 def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One `python -m auxot serve` with the real llama-server and SmolLM2, shared
@@ -38,7 +42,10 @@ def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     # sets no limit (several documented examples don't); cap it so tests stay quick.
     directory = tmp_path_factory.mktemp("router")
     config = directory / "auxot.toml"
-    config.write_text('[[providers]]\nkind = "llamacpp"\nname = "local"\ndefault_max_tokens = 200\n')
+    # The operator's own llama-server key (else a new secret per start, which only the
+    # router knows): the tests that look at llama-server directly need it.
+    config.write_text('[[providers]]\nkind = "llamacpp"\nname = "local"\ndefault_max_tokens = 200\n'
+                      f'api_key = "{LLAMA_KEY}"\n')
     proc = start_router(directory / "data", "--config", str(config))
     yield proc
     pids = proc.llama_pids()

@@ -23,9 +23,14 @@ class RouterProcess:
     output: list[str]
     data_dir: Path | None = None
 
-    def health(self) -> dict:
+    def health(self, *, detailed: bool = True) -> dict:
+        """``/health``; with the router's key (the details: pids, ports…) unless
+        ``detailed`` is false, as a load balancer without a key sees it."""
+        request = urllib.request.Request(self.base_url + "/health")
+        if detailed and self.key:
+            request.add_header("Authorization", f"Bearer {self.key}")
         try:
-            with urllib.request.urlopen(self.base_url + "/health", timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return json.loads(err.read())

@@ -13,6 +13,7 @@ from conformance import checks
 from conformance.__main__ import Runner
 from conformance.cases import load
 from conformance.curl import parse, path_of
+from conftest import LLAMA_KEY
 from router_process import RouterProcess
 
 def test_every_spec_case_parses_with_its_source() -> None:
@@ -51,13 +52,12 @@ def test_auxot_passes_everything_it_implements(router: RouterProcess) -> None:
 
 def test_bare_llama_server_fails_what_needs_the_router(router: RouterProcess) -> None:
     port = router.health()["providers"][0]["port"]
-    results = run_all(f"http://127.0.0.1:{port}", router.key or "")
+    results = run_all(f"http://127.0.0.1:{port}", LLAMA_KEY)
     # llama-server speaks /v1/chat/completions itself...
     assert results["router-chat-completions"] is None and results["router-chat-streaming"] is None
-    # ...but not the router's paths, its auth, or its errors.
+    # ...but not the router's paths or its errors.
     for case in ("openai-minimal-curl", "anthropic-example-curl", "models-list", "hub-json-mode", "error-no-model"):
         assert results[case] is not None and "got 404" in results[case]
-    assert "accepted a key it never issued" in (results["router-error-bad-key"] or "")
 
 
 def test_command_line_report_and_exit_status(router: RouterProcess, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import openai
 import pytest
 import trio
 
+from conftest import LLAMA_KEY
 from router_process import RouterProcess
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -76,7 +77,8 @@ async def test_async_sdk_stream_and_not(router: RouterProcess) -> None:
 
 def slots(router: RouterProcess) -> list[dict]:
     port = next(p["port"] for p in router.health()["providers"])
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/slots", timeout=5) as resp:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/slots", headers={"Authorization": f"Bearer {LLAMA_KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
         return json.loads(resp.read())
 
 

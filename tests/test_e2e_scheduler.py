@@ -204,7 +204,10 @@ def test_health_vhealth_and_metrics(tmp_path: Path) -> None:
         with urllib.request.urlopen(router.base_url + "/vhealth", timeout=5) as resp:
             page = resp.read().decode()
             assert resp.headers["Content-Type"].startswith("text/html")
-        assert "auxot is serving" in page and "local" in page and "SmolLM2-135M-Instruct" in page
+        assert "auxot is serving" in page and "local" in page and "SmolLM2-135M-Instruct" not in page  # details need a key
+        detailed = urllib.request.Request(router.base_url + "/vhealth", headers={"Authorization": f"Bearer {router.key}"})
+        with urllib.request.urlopen(detailed, timeout=5) as resp:
+            assert "SmolLM2-135M-Instruct" in resp.read().decode()
         with urllib.request.urlopen(router.base_url + "/metrics", timeout=5) as resp:
             metrics = resp.read().decode()
         assert 'auxot_requests_total{endpoint="openai.chat",status="200",provider="local"} 1' in metrics

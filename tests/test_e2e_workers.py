@@ -13,13 +13,21 @@ import anthropic
 import openai
 import pytest
 import trio
+from router_process import RouterProcess, pid_alive
+from worker_process import (
+    WORKER_LLAMA_KEY,
+    WorkerProcess,
+    create_worker_key,
+    reap_all,
+    start_worker,
+    start_worker_router,
+    wait_until,
+    worker_health,
+    ws_url,
+)
 
 from auxot.errors import WebSocketRejected
 from auxot.http import websocket
-from router_process import RouterProcess, pid_alive
-from worker_process import (
-    WorkerProcess, create_worker_key, reap_all, start_worker, start_worker_router, worker_health, wait_until, ws_url,
-)
 
 MODEL = "SmolLM2-135M-Instruct"
 NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2's end tokens banned: generation runs to max_tokens
@@ -99,7 +107,8 @@ def test_client_disconnect_cancels_the_job_on_the_worker(router: RouterProcess, 
     _, port = worker.llama()
 
     def processing() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/slots", timeout=5) as resp:
+        slots = urllib.request.Request(f"http://127.0.0.1:{port}/slots", headers={"Authorization": f"Bearer {WORKER_LLAMA_KEY}"})
+        with urllib.request.urlopen(slots, timeout=5) as resp:
             return any(s["is_processing"] for s in json.loads(resp.read()))
 
     client = openai.OpenAI(base_url=router.base_url + "/api/openai", api_key=router.key, max_retries=0, timeout=60)

@@ -256,3 +256,46 @@ async def test_a_streaming_client_that_stops_reading_frees_its_slot(router: Rout
             {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).encode())
     assert status == 200
     await trio.aclose_forcefully(stream)
+
+
+async def test_shutdown_answers_the_queue_at_once_refuses_new_connections_and_lets_the_served_finish(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    double = CloudDouble()
+    double.mode = "slow"  # five seconds before each answer
+    upstream = LoopbackServer(double)
+    await nursery.start(upstream.run)
+    pc = CloudConfig("cloud", "anthropic", f"http://127.0.0.1:{upstream.port}", (MODEL,), api_key=API_KEY, max_concurrent=1)
+    store = Store(tmp_path / "db.sqlite3")
+    _, key = store.create_key("test")
+    shutdown = trio.Event()
+    config = Config(tmp_path, port=0, providers=(pc,), graceful_timeout=20)
+    binds = await nursery.start(partial(serve, config, store=store, providers=[CloudProvider(pc, lambda: "call_x")],
+                                        shutdown=shutdown, handle_signals=False))
+    port = int(binds[0].rsplit(":", 1)[1])
+    router = Router(port, key, double, store, tmp_path / "db.sqlite3", [])
+    body = json.dumps({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).encode()
+    answers: dict[str, tuple[float, int, dict[str, str]]] = {}
+
+    async def one(name: str) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(head("/api/anthropic/v1/messages", key, f"Content-Length: {len(body)}\r\nConnection: close\r\n") + body)
+        status, headers, _ = split(await read_all(stream, 30))
+        answers[name] = (trio.current_time(), status, headers)
+        await stream.aclose()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as clients:
+            clients.start_soon(one, "served")
+            await trio.sleep(0.5)
+            clients.start_soon(one, "queued")
+            await trio.sleep(0.5)
+            stopped = trio.current_time()
+            shutdown.set()
+            await trio.sleep(0.3)
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream("127.0.0.1", port)
+    at, status, headers = answers["queued"]
+    assert status == 503 and at - stopped < 1 and int(headers["retry-after"]) == 20
+    at, status, _ = answers["served"]
+    assert status == 200 and at - stopped > 3  # it kept its grace and finished
+    assert {r["outcome"] for r in router.rows()} == {"ok", "error"}

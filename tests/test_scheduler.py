@@ -369,3 +369,72 @@ async def test_a_provider_breaking_off_mid_answer(autojump_clock: trio.testing.M
         assert (record.provider, record.attempts, record.failovers) == ("cloud", 2, 1)
         assert all(seat.in_use == 0 for seat in s.seats)
         n.cancel_scope.cancel()
+
+
+async def test_retry_after_is_the_queue_s_drain_time(autojump_clock: trio.testing.MockClock) -> None:
+    """One slot, ten seconds a request, three waiting: a fourth is told 40 s
+    (the three ahead, then the one in the slot), not 1."""
+    p = ScriptedProvider("only", slots=1, delay=10)
+    s = Scheduler([p], SchedulerConfig(queue_size=3, queue_timeout=600))
+    rejected: list[RateLimited] = []
+
+    async def one() -> None:
+        try:
+            await ask(s)
+        except RateLimited as err:
+            rejected.append(err)
+
+    async with trio.open_nursery() as n:
+        await n.start(s.run)
+        await ask(s)  # the service time becomes known
+        async with trio.open_nursery() as clients:
+            for _ in range(4):
+                clients.start_soon(one)
+            await trio.sleep(1)
+            clients.start_soon(one)
+        n.cancel_scope.cancel()
+    assert len(rejected) == 1 and rejected[0].retry_after == 40
+
+
+async def test_retry_after_while_the_only_provider_sits_out_is_its_remaining_back_off(
+        autojump_clock: trio.testing.MockClock) -> None:
+    p = ScriptedProvider("only", delay=0)
+    s = Scheduler([p], SchedulerConfig(failure_backoff=8, max_attempts=1, queue_timeout=1))
+    async with trio.open_nursery() as n:
+        await n.start(s.run)
+        p.fail = UpstreamError("boom", retriable=True)
+        with pytest.raises(UpstreamError):
+            await ask(s)
+        p.fail = None
+        with pytest.raises(ProviderUnavailable) as caught:
+            await ask(s)  # it sits out for 8 s; this one waits its 1 s and is told the rest
+        n.cancel_scope.cancel()
+    assert caught.value.retry_after == 7
+
+
+async def test_closing_answers_the_queue_at_once_and_lets_the_served_finish(autojump_clock: trio.testing.MockClock) -> None:
+    p = ScriptedProvider("only", slots=1, delay=10)
+    s = Scheduler([p], SchedulerConfig(queue_timeout=600))
+    outcomes: list[tuple[float, object]] = []
+
+    async def one() -> None:
+        try:
+            answer = await ask(s)
+            outcomes.append((trio.current_time(), answer))
+        except ProviderUnavailable as err:
+            outcomes.append((trio.current_time(), err))
+
+    async with trio.open_nursery() as n:
+        await n.start(s.run)
+        began = trio.current_time()
+        async with trio.open_nursery() as clients:
+            for _ in range(3):
+                clients.start_soon(one)
+            await trio.sleep(1)
+            s.close(retry_after=10)
+            with pytest.raises(ProviderUnavailable, match="shutting down"):
+                await ask(s)  # a new request is refused at once
+        n.cancel_scope.cancel()
+    refused = [(t - began, e) for t, e in outcomes if isinstance(e, ProviderUnavailable)]
+    assert len(refused) == 2 and all(t == 1 and e.retry_after == 10 and e.status == 503 for t, e in refused)
+    assert [(t - began, e) for t, e in outcomes if e == "only"] == [(10, "only")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -130,13 +131,18 @@ class WorkerProcess:
         return self.process.wait(timeout=timeout)
 
 
+# The workers' llama-server key (else a new secret per start, known only to the
+# worker): the tests that look at a worker's llama-server directly need it.
+WORKER_LLAMA_KEY = "worker-llama-" + secrets.token_urlsafe(12)
+
+
 def start_worker(router: RouterProcess, key: str, directory: Path, name: str, *extra: str, wait: bool = True,
                  timeout: float = 120) -> WorkerProcess:
     process = subprocess.Popen(
         [sys.executable, "-m", "auxot", "worker", "--router-url", ws_url(router), "--name", name,
          "--data-dir", str(directory / name), "--parallel", "2", "--default-max-tokens", "200", "--drain-timeout", "1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1", AUXOT_WORKER_KEY=key),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", AUXOT_WORKER_KEY=key, AUXOT_LLAMA_API_KEY=WORKER_LLAMA_KEY),
     )
     _started.append(process)
     worker = WorkerProcess(process, name)

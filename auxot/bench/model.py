@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -104,13 +106,14 @@ async def one_run(pool: Pool, path: str, headers: list[tuple[str, str]], max_tok
     return Run(t.tokens, t.first - t.began, decode, t.tokens / (t.end - t.began))
 
 
-async def tokens_scenario(base_url: str, key: str, runs: int, max_tokens: int) -> dict[str, list[Run]]:
+async def tokens_scenario(base_url: str, key: str, llama_key: str, runs: int, max_tokens: int) -> dict[str, list[Run]]:
     timeouts = Timeouts(first_byte=120, idle=60)
-    router = Pool(base_url, timeouts=timeouts)
-    health_body = await _get_json(router, "/health")
-    port = health_body["providers"][0]["port"]
-    direct = Pool(f"http://127.0.0.1:{port}", timeouts=timeouts)
     auth = [("Authorization", f"Bearer {key}")]
+    router = Pool(base_url, timeouts=timeouts, headers=auth)
+    health_body = await _get_json(router, "/health")  # with the key: the details, llama-server's port among them
+    port = health_body["providers"][0]["port"]
+    direct = Pool(f"http://127.0.0.1:{port}", timeouts=timeouts, headers=[("Authorization", f"Bearer {llama_key}")])
+    auth = []  # the router's pool sends it already
     results: dict[str, list[Run]] = {"direct": [], "auxot": []}
     await one_run(direct, "/v1/chat/completions", [], 16)  # warm the prompt cache path
     for _ in range(runs):
@@ -148,9 +151,14 @@ class Medians:
 def run_tokens(runs: int, max_tokens: int) -> dict[str, Medians]:
     """Medians of ``runs`` interleaved runs, direct and through auxot."""
     with tempfile.TemporaryDirectory() as fresh:
-        proc, base, key, _ = start_router(fresh)
+        # The embedded default, with a llama-server key of the bench's choosing (else
+        # only the router knows it), so the direct runs can reach llama-server too.
+        llama_key = secrets.token_urlsafe(16)
+        config = Path(fresh) / "auxot.toml"
+        config.write_text(f'[[providers]]\nkind = "llamacpp"\nname = "local"\napi_key = "{llama_key}"\n')
+        proc, base, key, _ = start_router(str(Path(fresh) / "data"), "--config", str(config))
         try:
-            results = trio.run(tokens_scenario, base, key, runs, max_tokens)
+            results = trio.run(tokens_scenario, base, key, llama_key, runs, max_tokens)
         finally:
             stop_router(proc)
     return {

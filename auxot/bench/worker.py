@@ -202,10 +202,11 @@ async def client_loop(base: str, key: str, until: float, counts: dict[str, int],
     await pool.aclose()
 
 
-async def watch_health(base: str, seen: dict[tuple[str, Any], dict[str, Any]]) -> None:
+async def watch_health(base: str, key: str, seen: dict[tuple[str, Any], dict[str, Any]]) -> None:
     """The latest /health entry of every provider object (a restarted worker is a
-    new one: name + connected_at), so counts of replaced entries are not lost."""
-    pool = Pool(base, timeouts=Timeouts(connect=5, first_byte=10, idle=10))
+    new one: name + connected_at), so counts of replaced entries are not lost.
+    With the key: the details (counts, connection times) are not public."""
+    pool = Pool(base, timeouts=Timeouts(connect=5, first_byte=10, idle=10), headers=[("Authorization", f"Bearer {key}")])
     try:
         while True:
             try:
@@ -238,7 +239,7 @@ def chaos(directory: Path, clients: int, duration: float, hit_at: float, back_at
         began = trio.current_time()
         again = w1
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_health, base, seen)
+            nursery.start_soon(watch_health, base, key, seen)
             async with trio.open_nursery() as load:
                 for _ in range(clients):
                     load.start_soon(client_loop, base, key, began + duration, counts, errors)

@@ -1,8 +1,12 @@
-"""Health, no auth: ``GET /health`` (JSON for machines), ``GET /vhealth`` (a
-page a person reads at a glance) and ``GET /metrics`` (Prometheus text).
+"""Health: ``GET /health`` (JSON for machines), ``GET /vhealth`` (a page a
+person reads at a glance) and ``GET /metrics`` (Prometheus text).
 
 ``/health`` answers 200 while some provider can serve (ready, or startable on
 demand) and 503 when none can, so a load balancer can take the router out.
+Without a key it says only that, the queue's depth, and each provider's state
+and slots; the details (ports, pids, upstream addresses, model files, recent
+errors) are for a request with a valid API key — they would show any local
+user the way around the router.  A key that is not valid is a 401.
 """
 
 from __future__ import annotations
@@ -12,15 +16,25 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..asgi import Receive, Scope, Send, send_json
+from ..asgi import Receive, Scope, Send, header, send_json
+from ..codecs import openai_chat
+from ..errors import AuxotError
 
 if TYPE_CHECKING:
     from ..app import App
 
 
-def _state(app: App) -> dict[str, Any]:
+PUBLIC_PROVIDER_FIELDS = ("name", "tier", "state", "healthy", "slots_used", "slots_total")
+
+
+def _state(app: App, detailed: bool = True) -> dict[str, Any]:
     providers = app.scheduler.snapshot()
     ok = app.scheduler.can_serve()
+    if not detailed:
+        return {
+            "status": "ok" if ok else "unavailable", "queue_depth": len(app.scheduler.queue),
+            "providers": [{k: p.get(k) for k in PUBLIC_PROVIDER_FIELDS} for p in providers],
+        }
     return {
         "status": "ok" if ok else "unavailable",
         "version": __version__,
@@ -31,8 +45,21 @@ def _state(app: App) -> dict[str, Any]:
     }
 
 
+async def _detailed(app: App, scope: Scope) -> bool:
+    """Whether the caller showed a valid key (raises 401 for one that is not)."""
+    if header(scope, b"authorization") is None:
+        return False
+    await app.authenticate(scope)
+    return True
+
+
 async def health(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    body = _state(app)
+    try:
+        detailed = await _detailed(app, scope)
+    except AuxotError as err:
+        await send_json(send, err.status, openai_chat.error_body(err))
+        return
+    body = _state(app, detailed)
     await send_json(send, 200 if body["status"] == "ok" else 503, body)
 
 
@@ -61,7 +88,8 @@ STATE_COLOURS = {"ready": "#1a7f37", "starting": "#9a6700", "stopping": "#9a6700
 
 def _provider_row(p: dict[str, Any], requests: dict[str, float]) -> str:
     e = html.escape
-    state = p["state"] if p["healthy"] or p["state"] != "ready" else f"sitting out {p['sitting_out_s']}s"
+    sitting = f"sitting out {p['sitting_out_s']}s" if "sitting_out_s" in p else "sitting out"
+    state = p["state"] if p["healthy"] or p["state"] != "ready" else sitting
     colour = STATE_COLOURS.get(p["state"], "#cf222e") if p["healthy"] or p["state"] != "ready" else "#cf222e"
     facts = []
     accel = p.get("accelerator")
@@ -70,19 +98,24 @@ def _provider_row(p: dict[str, Any], requests: dict[str, float]) -> str:
     for key in ("pid", "restarts", "base_url", "version", "address", "last_heartbeat_s"):
         if p.get(key) not in (None, ""):
             facts.append(f"{key} {e(str(p[key]))}")
-    errors = "".join(f"<li>{e(str(err['ago_s']))}s ago: {e(err['message'][:300])}</li>" for err in reversed(p["recent_errors"]))
+    errors = "".join(f"<li>{e(str(err['ago_s']))}s ago: {e(err['message'][:300])}</li>" for err in reversed(p.get("recent_errors", ())))
     return (
         f"<tr><td><b>{e(p['name'])}</b><br><small>{e(str(p.get('kind', '')))}</small></td><td>{e(p['tier'])}</td>"
         f"<td style='color:{colour}'><b>{e(state)}</b></td>"
         f"<td>{p['slots_used']} / {p['slots_total']}</td><td>{int(requests.get(p['name'], 0))}</td>"
-        f"<td>{p['served']}</td><td>{p['failed_over']}</td>"
+        f"<td>{p.get('served', '')}</td><td>{p.get('failed_over', '')}</td>"
         f"<td>{e(', '.join(p.get('models', [])))}</td><td><small>{' · '.join(facts)}</small>"
         f"{'<ul>' + errors + '</ul>' if errors else ''}</td></tr>"
     )
 
 
 async def vhealth(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    state = _state(app)
+    try:
+        detailed = await _detailed(app, scope)
+    except AuxotError as err:
+        await send_json(send, err.status, openai_chat.error_body(err))
+        return
+    state = _state(app, detailed)
     by_provider: dict[str, float] = {}
     by_status: dict[str, float] = {}
     for labels, value in app.metrics.requests.values.items():
@@ -99,7 +132,7 @@ async def vhealth(app: App, scope: Scope, receive: Receive, send: Send) -> None:
 td,th{{border-bottom:1px solid #d0d7de;padding:6px 10px;text-align:left;vertical-align:top}} ul{{margin:4px 0;padding-left:1.2em;color:#cf222e}}</style>
 </head><body>
 <h1 style="color:{'#1a7f37' if ok else '#cf222e'}">auxot is {'serving' if ok else 'UNAVAILABLE: no provider can serve'}</h1>
-<p>version {html.escape(__version__)} · up {_duration(state['uptime_s'])} · queue {state['queue_depth']} waiting
+<p>{f"version {html.escape(__version__)} · up {_duration(state['uptime_s'])} · " if detailed else ""}queue {state['queue_depth']} waiting
  · requests by status: {statuses} · {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
 <table><tr><th>provider</th><th>tier</th><th>state</th><th>slots</th><th>requests</th><th>served</th><th>failed over</th>
 <th>models</th><th>facts and recent errors</th></tr>{rows}</table>

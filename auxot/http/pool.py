@@ -24,7 +24,7 @@ from .network import open_stream
 class Pool:
     def __init__(
         self, base_url: str, *, timeouts: Timeouts = Timeouts(), max_connections: int = 64,
-        tls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | None = None, headers: list[tuple[str, str]] = (),  # type: ignore[assignment]
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -32,9 +32,9 @@ class Pool:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.base_path = parts.path.rstrip("/")
-        self._authority = parts.netloc
         self._tls = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self.timeouts = timeouts
+        self._headers = [("Host", parts.netloc), *headers]  # sent with every request (a credential, say)
         self._idle: list[Connection] = []
         self._limit = trio.Semaphore(max_connections)
         self.opened = 0  # connections opened over the pool's life (for tests and benchmarks)
@@ -78,7 +78,7 @@ class Pool:
                 finished = True
 
             try:
-                all_headers = [("Host", self._authority), *headers]
+                all_headers = [*self._headers, *headers]
                 if body:
                     all_headers.append(("Content-Length", str(len(body))))
                 try:

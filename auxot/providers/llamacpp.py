@@ -25,9 +25,9 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
-import subprocess
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -35,6 +35,7 @@ import trio
 
 from .. import gpu, ir
 from ..capabilities import Capabilities
+from ..child import Child
 from ..codecs import openai_chat
 from . import outcome
 from .exchange import stream_exchange
@@ -187,11 +188,15 @@ class LlamaCppProvider:
         self.state = "starting"
         self.port = port
         self._port_taken = False  # another process holds it: set from its stderr or the health probe
-        self._pool = Pool(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=5.0, first_byte=self.config.request_timeout, idle=self.config.request_timeout))
-        process = await trio.lowlevel.open_process(
-            self.command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C at the terminal reaches the router only; it stops the child itself
-        )
+        # llama-server has no auth of its own: each life gets a secret only this
+        # router knows (passed in its environment, not on its command line, which
+        # every local user can read), so nothing on this host can skip the router.
+        secret = self.config.api_key or secrets.token_urlsafe(32)
+        self._pool = Pool(f"http://127.0.0.1:{port}", headers=[("Authorization", f"Bearer {secret}")],
+                          timeouts=Timeouts(connect=5.0, first_byte=self.config.request_timeout, idle=self.config.request_timeout))
+        # In a new session, so a Ctrl-C at the terminal reaches the router only (it
+        # stops the child itself); tied to this process, so a SIGKILL takes it too.
+        process = Child.start(self.command(port), env={**os.environ, "LLAMA_API_KEY": secret})
         self.pid = process.pid
         if self.pidfile is not None:
             self.pidfile.write_text(str(process.pid))
@@ -249,7 +254,7 @@ class LlamaCppProvider:
                 pass
         self.pidfile.unlink(missing_ok=True)
 
-    async def _wait_healthy(self, process: trio.Process) -> bool:
+    async def _wait_healthy(self, process: Child) -> bool:
         assert self._pool is not None
         while process.returncode is None:
             try:
@@ -283,7 +288,7 @@ class LlamaCppProvider:
         finally:
             drained.set()
 
-    async def _stop(self, process: trio.Process) -> None:
+    async def _stop(self, process: Child) -> None:
         """SIGTERM, a bounded grace, SIGKILL; always reaped.  Shielded so a
         cancellation cannot leave an orphan behind."""
         with trio.CancelScope(shield=True):
@@ -297,6 +302,7 @@ class LlamaCppProvider:
                 if process.returncode is None:
                     process.kill()
             await process.wait()
+            await process.aclose()
 
     async def wait_ready(self, timeout: float) -> bool:
         with trio.move_on_after(timeout):
