@@ -18,7 +18,8 @@ from . import ir, usage
 from .accounting import RequestRecord
 from .asgi import ClientGone, Receive, Scope, Send, send_json
 from .auth import Gate
-from .codecs import anthropic as anthropic_codec, openai_chat
+from .codecs import anthropic as anthropic_codec
+from .codecs import openai_chat
 from .config import Config
 from .endpoints import anthropic, health, openai, responses, responses_ws, workers_ws
 from .errors import AuxotError, NotFound

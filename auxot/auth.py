@@ -30,9 +30,9 @@ from . import ir, routing, usage
 from .asgi import Scope, Send, header
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited
 from .group_commit import GroupCommit
+from .key_cache import KeyCache
 from .keys import shape_problem
 from .limits import FailureBackoff, RateLimiter, retry_after_header
-from .key_cache import KeyCache
 from .store import KeyRecord, Store
 
 log = logging.getLogger("auxot.auth")

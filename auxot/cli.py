@@ -13,11 +13,14 @@ import trio
 
 from . import __version__, ledger_table, provision, timespec
 from .config import ConfigError, LlamaCppConfig, load
+from .instance_lock import InstanceLock, InstanceRunning
 from .store import Store, StoreError
 
 
 def _serve(args: argparse.Namespace) -> int:
     config = load(args.config, data_dir=args.data_dir, host=args.host, port=args.port)
+    lock = InstanceLock(config.data_dir, "auxot serve")
+    lock.acquire()  # before anything in the data dir is touched
     if args.tls_self_signed:
         from .tls import self_signed
 
@@ -34,8 +37,10 @@ def _serve(args: argparse.Namespace) -> int:
         if provision.find_llama_server(pc.binary) is None or provision.find_model(pc.model) is None:
             print("auxot: first start: provisioning the embedded default (local llama.cpp + SmolLM2)", file=sys.stderr)
             provision.install(pc.binary, pc.model)
+    from .server import build_providers, ensure_first_key, serve
+
+    providers = build_providers(config)  # a configuration mistake is one line, before anything starts
     store = Store(config.db_path)
-    from .server import ensure_first_key, serve
 
     key = ensure_first_key(store)
     if key is not None:
@@ -45,8 +50,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(serve, config, store=store))
+            binds = await nursery.start(partial(serve, config, store=store, providers=providers))
             base = binds[0] if binds else f"http://{config.host}:{config.port}"
+            lock.note(address=base)
             print(f"auxot {__version__}: ready in {time.monotonic() - started:.2f}s on {base}", flush=True)
             print(f"  OpenAI base URL: {base}/api/openai", flush=True)
 
@@ -54,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(main)
     finally:
         store.close()
+        lock.release()
     return 0
 
 
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="auxot %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except (ConfigError, provision.ProvisionError, StoreError) as exc:
+    except (ConfigError, provision.ProvisionError, StoreError, InstanceRunning) as exc:
         print(f"auxot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

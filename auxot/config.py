@@ -58,6 +58,7 @@ frozen dataclasses, then passed explicitly.  No globals.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class LlamaCppConfig:
     idle_ttl: float = 0.0
     gpu_layers: int | None = None  # None: all layers when a GPU is detected, else none
     mmproj: str | None = None  # a multimodal projector: the model then takes images (--mmproj)
+    threads: int | None = None  # --threads; None: llama-server's default, or a share of the cores beside other llama-servers
     api_key: str | None = field(default=None, repr=False)  # llama-server's own key; default: a new secret per start
 
 
@@ -210,6 +212,47 @@ class ConfigError(Exception):
     pass
 
 
+class _Table(dict):  # type: ignore[type-arg]
+    """A table of the config file that remembers which keys the parser asked for.
+
+    The parser asks for every key it knows, present or not, so a key it never
+    asked for is one it does not know: a typo (``modle``, ``heartbeat_intervall``)
+    that would otherwise be ignored in silence — ``modle`` served the default
+    model under the configured provider's name.  :meth:`refuse_unknown` names
+    it, and the closest known key."""
+
+    def __init__(self, raw: dict[str, Any], where: str, noun: str = "key") -> None:
+        super().__init__(raw)
+        self.where = where
+        self.noun = noun  # "key", or "section" for the file's top level
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    def refuse_unknown(self) -> None:
+        for key in self.keys():
+            if key not in self.asked:
+                close = difflib.get_close_matches(key, sorted(self.asked), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known {self.noun}s: {', '.join(sorted(self.asked))}"
+                raise ConfigError(f"{self.where}: unknown {self.noun} {key!r}{hint}")
+
+
+def _table(raw: Any, where: str) -> _Table:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    return _Table(raw, where)
+
+
 def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -266,6 +309,7 @@ def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
         total_timeout=_typed(table, "total_timeout", float, where, None),
         max_concurrent=_typed(table, "max_concurrent", int, where, d.max_concurrent),
         discover_models=discover,
+        anthropic_version=_typed(table, "anthropic_version", str, where, d.anthropic_version),
         images=_typed(table, "images", bool, where, None),
         context=_positive(_typed(table, "context", int, where, None), f"{where}.context"),
         **_placement(table, where, "cloud"),
@@ -335,13 +379,15 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
     if kind != "llamacpp":
         raise ConfigError(f"{where}.kind must be llamacpp, openai, anthropic, openai-compatible, claude-code, codex or cursor; got {kind!r}")
     d = LlamaCppConfig()
+    model = _typed(table, "model", str, where, None)
     aliases = _typed(table, "aliases", list, where, [])
     extra = _typed(table, "extra_args", list, where, [])
     return LlamaCppConfig(
         name=_typed(table, "name", str, where, f"llamacpp-{i}"),
-        model=_typed(table, "model", str, where, None),
+        model=model,
         binary=_typed(table, "binary", str, where, None),
-        alias=_typed(table, "alias", str, where, d.alias),
+        # Named for what it serves: a configured model file's own name, not the default model's.
+        alias=_typed(table, "alias", str, where, Path(model).stem if model else d.alias),
         aliases=tuple(str(a) for a in aliases),
         parallel=_typed(table, "parallel", int, where, d.parallel),
         ctx_size=_typed(table, "ctx_size", int, where, d.ctx_size),
@@ -353,6 +399,7 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
         idle_ttl=_typed(table, "idle_ttl", float, where, 0.0),
         gpu_layers=_gpu_layers(table, where),
         mmproj=_typed(table, "mmproj", str, where, None),
+        threads=_positive(_typed(table, "threads", int, where, None), f"{where}.threads"),
         api_key=_typed(table, "api_key", str, where, None),
         **_placement(table, where, "gpu"),
     )
@@ -371,22 +418,29 @@ def load(
             raise ConfigError(f"cannot read config {config_file}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: {exc}") from None
-    server = raw.get("server", {})
-    if not isinstance(server, dict):
-        raise ConfigError("[server] must be a table")
-    providers_raw = raw.get("providers", [])
+    top = _Table(raw, "the config file", noun="section")
+    server = _table(top.get("server", {}), "[server]")
+    providers_raw = top.get("providers", [])
     if not isinstance(providers_raw, list) or not all(isinstance(p, dict) for p in providers_raw):
         raise ConfigError("providers must be an array of tables ([[providers]])")
-    providers = tuple(_provider(p, i) for i, p in enumerate(providers_raw))
+    tables = [_Table(p, f"providers[{i}]") for i, p in enumerate(providers_raw)]
+    providers = tuple(_provider(t, i) for i, t in enumerate(tables))
     configured = bool(providers)
-    if not providers and _typed(server, "embedded_default", bool, "server", True):
+    # Every key is read whether or not it is used, so none is taken for a typo.
+    embedded = _typed(server, "embedded_default", bool, "server", True)
+    file_host = _typed(server, "host", str, "server", "127.0.0.1")
+    file_port = _typed(server, "port", int, "server", DEFAULT_PORT)
+    file_data = _typed(server, "data_dir", str, "server", None)
+    if not providers and embedded:
         providers = (LlamaCppConfig(model=os.environ.get("AUXOT_MODEL"), binary=os.environ.get("AUXOT_LLAMA_SERVER"),
                                     api_key=os.environ.get("AUXOT_LLAMA_API_KEY")),)
-    data = Path(data_dir) if data_dir else (Path(server["data_dir"]) if "data_dir" in server else user_data_dir())
-    return Config(
+    data = Path(data_dir) if data_dir else (Path(file_data) if file_data else user_data_dir())
+    scheduler_table = _table(top.get("scheduler", {}), "[scheduler]")
+    workers_table = _table(top.get("workers", {}), "[workers]")
+    config = Config(
         data_dir=data.expanduser(),
-        host=host or _typed(server, "host", str, "server", "127.0.0.1"),
-        port=port if port is not None else _typed(server, "port", int, "server", DEFAULT_PORT),
+        host=host or file_host,
+        port=port if port is not None else file_port,
         max_body_bytes=_typed(server, "max_body_bytes", int, "server", 16 * 1024 * 1024),
         graceful_timeout=_typed(server, "graceful_timeout", float, "server", 10.0),
         send_timeout=_positive(_typed(server, "send_timeout", float, "server", 30.0), "server.send_timeout"),
@@ -395,9 +449,15 @@ def load(
         configured=configured,
         tls_cert=_typed(server, "tls_cert", str, "server", None),
         tls_key=_typed(server, "tls_key", str, "server", None),
-        scheduler=_scheduler(raw.get("scheduler", {})),
-        workers=_workers(raw.get("workers", {})),
+        scheduler=_scheduler(scheduler_table),
+        workers=_workers(workers_table),
     )
+    for table in (top, server, scheduler_table, workers_table, *tables):
+        try:
+            table.refuse_unknown()
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc}" if config_file else str(exc)) from None
+    return config
 
 
 def _workers(table: Any) -> WorkersConfig:

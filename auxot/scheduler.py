@@ -39,7 +39,14 @@ import trio
 from . import capabilities, ir, routing
 from .accounting import RequestRecord
 from .config import SchedulerConfig
-from .errors import AuxotError, InvalidRequest, ProviderError, ProviderUnavailable, RateLimited, UpstreamError
+from .errors import (
+    AuxotError,
+    InvalidRequest,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    UpstreamError,
+)
 from .providers import outcome
 from .seats import Provider, Seat, Waiter
 
@@ -216,7 +223,9 @@ class Scheduler:
         now = trio.current_time()
         back = 0.0
         if seats and not any(s.healthy(now) for s in seats):
-            returns = [s.unhealthy_until - now for s in seats if s.sitting_out(now)]
+            # A ready provider sitting out is back when its back-off ends; one that is
+            # starting, gone or stopped gives no date.
+            returns = [s.unhealthy_until - now for s in seats if s.provider.state == "ready" and s.sitting_out(now)]
             back = min(returns) if returns else UNKNOWN_RETRY_AFTER
         times = [s.service_ewma for s in seats if s.service_ewma]
         per_request = sum(times) / len(times) if times else 0.0

@@ -13,6 +13,7 @@ and every llama-server child is terminated and reaped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -25,11 +26,11 @@ from hypercorn.config import Config as HypercornConfig
 
 from . import gpu, provision
 from .app import App
-from .config import CliAgentConfig, CloudConfig, Config, ConfigError
+from .config import CliAgentConfig, CloudConfig, Config, ConfigError, LlamaCppConfig
 from .http_server import Connections, serve_http
 from .providers.cli_agent import CliAgentProvider
 from .providers.cloud import CloudProvider
-from .providers.llamacpp import LlamaCppProvider
+from .providers.llamacpp import LlamaCppProvider, share_of_cores
 from .scheduler import Provider, Scheduler
 from .store import Store
 
@@ -39,6 +40,9 @@ log = logging.getLogger("auxot.server")
 def build_providers(config: Config) -> list[Provider]:
     providers: list[Provider] = []
     accelerator = None
+    # Several local llama-servers share the cores: each takes every core by default, and
+    # their spinning threads starve one another (measured in the README).
+    share = share_of_cores(sum(isinstance(pc, LlamaCppConfig) for pc in config.providers))
     for pc in config.providers:
         if isinstance(pc, CloudConfig):
             providers.append(CloudProvider(pc, lambda: "call_" + secrets.token_hex(12)))
@@ -51,9 +55,18 @@ def build_providers(config: Config) -> list[Provider]:
         if binary is None or model is None:
             missing = "llama-server" if binary is None else "model"
             raise ConfigError(f"provider {pc.name!r}: no {missing} found; run `python -m auxot install` or configure its path")
+        # Checked before "ready": a missing file would otherwise be a restart loop whose 503s never name it.
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise ConfigError(f"provider {pc.name!r}: llama-server {binary} is not an executable file")
+        if not (model.is_file() and os.access(model, os.R_OK)):
+            raise ConfigError(f"provider {pc.name!r}: model {model} is not a readable file")
+        if pc.mmproj and not Path(pc.mmproj).is_file():
+            raise ConfigError(f"provider {pc.name!r}: mmproj {pc.mmproj} is not a file")
         if accelerator is None:
             accelerator = gpu.detect()
             log.info("accelerator: %s %s", accelerator.kind, accelerator.note or ", ".join(d.name for d in accelerator.devices))
+        if pc.threads is None and share is not None:
+            pc = dataclasses.replace(pc, threads=share)
         providers.append(LlamaCppProvider(
             pc, binary, model, lambda: "call_" + secrets.token_hex(12), config.data_dir / "run", accelerator=accelerator))
     return providers

@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import secrets
+import shlex
 import signal
 import socket
 import ssl
@@ -41,7 +42,14 @@ from .codecs import worker_wire as wire
 from .config import DEFAULT_MODEL_ALIAS, LlamaCppConfig, user_data_dir
 from .errors import ConnectError, WebSocketClosed, WebSocketRejected
 from .http import websocket
-from .providers.llamacpp import LlamaCppProvider
+from .http.network import open_stream
+from .instance_lock import InstanceLock, InstanceRunning
+from .providers.llamacpp import (
+    LlamaCppProvider,
+    llama_servers_on_host,
+    sets_threads,
+    share_of_cores,
+)
 from .worker_session import STATE_POLL, Session
 
 log = logging.getLogger("auxot.worker")
@@ -54,6 +62,36 @@ REFUSED_EXIT = 3  # the exit status when the router refuses the key
 
 class WorkerRefused(Exception):
     """The router will not take this worker (bad or revoked key): do not retry."""
+
+
+class CannotReach(Exception):
+    """Retrying cannot help: the router's TLS certificate does not verify, or the
+    URL's scheme does not match what the port speaks.  Said after a few
+    attempts (a router mid-restart fails once or twice, never three times so)."""
+
+
+HOPELESS_AFTER = 3  # attempts failing the same hopeless way before the worker gives up
+CANNOT_REACH_EXIT = 4  # the exit status when the router cannot be reached the way it was asked
+
+
+async def _hopeless(url: str, exc: ConnectError, tls: ssl.SSLContext | None) -> str | None:
+    """Why this failure will not go away by retrying, or None."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "the router's TLS certificate does not verify: give --ca-bundle the CA that signed it"
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return "the router does not speak TLS on this port: use ws:// instead of wss://"
+    if tls is None and "closed the connection during the WebSocket handshake" in text:
+        parts = urlsplit(url)
+        probe = ssl.create_default_context()
+        probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE  # only: does it speak TLS at all?
+        try:
+            stream = await open_stream(parts.hostname or "", parts.port or 80, tls=probe, connect_timeout=5)
+        except ConnectError:
+            return None
+        await trio.aclose_forcefully(stream)
+        return "the router speaks TLS on this port: use wss:// instead of ws://"
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,6 +165,7 @@ class Drain:
 async def link(options: WorkerOptions, provider: LlamaCppProvider, accel: gpu.Accelerator, drain: Drain) -> None:
     """Connect, serve, and reconnect with backoff — until the key is refused."""
     backoff = Backoff()
+    hopeless = 0  # consecutive attempts that failed in a way retrying cannot mend
     instance = secrets.token_hex(8)  # this process: the router replaces our stale connection, not suffix our name
     tls = ssl.create_default_context(cafile=options.ca_bundle) if options.router_url.startswith("wss:") else None
     headers = [("Authorization", f"Bearer {options.key}"), ("User-Agent", f"auxot-worker ({options.name})")]
@@ -140,7 +179,12 @@ async def link(options: WorkerOptions, provider: LlamaCppProvider, accel: gpu.Ac
             why = str(exc)
         except ConnectError as exc:
             why = str(exc)
+            verdict = await _hopeless(options.router_url, exc, tls)
+            hopeless = hopeless + 1 if verdict else 0
+            if verdict and hopeless >= HOPELESS_AFTER:
+                raise CannotReach(f"cannot reach the router at {options.router_url}: {verdict} ({why})") from None
         else:
+            hopeless = 0
             try:
                 slots, ctx_size, facts = await _facts(provider, accel)
                 session = Session(ws, provider, name=options.name, instance=instance, slots=slots, ctx_size=ctx_size,
@@ -155,7 +199,8 @@ async def link(options: WorkerOptions, provider: LlamaCppProvider, accel: gpu.Ac
                 ended = exc
             finally:
                 drain.session = None
-                await ws.aclose(1000, "worker stopping")
+                # A going-away close says "drained" to the router, which tells it from a crash (1006).
+                await ws.aclose(*((wire.CLOSE_GOING_AWAY, "drained") if drain.requested else (1000, "worker stopping")))
             if ended.code == wire.CLOSE_POLICY:
                 raise WorkerRefused(f"the router closed the connection: {ended.reason}")
             why = f"connection ended ({ended.code}): {ended.reason}"
@@ -179,7 +224,7 @@ async def run(options: WorkerOptions, binary: Path, model: Path, accel: gpu.Acce
     way llama-server is stopped and reaped."""
     provider = LlamaCppProvider(options.llama, binary, model, lambda: "call_" + secrets.token_hex(12), options.data_dir / "run",
                                 accelerator=accel)
-    refused: WorkerRefused | None = None
+    refused: WorkerRefused | CannotReach | None = None
     drain = Drain(options.drain_timeout)
     async with trio.open_nursery() as nursery:
 
@@ -202,7 +247,7 @@ async def run(options: WorkerOptions, binary: Path, model: Path, accel: gpu.Acce
         await nursery.start(provider.run)  # its first attempt settled (ready, or failed and retrying)
         try:
             await link(options, provider, accel, drain)
-        except WorkerRefused as exc:  # raised out of the nursery, it would come wrapped in a group
+        except (WorkerRefused, CannotReach) as exc:  # raised out of the nursery, it would come wrapped in a group
             refused = exc
         nursery.cancel_scope.cancel()
     if refused is not None:
@@ -227,12 +272,22 @@ def main(args: Any) -> int:
         return 2
     binary, model = provision.install(args.llama_server, args.model)
     accel = gpu.detect()  # llama-server gets --n-gpu-layers from it, as under serve
-    extra = list(args.llama_arg or [])
+    # "--threads 1" as one argument works as written, as do "--threads" "1" given apart.
+    extra = [part for arg in args.llama_arg or () for part in shlex.split(arg)]
+    # Beside other llama-servers on this host, a share of the cores (their threads spin and starve each other).
+    threads = None if sets_threads(tuple(extra)) else share_of_cores(llama_servers_on_host() + 1)
     alias = args.alias or (DEFAULT_MODEL_ALIAS if args.model is None else Path(args.model).stem)
     llama = LlamaCppConfig(name="worker", model=str(model), binary=str(binary), alias=alias, aliases=tuple(args.model_alias or ()),
                            parallel=args.parallel, ctx_size=args.ctx_size, extra_args=tuple(extra),
-                           default_max_tokens=args.default_max_tokens, api_key=os.environ.get("AUXOT_LLAMA_API_KEY"))
+                           default_max_tokens=args.default_max_tokens, api_key=os.environ.get("AUXOT_LLAMA_API_KEY"),
+                           threads=threads)
     data_dir = Path(args.data_dir) if args.data_dir else user_data_dir() / "worker" / name
+    lock = InstanceLock(data_dir, f"auxot worker {name}")
+    try:
+        lock.acquire()
+    except InstanceRunning as exc:
+        print(f"auxot worker: {exc}", flush=True)
+        return 2
     options = WorkerOptions(args.router_url, key, name, llama, data_dir, args.ca_bundle, args.drain_timeout)
     print(f"auxot worker {name}: {accel.kind} ({', '.join(d.name for d in accel.devices) or 'no GPU'}); "
           f"llama-server {binary}, model {model.name}", flush=True)
@@ -241,4 +296,7 @@ def main(args: Any) -> int:
     except WorkerRefused as exc:
         print(f"auxot worker: {exc}", flush=True)
         return REFUSED_EXIT
+    except CannotReach as exc:
+        print(f"auxot worker: {exc}", flush=True)
+        return CANNOT_REACH_EXIT
     return 0

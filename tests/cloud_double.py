@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import trio
-
 from loopback_server import chunks_of
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -3,15 +3,14 @@ IR round trips, and fuzzing."""
 
 from __future__ import annotations
 
-
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from test_openai_codec import json_values
 
 from auxot import ir
 from auxot.codecs import anthropic, anthropic_stream, openai_chat
 from auxot.errors import AuxotError, InvalidRequest
-
-from test_openai_codec import json_values
 
 
 def claude_code_body() -> dict:

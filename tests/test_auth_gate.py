@@ -18,8 +18,8 @@ import trio
 import trio.testing
 
 from auxot.app import App
-from auxot.scheduler import Scheduler
 from auxot.config import Config
+from auxot.scheduler import Scheduler
 from auxot.store import Store
 
 CHAT = "/api/openai/chat/completions"

@@ -10,13 +10,13 @@ from typing import AsyncIterator
 
 import pytest
 import trio
+from loopback_server import LoopbackServer
+from router_process import group_members
 
 from auxot import ir
 from auxot.config import CliAgentConfig
 from auxot.errors import ProviderTimeout, ProviderUnavailable, UpstreamError
 from auxot.providers.cli_agent import CliAgentProvider
-from loopback_server import LoopbackServer
-from router_process import group_members
 
 DOUBLE = str(Path(__file__).parent / "cursor_agent_double.py")
 REQUEST = ir.Request(model="auto", messages=(ir.Message(ir.Role.USER, (ir.Text("hi"),)),), stream=True)

@@ -13,14 +13,14 @@ import anthropic
 import openai
 import pytest
 import trio
+from certs import make_pki
+from cloud_double import API_KEY, CloudDouble, counted, header
+from loopback_server import LoopbackServer
 
 from auxot.config import CloudConfig, Config
 from auxot.providers.cloud import CloudProvider
 from auxot.server import serve
 from auxot.store import Store
-from certs import make_pki
-from cloud_double import API_KEY, CloudDouble, counted, header
-from loopback_server import LoopbackServer
 
 CLAUDE = "claude-haiku-4-5"
 GPT = "gpt-4o"

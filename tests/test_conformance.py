@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import LLAMA_KEY
+from router_process import RouterProcess
+
 from conformance import checks
 from conformance.__main__ import Runner
 from conformance.cases import load
 from conformance.curl import parse, path_of
-from conftest import LLAMA_KEY
-from router_process import RouterProcess
+
 
 def test_every_spec_case_parses_with_its_source() -> None:
     cases = load()

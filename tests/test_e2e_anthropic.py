@@ -8,7 +8,6 @@ import urllib.request
 import anthropic
 import pytest
 import trio
-
 from router_process import RouterProcess
 
 MODEL = "SmolLM2-135M-Instruct"

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from npm_cli import npm_cli
 from router_process import RouterProcess
 

@@ -19,7 +19,6 @@ from typing import Iterator
 import anthropic
 import openai
 import pytest
-
 from npm_cli import npm_cli
 from recording_proxy import RecordingProxy
 from router_process import RouterProcess, group_members, start_router

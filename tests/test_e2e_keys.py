@@ -24,10 +24,10 @@ import httpx2
 import openai
 import pytest
 import trio
-
-from auxot.store import Store
 from router_process import RouterProcess
 from ws_client import WSClient
+
+from auxot.store import Store
 
 MODEL = "SmolLM2-135M-Instruct"
 _addresses = itertools.count(2)

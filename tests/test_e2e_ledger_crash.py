@@ -19,8 +19,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from auxot.store import Store
 from router_process import pid_alive, start_router
+
+from auxot.store import Store
 
 CLIENTS = 4
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-
 from router_process import pid_alive, start_router
 
 NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2 end tokens: generation runs to max_tokens
@@ -114,3 +115,33 @@ def test_a_killed_llama_server_is_restarted_and_serves_again(tmp_path: Path) -> 
         assert json.loads(resp.read())["choices"][0]["message"]["content"] is not None
     assert router.stop() == 0
     assert not pid_alive(provider["pid"])
+
+
+def serve_once(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "auxot", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_second_router_on_the_same_data_dir_exits_at_once_and_touches_nothing(tmp_path: Path) -> None:
+    first = start_router(tmp_path)
+    (llama,) = first.llama_pids()
+    run_dir = sorted((p.name, p.read_bytes()) for p in (tmp_path / "run").iterdir())
+    began = time.monotonic()
+    second = serve_once("--data-dir", str(tmp_path))
+    assert second.returncode == 2 and time.monotonic() - began < 10
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"auxot serve (pid {first.process.pid} on {first.base_url}) is already running" in lines[0]
+    assert pid_alive(llama) and first.llama_pids() == [llama]  # its llama-server was not taken for a leftover
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "run").iterdir()) == run_dir
+    req = urllib.request.Request(first.base_url + "/v1/models", headers={"Authorization": f"Bearer {first.key}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    assert first.stop() == 0
+
+
+def test_a_model_file_that_does_not_exist_is_refused_before_ready(tmp_path: Path) -> None:
+    config = tmp_path / "auxot.toml"
+    config.write_text(f'[[providers]]\nkind = "llamacpp"\nname = "big"\nmodel = "{tmp_path}/qwen-72b.gguf"\n')
+    done = serve_once("--data-dir", str(tmp_path / "data"), "--config", str(config))
+    assert done.returncode == 2 and "ready in" not in done.stdout
+    assert done.stderr.strip() == f"auxot: provider 'big': model {tmp_path}/qwen-72b.gguf is not a readable file"

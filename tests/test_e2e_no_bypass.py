@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from router_process import RouterProcess
 
 from auxot import ir, provision
 from auxot.config import LlamaCppConfig
 from auxot.endpoints.health import PUBLIC_PROVIDER_FIELDS
 from auxot.providers.llamacpp import LlamaCppProvider
-from router_process import RouterProcess
 
 
 def test_health_without_a_key_shows_state_and_slots_only(router: RouterProcess) -> None:

@@ -10,7 +10,6 @@ import urllib.request
 import openai
 import pytest
 import trio
-
 from conftest import LLAMA_KEY
 from router_process import RouterProcess
 

@@ -12,13 +12,13 @@ import anthropic
 import openai
 import pytest
 import trio
+from router_process import RouterProcess
 
 from auxot import capabilities, ir, provision
 from auxot.config import LlamaCppConfig
 from auxot.errors import RequestRejected
 from auxot.providers.llamacpp import LlamaCppProvider
 from auxot.scheduler import Scheduler
-from router_process import RouterProcess
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 

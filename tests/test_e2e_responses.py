@@ -9,7 +9,6 @@ import urllib.request
 
 import openai
 import pytest
-
 from router_process import RouterProcess
 
 MODEL = "SmolLM2-135M-Instruct"

@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
-
 from router_process import RouterProcess
 from ws_client import Rejected, WSClient
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from router_process import RouterProcess, pid_alive, start_router
 
 NEVER_STOP = {"0": -100, "2": -100}  # SmolLM2's end tokens: generation runs to max_tokens

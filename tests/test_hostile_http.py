@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 import trio
+from cloud_double import API_KEY, CloudDouble
+from loopback_server import LoopbackServer
 
 from auxot.config import CloudConfig, Config
 from auxot.providers.cloud import CloudProvider
 from auxot.scheduler import Scheduler
 from auxot.server import serve
 from auxot.store import Store
-from cloud_double import API_KEY, CloudDouble
-from loopback_server import LoopbackServer
 
 MODEL = "claude-test"
 

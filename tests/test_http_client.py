@@ -4,10 +4,10 @@ from typing import AsyncIterator
 
 import pytest
 import trio
+from loopback_server import LoopbackServer, chunks_of
 
 from auxot.errors import ConnectError, HTTPClientError, ReadTimeout
 from auxot.http import Pool, Timeouts
-from loopback_server import LoopbackServer, chunks_of
 
 
 async def start(nursery: trio.Nursery, handler) -> LoopbackServer:  # type: ignore[no-untyped-def]

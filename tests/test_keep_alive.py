@@ -14,14 +14,14 @@ from pathlib import Path
 import anthropic
 import openai
 import trio
+from certs import make_pki
+from cloud_double import API_KEY, CloudDouble
+from loopback_server import LoopbackServer
 
 from auxot.config import CloudConfig, Config
 from auxot.providers.cloud import CloudProvider
 from auxot.server import serve
 from auxot.store import Store
-from certs import make_pki
-from cloud_double import API_KEY, CloudDouble
-from loopback_server import LoopbackServer
 
 GRACE = 30.0  # what a stop would wait on a connection that hypercorn does not close
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from auxot import ir, ledger_table, timespec
 from auxot.auth import permitted_model

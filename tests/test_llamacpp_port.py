@@ -5,8 +5,8 @@ the other process answering the health probe is not taken for our child."""
 
 from __future__ import annotations
 
-import secrets
 import http.server
+import secrets
 import threading
 from pathlib import Path
 

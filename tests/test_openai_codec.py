@@ -4,13 +4,14 @@ never an escaping exception)."""
 
 from __future__ import annotations
 
-
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from auxot import ir
 from auxot.codecs import openai_chat, openai_chat_stream
 from auxot.errors import AuxotError, InvalidRequest
+
 
 def full_request() -> dict:
     return {

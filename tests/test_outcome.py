@@ -10,7 +10,14 @@ import json
 import pytest
 
 from auxot import capabilities, ir
-from auxot.errors import CannotServe, ErrorKind, ProviderError, ProviderTimeout, RequestRejected, UpstreamError
+from auxot.errors import (
+    CannotServe,
+    ErrorKind,
+    ProviderError,
+    ProviderTimeout,
+    RequestRejected,
+    UpstreamError,
+)
 from auxot.providers import outcome
 
 

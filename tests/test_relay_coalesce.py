@@ -12,7 +12,12 @@ import trio.testing
 
 from auxot import ir
 from auxot.accounting import RequestRecord
-from auxot.endpoints.relay import DIRECT_CHUNKS, FAST_CHUNKS_PER_S, _stream, _write_coalesced
+from auxot.endpoints.relay import (
+    DIRECT_CHUNKS,
+    FAST_CHUNKS_PER_S,
+    _stream,
+    _write_coalesced,
+)
 from auxot.errors import ProviderError
 
 

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import example, given, settings
+from test_openai_codec import json_values
 
 from auxot import ir
 from auxot.codecs import responses
 from auxot.errors import AuxotError, InvalidRequest
-
-from test_openai_codec import json_values
 
 
 def test_items_decode_into_the_ir() -> None:

@@ -17,7 +17,14 @@ import trio.testing
 from auxot import ir, routing
 from auxot.accounting import RequestRecord
 from auxot.config import SchedulerConfig
-from auxot.errors import InvalidRequest, NotFound, ProviderUnavailable, RateLimited, RequestRejected, UpstreamError
+from auxot.errors import (
+    InvalidRequest,
+    NotFound,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    UpstreamError,
+)
 from auxot.scheduler import Scheduler
 
 

@@ -88,3 +88,74 @@ def test_detect_on_this_machine_agrees_with_nvidia_smi() -> None:
         listed = gpu.parse_nvidia_smi(done.stdout) if done.returncode == 0 else ()
     assert found.kind == ("cuda" if listed else "cpu") and found.devices == listed
     assert found.as_dict()["kind"] == found.kind
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[providers]]\nkind = "llamacpp"\nmodle = "/m.gguf"\n', "providers[0]: unknown key 'modle'; did you mean 'model'?"),
+    ("[schedular]\nqueue_size = 3\n", "unknown section 'schedular'; did you mean 'scheduler'?"),
+    ("[workers]\nheartbeat_intervall = 3\n", "[workers]: unknown key 'heartbeat_intervall'; did you mean 'heartbeat_interval'?"),
+    ('[[providers]]\nkind = "openai"\nmodels = ["m"]\nparallel = 2\n', "providers[0]: unknown key 'parallel'"),
+    ("[server]\nprot = 1\n", "[server]: unknown key 'prot'; did you mean 'port'?"),
+])
+def test_unknown_keys_and_sections_are_refused_naming_the_closest(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, text))
+    assert message in str(caught.value) and str(caught.value).startswith(str(tmp_path))
+
+
+def test_every_documented_key_is_known(tmp_path: Path) -> None:
+    """The keys the config module's own documentation shows are all accepted."""
+    load(write(tmp_path, """
+[server]
+host = "127.0.0.1"
+port = 8420
+max_body_bytes = 1000
+graceful_timeout = 1.0
+send_timeout = 5.0
+body_timeout = 5.0
+embedded_default = true
+data_dir = "/tmp/x"
+[workers]
+heartbeat_interval = 5.0
+heartbeat_timeout = 15.0
+window = 64
+linger = 300.0
+[scheduler]
+queue_size = 1
+queue_timeout = 1.0
+max_attempts = 1
+failure_backoff = 1.0
+failure_backoff_cap = 2.0
+[[providers]]
+kind = "llamacpp"
+name = "local"
+model = "/m.gguf"
+binary = "/b"
+alias = "a"
+aliases = ["b"]
+parallel = 1
+ctx_size = 1024
+extra_args = []
+default_max_tokens = 5
+tier = "gpu"
+order = 0
+lazy = false
+idle_ttl = 0
+gpu_layers = "auto"
+mmproj = "/p.gguf"
+threads = 1
+api_key = "k"
+[[providers]]
+kind = "anthropic"
+name = "c"
+models = ["m"]
+api_key = "k"
+images = true
+context = 200000
+anthropic_version = "2023-06-01"
+"""), port=None)
+
+
+def test_alias_defaults_to_the_configured_model_file_s_name(tmp_path: Path) -> None:
+    config = load(write(tmp_path, '[[providers]]\nkind = "llamacpp"\nmodel = "/models/qwen2.5-7b-instruct-q4_k_m.gguf"\n'))
+    assert config.providers[0].alias == "qwen2.5-7b-instruct-q4_k_m"  # type: ignore[union-attr]

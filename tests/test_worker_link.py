@@ -20,13 +20,18 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from auxot import ir, provision
 from auxot.app import App
-from auxot.scheduler import Scheduler
 from auxot.codecs import worker_wire as wire
 from auxot.config import Config, LlamaCppConfig, WorkersConfig
-from auxot.errors import ProviderError, ProviderUnavailable, UpstreamError, WebSocketClosed
+from auxot.errors import (
+    ProviderError,
+    ProviderUnavailable,
+    UpstreamError,
+    WebSocketClosed,
+)
 from auxot.http import websocket
 from auxot.providers.llamacpp import LlamaCppProvider
 from auxot.providers.worker import WorkerProvider
+from auxot.scheduler import Scheduler
 from auxot.store import Store
 from auxot.worker_session import Session
 

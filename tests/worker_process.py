@@ -19,6 +19,7 @@ from pathlib import Path
 from router_process import RouterProcess, pid_alive, start_router
 
 REFUSED = 3  # the worker's exit status when the router refuses its key
+CANNOT_REACH_EXIT = 4  # ... when the router cannot be reached as asked (TLS does not verify, ws:// vs wss://)
 
 # Heartbeats quick enough that a lost worker is noticed within seconds, slow
 # enough that two llama-servers saturating a loaded 2-core machine cannot starve a
@@ -117,13 +118,14 @@ class WorkerProcess:
         return int(found[-1].group(2)), int(found[-1].group(1))
 
     def kill(self) -> None:
-        """SIGKILL, as a crash: the worker cannot stop its llama-server, so the
-        test does (the next worker start on this data dir would, too)."""
+        """SIGKILL, as a crash: the worker cannot stop its llama-server; the
+        kernel does (a parent-death signal), within a moment."""
         pid, _ = self.llama()
         self.process.kill()
         self.process.wait(10)
-        if pid_alive(pid):
+        if not wait_until(lambda: not pid_alive(pid), timeout=5):
             os.kill(pid, signal.SIGKILL)
+            raise AssertionError("llama-server outlived its SIGKILLed worker")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -137,9 +139,9 @@ WORKER_LLAMA_KEY = "worker-llama-" + secrets.token_urlsafe(12)
 
 
 def start_worker(router: RouterProcess, key: str, directory: Path, name: str, *extra: str, wait: bool = True,
-                 timeout: float = 120) -> WorkerProcess:
+                 timeout: float = 120, url: str | None = None) -> WorkerProcess:
     process = subprocess.Popen(
-        [sys.executable, "-m", "auxot", "worker", "--router-url", ws_url(router), "--name", name,
+        [sys.executable, "-m", "auxot", "worker", "--router-url", url or ws_url(router), "--name", name,
          "--data-dir", str(directory / name), "--parallel", "2", "--default-max-tokens", "200", "--drain-timeout", "1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1", AUXOT_WORKER_KEY=key, AUXOT_LLAMA_API_KEY=WORKER_LLAMA_KEY),

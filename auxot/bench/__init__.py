@@ -31,7 +31,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from . import client, load, model, nonstream, pace, procs, profile, relay, report, streams, tools
+from . import (
+    client,
+    load,
+    model,
+    nonstream,
+    pace,
+    procs,
+    profile,
+    relay,
+    report,
+    streams,
+    tools,
+)
 from .nginx import Nginx
 
 SCENARIOS = ("nonstream", "relay", "streams", "pace", "tokens", "start", "client", "profile")

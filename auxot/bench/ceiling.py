@@ -24,9 +24,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from . import fixtures
 from ..asgi import SSE_HEADERS, Receive, Scope, Send
 from ..http import Pool
+from . import fixtures
 
 BODY = fixtures.CHAT_JSON.encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]

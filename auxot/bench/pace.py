@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import trio
 
-from . import fixtures
 from ..http import Pool, Timeouts
+from . import fixtures
 from .procs import cpu_seconds
 
 

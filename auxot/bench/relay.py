@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import trio
 
-from . import fixtures
 from ..http import Pool, Timeouts
+from . import fixtures
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import trio
 
-from . import fixtures
 from ..http import Pool, Timeouts
+from . import fixtures
 from .procs import rss_kb
 
 

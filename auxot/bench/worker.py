@@ -44,8 +44,8 @@ from typing import Any
 import trio
 
 from .. import sse
-from .model import PROMPT, Run, one_run
 from ..http import Pool, Timeouts
+from .model import PROMPT, Run, one_run
 
 
 class Proc:

@@ -13,7 +13,13 @@ from typing import Any
 
 from .. import ir
 from ..errors import ErrorKind
-from .anthropic import decode_stop_reason, decode_usage, encode_usage, error_fields, stop_reason_name
+from .anthropic import (
+    decode_stop_reason,
+    decode_usage,
+    encode_usage,
+    error_fields,
+    stop_reason_name,
+)
 
 
 class StreamDecoder:

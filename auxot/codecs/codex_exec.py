@@ -26,7 +26,16 @@ from typing import Any, Mapping
 from .. import ir
 from ..errors import ErrorKind
 from . import transcript
-from .cli import Invocation, Options, RunPaths, exit_error, member, parse_line, status_kind, toml_value
+from .cli import (
+    Invocation,
+    Options,
+    RunPaths,
+    exit_error,
+    member,
+    parse_line,
+    status_kind,
+    toml_value,
+)
 
 # Everything Codex would offer the model besides text, and its background traffic.
 NO_TOOLS_FEATURES = (

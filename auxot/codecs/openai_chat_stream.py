@@ -12,7 +12,13 @@ from typing import Any, Callable
 
 from .. import ir
 from ..errors import ErrorKind
-from .openai_chat import FINISH_TO_STOP, STOP_TO_FINISH, decode_usage, encode_usage, error_fields
+from .openai_chat import (
+    FINISH_TO_STOP,
+    STOP_TO_FINISH,
+    decode_usage,
+    encode_usage,
+    error_fields,
+)
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -22,7 +22,12 @@ from typing import Any, Callable
 from .. import ir
 from ..errors import InvalidRequest
 from . import check
-from .openai_chat import decode_function, decode_json_schema, error_body, image_from_url  # OpenAI's error envelope
+from .openai_chat import (  # OpenAI's error envelope
+    decode_function,
+    decode_json_schema,
+    error_body,
+    image_from_url,
+)
 
 __all__ = ["decode_request", "encode_response", "StreamEncoder", "error_body", "conversation_items"]
 

@@ -13,8 +13,8 @@ trust a worker's JSON any more than a client's.
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 

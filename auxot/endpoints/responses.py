@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 from contextlib import aclosing
-
 from typing import TYPE_CHECKING, AsyncIterator
 
-from .. import ir
+from .. import ir, usage
 from ..accounting import RequestRecord
-from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import responses
 from ..errors import AuxotError, InvalidRequest, ProviderError

@@ -214,7 +214,12 @@ async def _read(receive: Receive, conn: _Connection, provider: WorkerProvider) -
         # No deadline of its own: the heartbeat task ends this wait if the worker falls silent.
         message = await receive()
         if message["type"] == "websocket.disconnect":
-            conn.end(None, f"the connection closed (code {message.get('code')})")
+            # A draining worker says "stopping" in its pings, then leaves with a going-away
+            # close; hypercorn's ASGI reports every peer close as 1000 or 1006, so the
+            # state it last reported is what tells a drain from a crash.
+            drained = provider.worker_state == "stopping" or message.get("code") == wire.CLOSE_GOING_AWAY
+            conn.end(None, "drained: the worker finished its jobs and left" if drained
+                     else f"lost: the connection closed (code {message.get('code')})")
             return
         conn.last_seen = trio.current_time()
         try:

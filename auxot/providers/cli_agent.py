@@ -45,7 +45,14 @@ from ..capabilities import Capabilities
 from ..codecs import claude_code, codex_exec, cursor_agent
 from ..codecs.cli import Invocation, Options, RunPaths, StreamDecoder
 from ..config import CliAgentConfig
-from ..errors import CannotServe, ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable, UpstreamError
+from ..errors import (
+    CannotServe,
+    ErrorKind,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    UpstreamError,
+)
 
 log = logging.getLogger("auxot.cli_agent")
 

@@ -24,7 +24,13 @@ from .. import ir
 from ..capabilities import Capabilities
 from ..codecs import anthropic, openai_chat
 from ..config import CloudConfig
-from ..errors import AuxotError, HTTPClientError, ProviderError, ProviderUnavailable, UpstreamError
+from ..errors import (
+    AuxotError,
+    HTTPClientError,
+    ProviderError,
+    ProviderUnavailable,
+    UpstreamError,
+)
 from ..http import Pool, Timeouts
 from . import outcome
 from .exchange import stream_exchange

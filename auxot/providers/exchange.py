@@ -10,7 +10,15 @@ from typing import AsyncIterator, Callable
 
 from .. import ir
 from ..codecs.upstream import UpstreamStream
-from ..errors import ConnectError, ErrorKind, HTTPClientError, ProviderTimeout, ProviderUnavailable, ReadTimeout, UpstreamError
+from ..errors import (
+    ConnectError,
+    ErrorKind,
+    HTTPClientError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ReadTimeout,
+    UpstreamError,
+)
 from ..http import Pool
 from . import outcome
 

@@ -37,11 +37,11 @@ from .. import gpu, ir
 from ..capabilities import Capabilities
 from ..child import Child
 from ..codecs import openai_chat
-from . import outcome
-from .exchange import stream_exchange
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
+from . import outcome
+from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.llamacpp")
 
@@ -68,6 +68,38 @@ def capabilities_from_props(props: dict[str, object], config: LlamaCppConfig) ->
         tools=tools if isinstance(tools, bool) else None,
         context=context if isinstance(context, int) and context > 0 else None,
     )
+
+
+THREAD_FLAGS = ("--threads", "-t")
+
+
+def sets_threads(extra_args: tuple[str, ...]) -> bool:
+    return any(a in THREAD_FLAGS or a.startswith(tuple(f + "=" for f in THREAD_FLAGS)) for a in extra_args)
+
+
+def thread_args(threads: int | None, extra_args: tuple[str, ...]) -> list[str]:
+    """``--threads`` unless the operator passed it in ``extra_args``."""
+    return [] if threads is None or sets_threads(extra_args) else ["--threads", str(threads)]
+
+
+def llama_servers_on_host() -> int:
+    """How many llama-server processes this host runs now (any owner's).  Each
+    takes every core by default, and two that do starve each other (their
+    threads spin): a new one is given its share instead."""
+    count = 0
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+            except OSError:
+                continue
+            count += os.path.basename(argv0).startswith(b"llama-server")
+    return count
+
+
+def share_of_cores(servers: int) -> int | None:
+    """Threads for one of ``servers`` llama-servers on this host (None: alone, its own default)."""
+    return max(1, (os.cpu_count() or 1) // servers) if servers > 1 else None
 
 
 def free_port() -> int:
@@ -141,7 +173,8 @@ class LlamaCppProvider:
             str(self.binary), "-m", str(self.model_path), "--host", "127.0.0.1", "--port", str(port),
             "--jinja", "--alias", c.alias, "--parallel", str(c.parallel), "--ctx-size", str(c.ctx_size),
             *(["--mmproj", c.mmproj] if c.mmproj else []),
-            *gpu.gpu_layer_args(self.accelerator, c.gpu_layers, c.extra_args), *c.extra_args,
+            *gpu.gpu_layer_args(self.accelerator, c.gpu_layers, c.extra_args), *thread_args(c.threads, c.extra_args),
+            *c.extra_args,
         ]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -333,11 +366,17 @@ class LlamaCppProvider:
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
             "restarts": self.restarts, "pid": self.pid, "port": self.port if self.state == "ready" else None,
             "accelerator": self.accelerator.as_dict(), "model_file": self.model_path.name,
+            "problem": None if self.state == "ready" else self.why_unavailable(),
         }
 
     def why_unavailable(self) -> str:
+        """Why it cannot serve, naming the cause: while it starts for the first
+        time there is none yet; once it has exited, its last words say it."""
         detail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
-        hint = f" (last log line: {detail[:200]})" if detail and self.state != "starting" else ""
+        hint = ""
+        if detail and (self.state != "starting" or self.restarts):
+            again = f"; restarted {self.restarts} times" if self.restarts else ""
+            hint = f" ({self.model_path.name}{again}; last log line: {detail[:200]})"
         return f"llama-server provider {self.name!r} is {self.state}, not ready to serve{hint}"
 
     def _unavailable(self) -> ProviderUnavailable:

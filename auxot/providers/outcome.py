@@ -30,7 +30,14 @@ import json
 import re
 from typing import Any
 
-from ..errors import AuxotError, CannotServe, ErrorKind, ProviderTimeout, RequestRejected, UpstreamError
+from ..errors import (
+    AuxotError,
+    CannotServe,
+    ErrorKind,
+    ProviderTimeout,
+    RequestRejected,
+    UpstreamError,
+)
 
 # Error types upstreams use for a request they cannot take (llama-server,
 # OpenAI, Anthropic): whatever the status, it is the request's fault.

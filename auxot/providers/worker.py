@@ -31,7 +31,13 @@ from .. import ir
 from ..capabilities import Capabilities
 from ..codecs import worker_wire as wire
 from ..config import WorkersConfig
-from ..errors import AuxotError, ErrorKind, ProviderError, ProviderTimeout, ProviderUnavailable
+from ..errors import (
+    AuxotError,
+    ErrorKind,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from ..flow import FlowError, ReceiveWindow
 from . import outcome
 
@@ -71,6 +77,15 @@ class _Job:
         else:
             self.window.received()
         self.send.send_nowait(item)
+
+
+# A lost worker redials within seconds (its back-off starts at one); a draining one
+# is gone until restarted.  Either way the client is told to come back, not never.
+RETRY_AFTER = 5.0
+
+
+def _unavailable(message: str) -> ProviderUnavailable:
+    return ProviderUnavailable(message, retry_after=RETRY_AFTER)
 
 
 def _capabilities(facts: dict[str, Any]) -> Capabilities:
@@ -170,7 +185,7 @@ class WorkerProvider:
 
     async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
         if self.state != "ready":
-            raise ProviderUnavailable(self.why_unavailable())
+            raise _unavailable(self.why_unavailable())
         job_id = f"j{next(self._ids)}"
         job = _Job(self.settings.window)
         self._jobs[job_id] = job
@@ -201,7 +216,7 @@ class WorkerProvider:
                     if started:
                         yield ir.StreamError(ErrorKind.UNAVAILABLE, f"{message}; the answer was cut short")
                         return
-                    raise ProviderUnavailable(message)
+                    raise _unavailable(message)
                 started = True
                 credit = job.window.consumed()
                 if credit:
@@ -219,7 +234,7 @@ class WorkerProvider:
         """Exact prompt tokens, counted by the worker's llama-server (its chat
         template and tokenizer), for a worker that announced "count_tokens"."""
         if self.state != "ready":
-            raise ProviderUnavailable(self.why_unavailable())
+            raise _unavailable(self.why_unavailable())
         if "count_tokens" not in self.features:
             raise ProviderError(f"worker {self.name!r} (auxot {self.version}) cannot count tokens; a newer worker can")
         job_id = f"c{next(self._ids)}"
@@ -235,7 +250,7 @@ class WorkerProvider:
         if isinstance(answer, _Failed):
             raise answer.error
         if isinstance(answer, _Lost):
-            raise ProviderUnavailable(f"worker {self.name!r} was lost: {answer.reason}")
+            raise _unavailable(f"worker {self.name!r} was lost: {answer.reason}")
         return int(answer)
 
     # --- fed by the connection ----------------------------------------------
