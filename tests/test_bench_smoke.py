@@ -44,3 +44,22 @@ def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
     for side in ("ceiling", "auxot"):  # the paced stream: every chunk arrived (its CPU is too small to check here)
         assert got["pace"][side]["chunks"] >= 20 and got["pace"][side]["errors"] == 0
     assert got["pace"]["bare trio wake"] > 0
+
+
+def test_hostile_bench_runs_every_scenario_and_meets_its_bars(tmp_path: Path) -> None:
+    """Tiny sizes; the bench's own verdicts (exit status 0) are the bars of the
+    hardening issue: no answer >= 500 and no hang under fuzzing, image requests
+    all 400 while text requests all succeed, a stalled reader's slot free within
+    send_timeout + 2 s, a ledger row for every answer under poisoned traffic."""
+    out = tmp_path / "hostile.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "auxot", "bench", "hostile", "--fuzz", "60", "--seconds", "2", "--send-timeout", "2",
+         "--requests", "60", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["fuzz"]["requests"] == 60 * 5 and got["fuzz"]["server_errors"] == 0 and got["fuzz"]["hangs"] == 0
+    assert got["image"]["with image requests"]["image_requests"] > 0
+    assert got["stall"]["ledger_outcome"] == ["stalled"]
+    assert got["ledger"]["answers"] == got["ledger"]["ledger_rows"] == 60

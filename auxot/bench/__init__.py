@@ -12,6 +12,11 @@ Scenarios (default: nonstream relay streams tokens):
 ``start``      warm start of ``serve``;  ``client``  the HTTP client's own cost
 ``profile``    py-spy samples auxot under load (:mod:`.profile`; needs py-spy)
 
+With processes and options of their own: ``cli`` (the CLI tier), ``worker``
+(remote workers), ``faults`` (llama-server children killed under load) and
+``hostile`` (fuzzed and hostile traffic, stalled readers, poisoned ledger rows:
+:mod:`.hostile`).
+
 Every server is its own process: nginx (the upstream, :mod:`.nginx`), the
 ceiling app and the floor (:mod:`.ceiling`), ``auxot serve`` (:mod:`.procs`).  Load comes from
 wrk, else hey, else an in-process trio client (:mod:`.load`); the header says
@@ -102,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import worker
 
         return worker.main(argv[1:])
+    if argv and argv[0] == "hostile":  # malformed and hostile traffic, stalled readers, poisoned ledger rows
+        from . import hostile
+
+        return hostile.main(argv[1:])
     if argv and argv[0] == "faults":
         from .. import faults
 

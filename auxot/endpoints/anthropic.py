@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import anthropic, anthropic_stream
-from ..errors import AuxotError, ProviderError
+from ..errors import AuxotError, CannotServe
 from .relay import relay, send_error
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ async def count_tokens(app: App, scope: Scope, receive: Receive, send: Send) -> 
         usage.served_by(scope, provider.name, provider.served_model(request.model))
         counter = getattr(provider, "count_tokens", None)
         if counter is None:
-            raise ProviderError(f"provider {provider.name!r} cannot count tokens")
+            raise CannotServe(f"provider {provider.name!r} cannot count tokens")
         tokens = await counter(request)
     except AuxotError as err:
         await send_error(send, err, anthropic.error_body)

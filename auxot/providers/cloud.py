@@ -26,8 +26,8 @@ from ..codecs import anthropic, openai_chat
 from ..config import CloudConfig
 from ..errors import (
     AuxotError,
+    CannotServe,
     HTTPClientError,
-    ProviderError,
     ProviderUnavailable,
     UpstreamError,
 )
@@ -139,8 +139,8 @@ class CloudProvider:
         if self.state != "ready":
             raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         if self.config.dialect != "anthropic":
-            raise ProviderError(f"provider {self.name!r} cannot count tokens: its upstream ({self.config.dialect}) has no "
-                                "token-counting endpoint")
+            raise CannotServe(f"provider {self.name!r} cannot count tokens: its upstream ({self.config.dialect}) has no "
+                              "token-counting endpoint")
         full = anthropic.encode_request(req, self.served_model(req.model))
         body = {k: v for k, v in full.items() if k in _COUNT_TOKENS_FIELDS}
         headers = [("Content-Type", "application/json"), *self._auth_headers()]

@@ -33,8 +33,8 @@ from ..codecs import worker_wire as wire
 from ..config import WorkersConfig
 from ..errors import (
     AuxotError,
+    CannotServe,
     ErrorKind,
-    ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -236,7 +236,7 @@ class WorkerProvider:
         if self.state != "ready":
             raise _unavailable(self.why_unavailable())
         if "count_tokens" not in self.features:
-            raise ProviderError(f"worker {self.name!r} (auxot {self.version}) cannot count tokens; a newer worker can")
+            raise CannotServe(f"worker {self.name!r} (auxot {self.version}) cannot count tokens; a newer worker can")
         job_id = f"c{next(self._ids)}"
         self._counts[job_id], answers = trio.open_memory_channel[Any](1)
         try:
