@@ -29,7 +29,9 @@ import trio
 PR_SET_PDEATHSIG = 1
 
 
-def _pdeathsig() -> Any:
+def parent_death_signal(sig: int) -> Any:
+    """A ``preexec_fn`` that has the child sent ``sig`` when the forking thread
+    ends (None where the platform cannot)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -38,13 +40,13 @@ def _pdeathsig() -> Any:
         return None
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
-    def die_with_parent() -> None:  # runs in the child between fork and exec: no allocation, no imports
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    def on_parent_death() -> None:  # runs in the child between fork and exec: no allocation, no imports
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
-    return die_with_parent
+    return on_parent_death
 
 
-_DIE_WITH_PARENT = _pdeathsig()
+_DIE_WITH_PARENT = parent_death_signal(signal.SIGKILL)
 
 
 class Child:

@@ -71,6 +71,15 @@ def two_llamas(tmp_path: Path) -> Iterator[RouterProcess]:
     assert not any(pid_alive(pid) for pid in seen), "a llama-server outlived the router"
 
 
+def test_two_local_llama_servers_share_the_cores(two_llamas: RouterProcess) -> None:
+    """Each would take every core by default, and their spinning threads starve
+    each other: each gets its share instead."""
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for p in two_llamas.health()["providers"]:
+        argv = Path(f"/proc/{p['pid']}/cmdline").read_bytes().decode().split("\0")
+        assert argv[argv.index("--threads") + 1] == share
+
+
 def test_sigkill_between_requests_is_invisible_to_clients(two_llamas: RouterProcess) -> None:
     router = two_llamas
     victim = provider(router, "local-a")["pid"]

@@ -21,6 +21,7 @@ class Table:
         self.gate = threading.Event()
         self.gate.set()
         self.fail_next = False
+        self.poison: int | None = None  # a row no write that holds it can commit
 
     def write_many(self, rows: list[int]) -> None:
         self.gate.wait(10)
@@ -28,6 +29,8 @@ class Table:
         if self.fail_next:
             self.fail_next = False
             raise OSError("disk full")
+        if self.poison in rows:
+            raise ValueError("cannot bind this row")
         self.committed.extend(rows)
 
 
@@ -69,21 +72,13 @@ async def test_a_failed_write_reaches_the_writers_of_that_batch_only() -> None:
     table.gate.clear()
     ledger = GroupCommit(table.write_many)
     outcomes: dict[int, str] = {}
-
-    async def writer(n: int) -> None:
-        try:
-            await ledger.write(n)
-            outcomes[n] = "ok"
-        except OSError as exc:
-            outcomes[n] = str(exc)
-
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer, 0)
+            nursery.start_soon(note, ledger, 0, outcomes)
             await trio.testing.wait_all_tasks_blocked()
             table.fail_next = True
             for n in (1, 2):
-                nursery.start_soon(writer, n)
+                nursery.start_soon(note, ledger, n, outcomes)
             await trio.testing.wait_all_tasks_blocked()
             table.gate.set()
     # Row 0's batch failed; rows 1 and 2 shared the next one and were committed.
@@ -98,50 +93,30 @@ async def test_a_row_that_cannot_be_written_costs_no_other_row_its_commit() -> N
     would): the batch it shared is written again row by row, so the others in
     it are committed and only its own writer sees the error."""
     table = Table()
-    poison = -1
-
-    def write_many(rows: list[int]) -> None:
-        table.calls.append(list(rows))
-        if poison in rows:
-            raise ValueError("cannot bind this row")
-        table.committed.extend(rows)
-
-    blocked = threading.Event()
-
-    def slow_first(rows: list[int]) -> None:  # holds the first batch so the rest pile up behind it
-        blocked.wait(10)
-        write_many(rows)
-
-    first = [True]
-
-    def write(rows: list[int]) -> None:
-        if first:
-            first.clear()
-            slow_first(rows)
-        else:
-            write_many(rows)
-
-    ledger = GroupCommit(write)
+    table.poison = -1
+    table.gate.clear()  # the first batch is slow, so the rest pile up behind it
+    ledger = GroupCommit(table.write_many)
     outcomes: dict[int, str] = {}
-
-    async def writer(n: int) -> None:
-        try:
-            await ledger.write(n)
-            outcomes[n] = "ok"
-        except ValueError as exc:
-            outcomes[n] = str(exc)
-
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer, 0)
+            nursery.start_soon(note, ledger, 0, outcomes)
             await trio.testing.wait_all_tasks_blocked()
-            for n in (1, poison, 2, 3):
-                nursery.start_soon(writer, n)
+            for n in (1, table.poison, 2, 3):
+                nursery.start_soon(note, ledger, n, outcomes)
             await trio.testing.wait_all_tasks_blocked()
-            blocked.set()
-    assert outcomes == {0: "ok", 1: "ok", 2: "ok", 3: "ok", poison: "cannot bind this row"}, table.calls
+            table.gate.set()
+    assert outcomes == {0: "ok", 1: "ok", 2: "ok", 3: "ok", -1: "cannot bind this row"}, table.calls
     assert sorted(table.committed) == [0, 1, 2, 3]
     assert len(table.calls[1]) == 4  # the four shared one batch before it was split
+
+
+async def note(ledger: GroupCommit[int], n: int, outcomes: dict[int, str]) -> None:
+    """Write row ``n``; note "ok" or the error's words."""
+    try:
+        await ledger.write(n)
+        outcomes[n] = "ok"
+    except (OSError, ValueError) as exc:
+        outcomes[n] = str(exc)
 
 
 async def open_the_gate_once_all_are_blocked(table: Table) -> None:

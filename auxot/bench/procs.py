@@ -13,18 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..child import parent_death_signal
+
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 
 
-def die_with_parent() -> None:
-    """Popen preexec_fn: the child gets SIGTERM if the harness dies first (Linux
-    PR_SET_PDEATHSIG), so an interrupted run leaves no nginx or server behind."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+# Popen preexec_fn: the child gets SIGTERM if the harness dies first, so an interrupted
+# run leaves no nginx or server behind (the harness forks from its main thread).
+die_with_parent = parent_death_signal(signal.SIGTERM)
 
 
 @dataclass
