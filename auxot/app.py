@@ -33,11 +33,14 @@ log = logging.getLogger("auxot.app")
 
 Endpoint = Callable[["App", Scope, Receive, Send], Awaitable[None]]
 
-CHAT_PATHS = ("/api/openai/chat/completions", "/api/openai/v1/chat/completions", "/v1/chat/completions", "/api/chat/completions")
-MODELS_PATHS = ("/api/openai/models", "/api/openai/v1/models", "/v1/models", "/api/models")
+# The root paths (/chat/completions, /models, /responses, /v1/messages) are what
+# llama-server, vLLM and SGLang serve: clients and suites pointed at "a server" use them.
+CHAT_PATHS = ("/api/openai/chat/completions", "/api/openai/v1/chat/completions", "/v1/chat/completions", "/api/chat/completions",
+              "/chat/completions")
+MODELS_PATHS = ("/api/openai/models", "/api/openai/v1/models", "/v1/models", "/api/models", "/models")
 
 ANTHROPIC_PREFIXES = ("", "/v1", "/v1/v1")
-RESPONSES_PATHS = ("/v1/responses", "/api/openai/responses", "/api/openai/v1/responses")
+RESPONSES_PATHS = ("/v1/responses", "/api/openai/responses", "/api/openai/v1/responses", "/responses")
 WORKERS_PATH = "/ws"  # remote GPU workers dial in here (python -m auxot worker)
 
 ROUTES: dict[str, dict[str, Endpoint]] = {
@@ -48,9 +51,11 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     **{f"/api/anthropic{v}/messages": {"POST": anthropic.messages} for v in ANTHROPIC_PREFIXES},
     **{f"/api/anthropic{v}/messages/count_tokens": {"POST": anthropic.count_tokens} for v in ANTHROPIC_PREFIXES},
     **{f"/api/anthropic{v}/models": {"GET": anthropic.models} for v in ANTHROPIC_PREFIXES},
+    "/v1/messages": {"POST": anthropic.messages},
+    "/v1/messages/count_tokens": {"POST": anthropic.count_tokens},
     **{f"/api/anthropic{v}": {"HEAD": anthropic.probe, "GET": anthropic.probe} for v in ("", "/", "/v1", "/v1/")},
     **{path: {"POST": responses.create} for path in RESPONSES_PATHS},
-    **{f"{prefix}/responses/compact": {"POST": responses.compact} for prefix in ("/v1", "/api/openai", "/api/openai/v1")},
+    **{f"{prefix}/responses/compact": {"POST": responses.compact} for prefix in ("", "/v1", "/api/openai", "/api/openai/v1")},
     "/health": {"GET": health.health},
     "/vhealth": {"GET": health.vhealth},
     "/metrics": {"GET": health.metrics},
@@ -69,7 +74,7 @@ METERED: dict[Endpoint, str] = {
 
 def error_body_for(path: str):  # type: ignore[no-untyped-def]
     """Errors outside an endpoint (no route, wrong method) in the dialect the path implies."""
-    return anthropic_codec.error_body if path.startswith("/api/anthropic") else openai_chat.error_body
+    return anthropic_codec.error_body if path.startswith(("/api/anthropic", "/v1/messages")) else openai_chat.error_body
 
 
 class App:

@@ -88,14 +88,19 @@ def _keys(args: argparse.Namespace) -> int:
             return _create_key(store, args)
         if args.keys_command == "list":
             now = time.time()
-            print(f"{'ID':<18} {'KIND':<7} {'NAME':<24} {'TEAM':<12} {'CREATED':<16} {'EXPIRES':<16} {'MODELS':<24} {'RPM':>6} {'TPM':>8} STATUS")
+            rows = []
             for r in [*store.list_keys(), *store.list_worker_keys()]:
                 status = "revoked" if r.revoked_at else "expired" if r.expires_at is not None and r.expires_at <= now else "active"
                 if r.rotated_at and status == "active":
                     status = f"active (rotated {timespec.describe(r.rotated_at)})"
-                print(f"{r.id:<18} {r.prefix:<7} {r.name[:24]:<24} {(r.team or '-')[:12]:<12} {timespec.describe(r.created_at):<16} "
-                      f"{timespec.describe(r.expires_at):<16} {(','.join(r.models) or 'all')[:24]:<24} "
-                      f"{r.rpm or '-':>6} {r.tpm or '-':>8} {status}")
+                rows.append((r.id, r.prefix, r.name, r.team or "-", timespec.describe(r.created_at), timespec.describe(r.expires_at),
+                             ",".join(r.models) or "all", str(r.rpm or "-"), str(r.tpm or "-"), status))
+            header = ("ID", "KIND", "NAME", "TEAM", "CREATED", "EXPIRES", "MODELS", "RPM", "TPM", "STATUS")
+            # Columns as wide as their widest cell: nothing is cut short (a name is how an operator finds a key).
+            widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+            for row in (header, *rows):
+                cells = [cell.rjust(w) if i in (7, 8) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+                print(" ".join(cells).rstrip())
         elif args.keys_command == "revoke":
             revoke = store.revoke_worker_key if args.id.startswith("wkey_") else store.revoke_key
             if not revoke(args.id):

@@ -22,7 +22,7 @@ frozen dataclasses, then passed explicitly.  No globals.
     model = "/path/to/model.gguf" # default: SmolLM2-135M-Instruct, provisioned
     binary = "/path/to/llama-server"  # default: on PATH, else built and cached
     alias = "SmolLM2-135M-Instruct"   # the model id clients see
-    aliases = ["gpt-4o-mini"]     # other model ids this provider answers to
+    aliases = ["gpt-4o-mini", "claude-*"]  # other model ids this provider answers to (globs too)
     parallel = 2                  # llama-server --parallel: concurrent slots
     ctx_size = 8192
     extra_args = ["--threads", "2"]
@@ -32,6 +32,9 @@ frozen dataclasses, then passed explicitly.  No globals.
     lazy = false                  # start on the first request instead of at serve
     idle_ttl = 0                  # seconds without requests before it is stopped (0: never)
     gpu_layers = "auto"           # --n-gpu-layers: "auto" = all when nvidia-smi finds a GPU, else 0
+
+    [routing]
+    unknown_model = "404"         # a model id no provider lists: "404" (Model not found), or "auto"
 
     [scheduler]
     queue_size = 256              # requests that may wait for a slot
@@ -58,6 +61,7 @@ frozen dataclasses, then passed explicitly.  No globals.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import tomllib
@@ -173,6 +177,7 @@ class SchedulerConfig:
     max_attempts: int = 3  # providers tried per request before the last error is the answer
     failure_backoff: float = 1.0  # first sit-out after a failure; doubles per consecutive failure
     failure_backoff_cap: float = 60.0
+    unknown_model: str = "404"  # [routing]: a model id no provider lists is "404", or served as "auto"
 
 
 @dataclass(frozen=True)
@@ -437,6 +442,7 @@ def load(
     data = Path(data_dir) if data_dir else (Path(file_data) if file_data else user_data_dir())
     scheduler_table = _table(top.get("scheduler", {}), "[scheduler]")
     workers_table = _table(top.get("workers", {}), "[workers]")
+    routing_table = _table(top.get("routing", {}), "[routing]")
     config = Config(
         data_dir=data.expanduser(),
         host=host or file_host,
@@ -449,15 +455,22 @@ def load(
         configured=configured,
         tls_cert=_typed(server, "tls_cert", str, "server", None),
         tls_key=_typed(server, "tls_key", str, "server", None),
-        scheduler=_scheduler(scheduler_table),
+        scheduler=dataclasses.replace(_scheduler(scheduler_table), unknown_model=_unknown_model(routing_table)),
         workers=_workers(workers_table),
     )
-    for table in (top, server, scheduler_table, workers_table, *tables):
+    for table in (top, server, scheduler_table, workers_table, routing_table, *tables):
         try:
             table.refuse_unknown()
         except ConfigError as exc:
             raise ConfigError(f"{config_file}: {exc}" if config_file else str(exc)) from None
     return config
+
+
+def _unknown_model(table: dict[str, Any]) -> str:
+    value = _typed(table, "unknown_model", str, "routing", "404")
+    if value not in ("404", "auto"):
+        raise ConfigError(f'routing.unknown_model must be "404" or "auto"; got {value!r}')
+    return str(value)
 
 
 def _workers(table: Any) -> WorkersConfig:

@@ -18,6 +18,7 @@ provider processes; everything it decides, it decides through these.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from fnmatch import fnmatchcase
 from typing import Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 
 from .errors import NotFound, ProviderUnavailable
@@ -37,10 +38,33 @@ def rank(provider: Routable, index: int) -> tuple[int, int, int]:
     return (TIER_ORDER.get(provider.tier, len(TIER_ORDER)), int(getattr(provider, "order", 0)), index)
 
 
-def candidates(model: str, providers: Sequence[R]) -> list[R]:
+GLOB = frozenset("*?[")
+
+
+def is_pattern(model_id: str) -> bool:
+    """An alias such as ``claude-*``: matched, never listed as a model."""
+    return not GLOB.isdisjoint(model_id)
+
+
+def serves(provider: Routable, model: str) -> bool:
+    """Whether ``provider`` lists ``model``: by name, or by a glob alias
+    (``aliases = ["claude-*"]``: the ids clients bring, Claude Code's among them)."""
+    return model in provider.models or any(is_pattern(m) and fnmatchcase(model, m) for m in provider.models)
+
+
+def listed(provider: Routable) -> list[str]:
+    """The model ids ``provider`` shows in a models list (its patterns are not ids)."""
+    return [m for m in provider.models if not is_pattern(m)]
+
+
+def candidates(model: str, providers: Sequence[R], *, unknown_model: str = "404") -> list[R]:
     """The providers that may serve ``model``, best first.  ``auto`` may go to
-    any of them; a concrete id only to those that list it (name or alias)."""
-    found = [(rank(p, i), p) for i, p in enumerate(providers) if model == "auto" or model in p.models]
+    any of them; a concrete id only to those that list it (name, alias or glob
+    alias).  A model nobody lists is 404 "Model not found", or served as
+    ``auto`` where the operator chose so (``[routing] unknown_model = "auto"``)."""
+    found = [(rank(p, i), p) for i, p in enumerate(providers) if model == "auto" or serves(p, model)]
+    if not found and model != "auto" and unknown_model == "auto":
+        return candidates("auto", providers)
     if not found and model == "auto":  # e.g. a router serving only workers, none connected yet
         raise ProviderUnavailable("no provider is configured or connected to serve 'auto'")
     if not found:

@@ -192,7 +192,7 @@ class Scheduler:
     def choose(self, model: str) -> Provider:
         """For work that takes no slot (counting tokens): the first healthy
         candidate, else the first candidate (which answers with its reason)."""
-        seats = routing.candidates(model, self.seats)
+        seats = routing.candidates(model, self.seats, unknown_model=self.config.unknown_model)
         now = trio.current_time()
         return next((s for s in seats if s.healthy(now)), seats[0]).provider
 
@@ -312,7 +312,7 @@ class Scheduler:
         still invisible — the answer is collected here and, if the provider
         breaks off, asked of the next one."""
         record = record if record is not None else RequestRecord("")
-        seats = await self._able(request, routing.candidates(request.model, self.seats))
+        seats = await self._able(request, routing.candidates(request.model, self.seats, unknown_model=self.config.unknown_model))
         deadline = trio.current_time() + self.config.queue_timeout
         tried: list[Seat] = []
         last_error: AuxotError | None = None

@@ -123,7 +123,7 @@ def test_response_round_trip_and_broken_tool_json_is_kept() -> None:
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field required"),
         ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "You must specify a model to call"),
         ({"model": "m", "max_tokens": 5, "messages": []}, "Messages array cannot be empty"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role must be 'user' or 'assistant'"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role must be 'user', 'assistant' or 'system'"),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}, "not supported in a user message"),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "sometimes"}}, "thinking.type must be"),
         ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens must be an integer ≥ 1"),
@@ -162,3 +162,20 @@ def test_fuzzed_messages(body: dict) -> None:
         anthropic.decode_request(body)
     except AuxotError as err:
         assert err.status == 400
+
+
+def test_mid_conversation_system_turns_are_carried_in_place() -> None:
+    """Claude Code sends {"role": "system"} entries among its messages."""
+    req = anthropic.decode_request({"model": "m", "max_tokens": 5, "system": "lead", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "a reminder"}]},
+        {"role": "assistant", "content": "hello"},
+        {"role": "system", "content": "another"},
+        {"role": "user", "content": "go on"},
+    ]})
+    assert [m.role for m in req.messages] == [ir.Role.USER, ir.Role.SYSTEM, ir.Role.ASSISTANT, ir.Role.SYSTEM, ir.Role.USER]
+    assert req.messages[1].content == (ir.Text("a reminder"),)
+    chat = openai_chat.encode_request(req, "m")["messages"]
+    assert [m["role"] for m in chat] == ["system", "user", "system", "assistant", "system", "user"]
+    upstream = anthropic.encode_request(req, "m")
+    assert upstream["system"] == "lead\n\na reminder\n\nanother" and [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]

@@ -445,3 +445,15 @@ async def test_closing_answers_the_queue_at_once_and_lets_the_served_finish(auto
     refused = [(t - began, e) for t, e in outcomes if isinstance(e, ProviderUnavailable)]
     assert len(refused) == 2 and all(t == 1 and e.retry_after == 10 and e.status == 503 for t, e in refused)
     assert [(t - began, e) for t, e in outcomes if e == "only"] == [(10, "only")]
+
+
+def test_glob_aliases_and_unknown_models() -> None:
+    local = ScriptedProvider("local", "gpu", models=("smol", "claude-*", "gpt-4o*"))
+    cloud = ScriptedProvider("cloud", "cloud", models=("gpt-4o",))
+    providers = [cloud, local]
+    assert routing.candidates("claude-opus-4-1", providers) == [local]
+    assert routing.candidates("gpt-4o", providers) == [local, cloud]
+    assert routing.listed(local) == ["smol"]
+    with pytest.raises(NotFound, match="Model not found: default"):
+        routing.candidates("default", providers)
+    assert routing.candidates("default", providers, unknown_model="auto") == [local, cloud]

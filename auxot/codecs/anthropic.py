@@ -106,17 +106,17 @@ def decode_request(body: Any) -> ir.Request:
     )
 
 
-def _decode_system(raw: Any) -> list[ir.Text]:
+def _decode_system(raw: Any, path: str = "system") -> list[ir.Text]:
     if raw is None:
         return []
     if isinstance(raw, str):
         return [ir.Text(raw)] if raw else []
     out = []
-    for j, block in enumerate(check.array(raw, "system")):
-        block = check.obj(block, f"system[{j}]")
+    for j, block in enumerate(check.array(raw, path)):
+        block = check.obj(block, f"{path}[{j}]")
         if block.get("type") != "text":
-            raise InvalidRequest(f"system[{j}].type must be 'text'; got {block.get('type')!r}", param=f"system[{j}].type")
-        out.append(ir.Text(check.string(block.get("text"), f"system[{j}].text", required=True)))
+            raise InvalidRequest(f"{path}[{j}].type must be 'text'; got {block.get('type')!r}", param=f"{path}[{j}].type")
+        out.append(ir.Text(check.string(block.get("text"), f"{path}[{j}].text", required=True)))
     return out
 
 
@@ -125,8 +125,13 @@ def _decode_message(raw: Any, path: str) -> list[ir.Message]:
     IR TOOL message ahead of the rest of the user's turn (mapping §tool-results)."""
     raw = check.obj(raw, path)
     role = raw.get("role")
+    if role == "system":
+        # Claude Code's mid-conversation system turns (a beta of its own): carried in
+        # place (mapping §system), text only.
+        texts = _decode_system(raw.get("content"), f"{path}.content")
+        return [ir.Message(ir.Role.SYSTEM, tuple(texts))] if texts else []
     if role not in ("user", "assistant"):
-        raise InvalidRequest(f"{path}.role must be 'user' or 'assistant'; got {role!r}", param=f"{path}.role")
+        raise InvalidRequest(f"{path}.role must be 'user', 'assistant' or 'system'; got {role!r}", param=f"{path}.role")
     content = raw.get("content")
     if isinstance(content, str):
         blocks: list[Any] = [{"type": "text", "text": content}] if content else []

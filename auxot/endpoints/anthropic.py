@@ -5,13 +5,14 @@ and ``HEAD /api/anthropic`` (Claude Code probes it).  Auth by ``x-api-key`` or
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import anthropic, anthropic_stream
 from ..errors import AuxotError, CannotServe
-from .relay import relay, send_error
+from .relay import relay, send_error, served_models
 
 if TYPE_CHECKING:
     from ..app import App
@@ -63,17 +64,14 @@ async def count_tokens(app: App, scope: Scope, receive: Receive, send: Send) -> 
 
 async def models(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        await app.authenticate(scope, x_api_key=True)
+        key = await app.authenticate(scope, x_api_key=True)
     except AuxotError as err:
         await send_error(send, err, anthropic.error_body)
         return
-    import time
-
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(app.started_at))
     data = [{"type": "model", "id": "auto", "display_name": "auto (router's choice)", "created_at": created}]
-    for provider in app.providers:
-        for model in provider.models:
-            data.append({"type": "model", "id": model, "display_name": f"{model} ({provider.name})", "created_at": created})
+    for provider, model in served_models(app.providers, key.models):
+        data.append({"type": "model", "id": model, "display_name": f"{model} ({provider.name})", "created_at": created})
     await send_json(send, 200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
 
 

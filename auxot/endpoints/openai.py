@@ -8,7 +8,7 @@ from .. import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import openai_chat, openai_chat_stream
 from ..errors import AuxotError
-from .relay import relay, send_error
+from .relay import relay, send_error, served_models
 
 if TYPE_CHECKING:
     from ..app import App
@@ -42,13 +42,12 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
 
 async def models(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        await app.authenticate(scope)
+        key = await app.authenticate(scope)
     except AuxotError as err:
         await send_error(send, err, openai_chat.error_body)
         return
     created = int(app.started_at)
     data = [{"id": "auto", "object": "model", "created": created, "owned_by": "auxot"}]
-    for provider in app.providers:
-        for model in provider.models:
-            data.append({"id": model, "object": "model", "created": created, "owned_by": f"auxot:{provider.name}"})
+    for provider, model in served_models(app.providers, key.models):
+        data.append({"id": model, "object": "model", "created": created, "owned_by": f"auxot:{provider.name}"})
     await send_json(send, 200, {"object": "list", "data": data})

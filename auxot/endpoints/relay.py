@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 import trio
 
-from .. import ir, usage
+from .. import ir, routing, usage
 from ..accounting import RequestRecord
 from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
 from ..errors import AuxotError, ErrorKind, ProviderError
@@ -55,6 +55,12 @@ def served_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
     if record.attempts > 1:
         headers.append((b"x-auxot-attempts", str(record.attempts).encode()))
     return headers
+
+
+def served_models(providers: Iterable[Any], allowed: tuple[str, ...]) -> list[tuple[Any, str]]:
+    """(provider, model id) for a models list: ids, not glob aliases, and only
+    those the key may use (``allowed``; empty: all)."""
+    return [(p, m) for p in providers for m in routing.listed(p) if not allowed or m in allowed]
 
 
 async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record: RequestRecord | None = None) -> None:

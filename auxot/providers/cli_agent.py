@@ -40,7 +40,7 @@ from typing import AsyncIterator, Callable
 
 import trio
 
-from .. import ir
+from .. import ir, routing
 from ..capabilities import Capabilities
 from ..codecs import claude_code, codex_exec, cursor_agent
 from ..codecs.cli import Invocation, Options, RunPaths, StreamDecoder
@@ -151,7 +151,7 @@ class CliAgentProvider:
         log.info("%s: %s %s ready (%s)", self.name, self.kind, self.binary, self.version)
 
     def served_model(self, requested: str) -> str:
-        return requested if requested in self.models else self.models[0]
+        return requested if requested in self.models else routing.listed(self)[0]
 
     def health(self) -> dict[str, object]:
         now = self._clock()

@@ -20,7 +20,7 @@ from typing import AsyncIterator, Callable
 
 import trio
 
-from .. import ir
+from .. import ir, routing
 from ..capabilities import Capabilities
 from ..codecs import anthropic, openai_chat
 from ..config import CloudConfig
@@ -66,7 +66,8 @@ class CloudProvider:
         return f"{self.name}: the upstream"
 
     def served_model(self, requested: str) -> str:
-        return requested if requested in self.models or not self.models else self.models[0]
+        served = routing.listed(self)
+        return requested if routing.serves(self, requested) and not routing.is_pattern(requested) or not served else served[0]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Owns the connection pool until cancelled; discovers models first if asked."""
