@@ -173,6 +173,7 @@ class Response:
     stop_reason: StopReason | None
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
+    fingerprint: str | None = None
 
 
 # --- stream events ---------------------------------------------------------
@@ -182,6 +183,7 @@ class Response:
 class MessageStart:
     model: str
     usage: Usage = field(default_factory=Usage)  # input tokens when known up front
+    fingerprint: str | None = None  # the upstream's build (OpenAI system_fingerprint; llama-server's build)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ class Fold:
     def __init__(self, response_id: str) -> None:
         self.id = response_id
         self.model = ""
+        self.fingerprint: str | None = None
         self.usage = Usage()
         self.blocks: dict[int, list[Any]] = {}
         self.stop: MessageStop | None = None
@@ -269,9 +272,10 @@ class Fold:
 
     def feed(self, event: Event) -> None:
         match event:
-            case MessageStart(model=model, usage=usage):
+            case MessageStart(model=model, usage=usage, fingerprint=fingerprint):
                 self.model = model
                 self.usage = usage
+                self.fingerprint = fingerprint
             case TextStart(index=i):
                 self.blocks[i] = ["text", []]
             case ThinkingStart(index=i):
@@ -303,7 +307,7 @@ class Fold:
                 content.append(ToolCall(block[2], block[3], joined or "{}"))
         stop = self.stop or MessageStop(None)
         usage = merge_usage(self.usage, stop.usage)
-        return Response(self.id, self.model, tuple(content), stop.stop_reason, stop.stop_sequence, usage)
+        return Response(self.id, self.model, tuple(content), stop.stop_reason, stop.stop_sequence, usage, self.fingerprint)
 
 
 def merge_usage(first: Usage, later: Usage) -> Usage:

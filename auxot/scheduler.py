@@ -29,6 +29,7 @@ processes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from contextlib import aclosing
@@ -342,7 +343,7 @@ class Scheduler:
                         record.model_served = provider.served_model(request.model)
                         if buffered and record.first_byte_at is None:
                             record.first_byte_at = trio.current_time()
-                        head: list[ir.Event] = [ir.MessageStart(record.model_served, first.usage)
+                        head: list[ir.Event] = [dataclasses.replace(first, model=record.model_served)
                                                 if isinstance(first, ir.MessageStart) else ir.MessageStart(record.model_served)]
                         if not isinstance(first, ir.MessageStart):
                             head.append(first)

@@ -46,3 +46,13 @@ def test_models_lists_only_what_the_key_may_use_and_keys_list_cuts_nothing(route
     assert name in auxot_cli(router, "list")
     limited.close()
     everyone.close()
+
+
+def test_system_fingerprint_is_llama_server_s_build(router: RouterProcess) -> None:
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=router.key, max_retries=0, timeout=60)
+    answer = client.chat.completions.create(model="auto", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
+    assert answer.system_fingerprint and answer.system_fingerprint.startswith("b11434")
+    chunks = list(client.chat.completions.create(model="auto", max_tokens=3, stream=True,
+                                                 messages=[{"role": "user", "content": "Hi"}]))
+    assert chunks and {c.system_fingerprint for c in chunks} == {answer.system_fingerprint}
+    client.close()

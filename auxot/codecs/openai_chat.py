@@ -411,7 +411,7 @@ def encode_response(resp: ir.Response, created: int) -> dict[str, Any]:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
         ]
-    return {
+    body: dict[str, Any] = {
         "id": resp.id,
         "object": "chat.completion",
         "created": created,
@@ -424,6 +424,9 @@ def encode_response(resp: ir.Response, created: int) -> dict[str, Any]:
         }],
         "usage": encode_usage(resp.usage),
     }
+    if resp.fingerprint is not None:
+        body["system_fingerprint"] = resp.fingerprint  # the upstream's, passed through (mapping §fingerprint)
+    return body
 
 
 def decode_response(body: Any) -> ir.Response:

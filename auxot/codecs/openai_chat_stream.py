@@ -62,7 +62,8 @@ class StreamDecoder:
         events: list[ir.Event] = []
         if not self._started:
             self._started = True
-            events.append(ir.MessageStart(str(chunk.get("model") or "")))
+            fingerprint = chunk.get("system_fingerprint")
+            events.append(ir.MessageStart(str(chunk.get("model") or ""), fingerprint=fingerprint if isinstance(fingerprint, str) else None))
         if usage := chunk.get("usage"):
             self._usage = decode_usage(usage)
         if not isinstance(choices, list):
@@ -145,7 +146,8 @@ class StreamEncoder:
     """IR events → Chat Completions SSE bytes (``data: {...}`` … ``data: [DONE]``)."""
 
     def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
-        self._prefix = f'{{"id":{ir.dumps(response_id)},"object":"chat.completion.chunk","created":{created},"model":{ir.dumps(model)},"choices":['
+        self._head = f'{{"id":{ir.dumps(response_id)},"object":"chat.completion.chunk","created":{created},"model":{ir.dumps(model)}'
+        self._prefix = self._head + ',"choices":['
         self._include_usage = include_usage
         self._tool_numbers: dict[int, int] = {}
         self._tools = itertools.count()
@@ -160,8 +162,10 @@ class StreamEncoder:
         match event:
             case ir.TextDelta(text=text):
                 return self._chunk(f'{{"content":{ir.dumps(text)}}}')
-            case ir.MessageStart(usage=usage):
+            case ir.MessageStart(usage=usage, fingerprint=fingerprint):
                 self._usage = usage
+                if fingerprint is not None:  # the upstream's build, in every chunk (mapping §fingerprint)
+                    self._prefix = f'{self._head},"system_fingerprint":{ir.dumps(fingerprint)},"choices":['
                 return self._chunk('{"role":"assistant","content":""}')
             case ir.ThinkingDelta(text=text):
                 return self._chunk(f'{{"reasoning_content":{ir.dumps(text)}}}') if text else b""

@@ -172,7 +172,7 @@ _PARTS: dict[str, tuple[type, dict[str, Check]]] = {
         "tool_call_id": _str, "content": _list(lambda v, w: _tagged(_PARTS, v, w, ("text", "image"))), "is_error": _bool}),
 }
 _EVENTS: dict[str, tuple[type, dict[str, Check]]] = {
-    "message_start": (ir.MessageStart, {"model": _str, "usage": _usage}),
+    "message_start": (ir.MessageStart, {"model": _str, "usage": _usage, "fingerprint": _opt(_str)}),
     "text_start": (ir.TextStart, {"index": _int}),
     "thinking_start": (ir.ThinkingStart, {"index": _int}),
     "tool_call_start": (ir.ToolCallStart, {"index": _int, "id": _str, "name": _str}),

@@ -26,6 +26,7 @@ invisibly to the client); afterwards they are an ``ir.StreamError``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -273,7 +274,7 @@ class CliAgentProvider:
                         if not started and isinstance(event, ir.StreamError):
                             raise error_for(event)
                         if isinstance(event, ir.MessageStart):
-                            event = ir.MessageStart(model, event.usage)  # the model this provider served
+                            event = dataclasses.replace(event, model=model)  # the model this provider served
                         started = True
                         yield event
                 if len(buffer) > MAX_LINE and not decoder.finished:

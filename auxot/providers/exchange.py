@@ -6,6 +6,7 @@ after it (the client already has the headers)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import AsyncIterator, Callable
 
 from .. import ir
@@ -39,7 +40,7 @@ async def stream_exchange(
             async for chunk in resp.iter_bytes():
                 for event in upstream.feed(chunk):
                     if model is not None and isinstance(event, ir.MessageStart):
-                        event = ir.MessageStart(model, event.usage)
+                        event = dataclasses.replace(event, model=model)
                     started = True
                     yield event
             # Reading to the end of the body, even after the final event, lets the
