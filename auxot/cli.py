@@ -226,7 +226,8 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--alias", default=None, help="the model id clients use (default: the model file's name)")
     worker.add_argument("--model-alias", action="append", help="another model id routed here (repeatable)")
     worker.add_argument("--parallel", type=int, default=2, help="llama-server --parallel: concurrent jobs (default 2)")
-    worker.add_argument("--ctx-size", type=int, default=8192)
+    worker.add_argument("--ctx-size", type=int, default=None,
+                        help="llama-server --ctx-size (default: 32768 per slot for the embedded model, else 8192)")
     worker.add_argument("--default-max-tokens", type=int, default=None, help="output cap when a request sets none")
     worker.add_argument("--llama-arg", action="append", help="one more llama-server argument (repeatable)")
     worker.add_argument("--data-dir", default=None, help="run state (default: DATA_DIR/worker/NAME)")

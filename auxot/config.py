@@ -24,7 +24,8 @@ frozen dataclasses, then passed explicitly.  No globals.
     alias = "SmolLM2-135M-Instruct"   # the model id clients see
     aliases = ["gpt-4o-mini", "claude-*"]  # other model ids this provider answers to (globs too)
     parallel = 2                  # llama-server --parallel: concurrent slots
-    ctx_size = 8192
+    ctx_size = 65536              # default: 32,768 per slot for the embedded model, else 8,192
+    chat_template_file = "/path/to/template.jinja"  # the embedded model's carries tools
     extra_args = ["--threads", "2"]
     default_max_tokens = 1024     # when a request sets no output limit (default: the context)
     tier = "gpu"                  # gpu | cli | cloud: where it sits in the `auto` order
@@ -95,7 +96,7 @@ class LlamaCppConfig:
     alias: str = DEFAULT_MODEL_ALIAS
     aliases: tuple[str, ...] = ()
     parallel: int = 2
-    ctx_size: int = 8192
+    ctx_size: int | None = None  # None: 32,768 per slot for the embedded model (auxot/embedded.py), else 8,192
     extra_args: tuple[str, ...] = ()
     startup_timeout: float = 120.0
     request_timeout: float = 600.0
@@ -106,6 +107,7 @@ class LlamaCppConfig:
     idle_ttl: float = 0.0
     gpu_layers: int | None = None  # None: all layers when a GPU is detected, else none
     mmproj: str | None = None  # a multimodal projector: the model then takes images (--mmproj)
+    chat_template_file: str | None = None  # a Jinja chat template (--chat-template-file); the embedded model has its own
     threads: int | None = None  # --threads; None: llama-server's default, or a share of the cores beside other llama-servers
     api_key: str | None = field(default=None, repr=False)  # llama-server's own key; default: a new secret per start
 
@@ -134,6 +136,7 @@ class CloudConfig:
     order: int = 0
     images: bool | None = None  # what the models take, where the operator knows (None: unknown, the upstream says)
     context: int | None = None  # tokens one request may use
+    llama_extensions: bool = False  # the upstream is a llama-server: pass llama.cpp's own fields to it
 
     @property
     def dialect(self) -> str:
@@ -317,6 +320,7 @@ def _cloud(table: dict[str, Any], i: int, kind: str) -> CloudConfig:
         anthropic_version=_typed(table, "anthropic_version", str, where, d.anthropic_version),
         images=_typed(table, "images", bool, where, None),
         context=_positive(_typed(table, "context", int, where, None), f"{where}.context"),
+        llama_extensions=_typed(table, "llama_extensions", bool, where, False),
         **_placement(table, where, "cloud"),
     )
 
@@ -395,7 +399,8 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
         alias=_typed(table, "alias", str, where, Path(model).stem if model else d.alias),
         aliases=tuple(str(a) for a in aliases),
         parallel=_typed(table, "parallel", int, where, d.parallel),
-        ctx_size=_typed(table, "ctx_size", int, where, d.ctx_size),
+        ctx_size=_positive(_typed(table, "ctx_size", int, where, None), f"{where}.ctx_size"),
+        chat_template_file=_typed(table, "chat_template_file", str, where, None),
         extra_args=tuple(str(a) for a in extra),
         startup_timeout=_typed(table, "startup_timeout", float, where, d.startup_timeout),
         request_timeout=_typed(table, "request_timeout", float, where, d.request_timeout),

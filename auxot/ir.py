@@ -97,6 +97,9 @@ class Tool:
     description: str | None = None
     parameters: dict[str, Any] | None = None  # JSON Schema
     strict: bool | None = None
+    # A Responses "custom" (freeform) tool: its input is one string, carried as the
+    # ``input`` argument of a function with that one parameter (mapping §responses).
+    custom: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ class Request:
     metadata: dict[str, Any] | None = None
     user: str | None = None
     reasoning: Reasoning | None = None
+    # llama.cpp's own sampling fields (grammar, min_p, mirostat…), for llama.cpp providers
+    # only (mapping §llama-extensions); the scheduler sends such a request nowhere else.
+    extensions: dict[str, Any] | None = None
 
 
 # --- response --------------------------------------------------------------

@@ -277,7 +277,8 @@ def main(args: Any) -> int:
     # Beside other llama-servers on this host, a share of the cores (their threads spin and starve each other).
     threads = None if sets_threads(tuple(extra)) else share_of_cores(llama_servers_on_host() + 1)
     alias = args.alias or (DEFAULT_MODEL_ALIAS if args.model is None else Path(args.model).stem)
-    llama = LlamaCppConfig(name="worker", model=str(model), binary=str(binary), alias=alias, aliases=tuple(args.model_alias or ()),
+    # model: the operator's file, or None for the embedded model (and its profile, auxot/embedded.py).
+    llama = LlamaCppConfig(name="worker", model=args.model, binary=str(binary), alias=alias, aliases=tuple(args.model_alias or ()),
                            parallel=args.parallel, ctx_size=args.ctx_size, extra_args=tuple(extra),
                            default_max_tokens=args.default_max_tokens, api_key=os.environ.get("AUXOT_LLAMA_API_KEY"),
                            threads=threads)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from auxot.config import user_cache_dir
 
+CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
+CODEX = "@openai/codex@0.169.0"
+
 
 def npm_cli(package: str, binary: str, prefix_name: str, override_env: str) -> Path:
     """A CLI from npm, installed once into the auxot cache (``$override_env`` points at one

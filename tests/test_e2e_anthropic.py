@@ -65,8 +65,8 @@ def test_errors_in_anthropic_shape(router: RouterProcess, client: anthropic.Anth
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.post("/v1/messages", body={"model": "auto", "messages": [{"role": "user", "content": "x"}]}, cast_to=object)
     assert bad.value.status_code == 400 and bad.value.body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
-    with pytest.raises(anthropic.NotFoundError, match="Model not found: claude-nope"):
-        client.messages.create(model="claude-nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.NotFoundError, match="Model not found: no-such-model"):
+        client.messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     wrong = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key="user." + "A" * 43, max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as auth:
         wrong.messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "x"}])

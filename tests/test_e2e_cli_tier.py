@@ -19,11 +19,9 @@ from typing import Iterator
 import anthropic
 import openai
 import pytest
-from npm_cli import npm_cli
+from npm_cli import CLAUDE_CODE, CODEX, npm_cli
 from recording_proxy import RecordingProxy
 from router_process import RouterProcess, group_members, start_router
-from test_e2e_claude_code import CLAUDE_CODE
-from test_e2e_codex import CODEX
 
 SMOL = "SmolLM2-135M-Instruct"
 DOUBLE = Path(__file__).parent / "cursor_agent_double.py"

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import anthropic
 import openai
+import pytest
 
 from router_process import RouterProcess
 
@@ -55,4 +57,56 @@ def test_system_fingerprint_is_llama_server_s_build(router: RouterProcess) -> No
     chunks = list(client.chat.completions.create(model="auto", max_tokens=3, stream=True,
                                                  messages=[{"role": "user", "content": "Hi"}]))
     assert chunks and {c.system_fingerprint for c in chunks} == {answer.system_fingerprint}
+    client.close()
+
+
+def test_message_start_reports_the_real_input_tokens(router: RouterProcess) -> None:
+    """Anthropic and bare llama-server say the prompt's size in message_start; the
+    most-reported translation bug of routers is a 0 there."""
+    claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
+    messages = [{"role": "user", "content": "Hello there, how are you today?"}]
+    counted = claude.messages.count_tokens(model="auto", messages=messages).input_tokens
+    with claude.messages.stream(model="auto", max_tokens=5, messages=messages) as stream:
+        start = next(e for e in stream if e.type == "message_start")
+        for _ in stream:
+            pass
+    usage = start.message.usage
+    assert usage.input_tokens + (usage.cache_read_input_tokens or 0) == counted > 0
+    claude.close()
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Get the weather of a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}}]
+
+
+def test_a_forced_tool_choice_yields_a_real_call_from_the_embedded_model(router: RouterProcess) -> None:
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=router.key, max_retries=0, timeout=60)
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        answer = client.chat.completions.create(model="auto", max_tokens=60, messages=question, tools=TOOLS, tool_choice=choice)
+        (call,) = answer.choices[0].message.tool_calls or []
+        assert answer.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+        assert set(json.loads(call.function.arguments)) == {"city"}  # valid against the tool's schema
+    claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
+    message = claude.messages.create(model="auto", max_tokens=60, messages=question, tool_choice={"type": "any"},
+                                     tools=[{"name": "get_weather", "input_schema": TOOLS[0]["function"]["parameters"]}])
+    assert message.stop_reason == "tool_use" and [b.type for b in message.content] == ["tool_use"]
+    client.close()
+    claude.close()
+
+
+def test_llama_cpp_s_own_fields_reach_llama_server(router: RouterProcess) -> None:
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=router.key, max_retries=0, timeout=60)
+    answer = client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "Is water wet?"}],
+                                            extra_body={"grammar": 'root ::= "yes" | "no"', "min_p": 0.1, "repeat_penalty": 1.1})
+    assert answer.choices[0].message.content in ("yes", "no")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "Hi"}],
+                                       extra_body={"grammar": "root ::= ("})
+    assert "grammar" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "Hi"}],
+                                       extra_body={"min_p": "high"})
+    assert "min_p must be a number" in caught.value.message
     client.close()

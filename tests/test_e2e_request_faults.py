@@ -1,5 +1,5 @@
 """A request's fault is never a provider's: against `auxot serve` and the real
-llama-server (no vision projector, 4,096 tokens per slot), requests that cannot
+llama-server (no vision projector, 32,768 tokens per slot), requests that cannot
 be served get a 400 in the client's dialect saying why, and the model stays in
 service for everyone else — no back-off, no failover, no queueing."""
 
@@ -38,7 +38,7 @@ def assert_in_service(router: RouterProcess) -> None:
 def test_image_requests_are_400s_and_take_nobody_offline(router: RouterProcess) -> None:
     client = openai.OpenAI(base_url=router.base_url + "/api/openai", api_key=router.key, max_retries=0, timeout=60)
     claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
-    assert local(router)["capabilities"] == {"images": False, "tools": False, "context": 4096}
+    assert local(router)["capabilities"] == {"images": False, "tools": True, "context": 32768, "llama_extensions": True}
     for _ in range(3):
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": [
@@ -73,8 +73,8 @@ def test_a_prompt_longer_than_every_context_is_refused_before_any_call(router: R
     client = openai.OpenAI(base_url=router.base_url + "/api/openai", api_key=router.key, max_retries=0, timeout=60)
     served = local(router)["served"]
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "word " * 6000}])
-    assert "longest context of the providers for model 'auto' is 4,096 tokens" in caught.value.message
+        client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "word " * 40000}])
+    assert "longest context of the providers for model 'auto' is 32,768 tokens" in caught.value.message
     assert local(router)["served"] == served  # no generation was asked for
     assert_in_service(router)
 

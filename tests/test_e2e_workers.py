@@ -64,7 +64,7 @@ def test_health_lists_the_worker(router: RouterProcess) -> None:
     assert health["status"] == "ok"
     (w,) = health["providers"]
     assert w["name"] == "gpu-box" and w["kind"] == "worker" and w["tier"] == "gpu" and w["state"] == "ready"
-    assert w["models"] == [MODEL] and w["slots_total"] == 2 and w["ctx_size"] == 8192
+    assert w["models"] == [MODEL, "claude-*"] and w["slots_total"] == 2 and w["ctx_size"] == 65536
     assert w["address"].startswith("127.0.0.1:") and w["version"] and w["protocol"] == 1
     assert w["last_heartbeat_s"] < 10 and w["accelerator"]["kind"] in ("cpu", "cuda")
     assert w["facts"]["model_file"].endswith(".gguf") and w["facts"]["ctx_per_slot"]

@@ -125,3 +125,40 @@ def test_the_prompt_bound_is_never_below_its_bytes() -> None:
     text = "héllo wörld " * 500
     req = request(ir.Text(text), tools=(ir.Tool("f", "d" * 100, {"type": "object"}),))
     assert capabilities.prompt_tokens_bound(req) >= len(text.encode()) + 100
+
+
+def test_llama_cpp_fields_need_a_llama_cpp_provider() -> None:
+    from auxot.codecs import openai_chat
+
+    req = openai_chat.decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "grammar": "root ::= x"})
+    need = capabilities.needs(req)
+    assert req.extensions == {"grammar": "root ::= x"} and need.extensions == ("grammar",)
+    assert "grammar" in (capabilities.missing(capabilities.Capabilities(llama_extensions=False), need) or "")
+    assert capabilities.missing(capabilities.Capabilities(llama_extensions=True), need) is None
+    assert openai_chat.encode_request(req, "m")["grammar"] == "root ::= x"
+
+
+# --- a forced tool call on llama-server (providers/forced_tool.py) --------------------
+
+from auxot.providers import forced_tool  # noqa: E402
+
+WEATHER = ir.Tool("get_weather", "the weather", {"type": "object", "properties": {"city": {"type": "string"}}})
+
+
+def test_a_forced_tool_is_asked_for_with_a_schema_and_read_back_as_a_call() -> None:
+    req = request(ir.Text("weather?"), tools=(WEATHER, ir.Tool("other")), tool_choice=ir.ToolChoice("tool", "get_weather"))
+    sent = forced_tool.constrain(req)
+    assert sent is not None and sent.tool_choice == ir.ToolChoice("none") and sent.tools == req.tools
+    assert sent.response_format is not None and sent.response_format.schema == {"anyOf": [{
+        "type": "object", "properties": {"name": {"const": "get_weather"}, "arguments": WEATHER.parameters},
+        "required": ["name", "arguments"]}]}
+    assert forced_tool.constrain(request(ir.Text("x"), tools=(WEATHER,), tool_choice=ir.ToolChoice("auto"))) is None
+    reader = forced_tool.ToolCallReader(lambda: "call_1")
+    events = [e for event in (ir.MessageStart("m"), ir.TextStart(0), ir.TextDelta(0, '{"name": "get_weather", '),
+                              ir.TextDelta(0, '"arguments": {"city": "Paris"}}'), ir.BlockStop(0),
+                              ir.MessageStop(ir.StopReason.END_TURN)) for e in reader.feed(event)]
+    assert events == [ir.MessageStart("m"), ir.ToolCallStart(0, "call_1", "get_weather"),
+                      ir.ToolArgumentsDelta(0, '{"city": "Paris"}'), ir.BlockStop(0), ir.MessageStop(ir.StopReason.TOOL_USE)]
+    cut = forced_tool.ToolCallReader(lambda: "call_2")
+    tail = [e for event in (ir.TextDelta(0, '{"name": "get_we'), ir.MessageStop(ir.StopReason.MAX_TOKENS)) for e in cut.feed(event)]
+    assert tail == [ir.TextStart(0), ir.TextDelta(0, '{"name": "get_we'), ir.BlockStop(0), ir.MessageStop(ir.StopReason.MAX_TOKENS)]

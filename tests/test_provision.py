@@ -37,7 +37,7 @@ def test_configured_paths_win_and_cache_is_used(tmp_path: Path, monkeypatch: pyt
     assert provision.find_llama_server() is None and provision.find_model() is None
     provision.cached_binary().parent.mkdir(parents=True)
     provision.cached_binary().write_bytes(b"")
-    assert provision.find_llama_server() == tmp_path / "bin" / "llama-server-b11434"
+    assert provision.find_llama_server() == tmp_path / "bin" / f"llama-server-b11434-native-{provision.cpu_tag()}"
     assert provision.find_llama_server("/opt/llama-server") == Path("/opt/llama-server")
 
 

@@ -88,3 +88,32 @@ def test_codex_namespaced_tools_are_flattened() -> None:
         {"type": "web_search", "external_web_access": False},
     ]})
     assert [t.name for t in req.tools] == ["exec_command", "close_agent"]
+
+
+def test_codex_s_additional_tools_and_custom_tools() -> None:
+    """Codex's default requests declare their tools in an ``additional_tools`` input
+    item, one of them a custom (freeform) tool: carried as a function with one
+    string parameter, and answered as a ``custom_tool_call``."""
+    body = {"model": "m", "input": [
+        {"type": "additional_tools", "role": "developer", "tools": [{"type": "namespace", "name": "functions", "tools": [
+            {"type": "custom", "name": "exec", "description": "Run code", "format": {"type": "grammar", "syntax": "lark",
+                                                                                   "definition": "start: /.+/"}},
+            {"type": "function", "name": "wait", "parameters": {"type": "object"}}]}]},
+        {"type": "message", "role": "user", "content": "Say hello"},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "exec", "input": "print(1)"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "1"},
+    ]}
+    req = responses.decode_request(body)
+    exec_tool, wait = req.tools
+    assert exec_tool.custom and exec_tool.parameters == responses.CUSTOM_PARAMETERS and "start: /.+/" in (exec_tool.description or "")
+    assert wait.name == "wait" and not wait.custom
+    assert req.messages[1].content == (ir.ToolCall("c1", "exec", '{"input": "print(1)"}'),)
+    call = ir.Response("r", "m", (ir.ToolCall("c2", "exec", '{"input": "ls"}'),), ir.StopReason.TOOL_USE)
+    (item,) = responses.encode_response(call, 0, req)["output"]
+    assert item["type"] == "custom_tool_call" and item["input"] == "ls" and item["call_id"] == "c2"
+    encoder = responses.StreamEncoder("r", 0, "m", req, lambda prefix: prefix + "_1")
+    stream = b"".join(encoder.encode(e) for e in (ir.MessageStart("m"), ir.ToolCallStart(0, "c2", "exec"),
+                                                   ir.ToolArgumentsDelta(0, '{"input": '), ir.ToolArgumentsDelta(0, '"ls"}'),
+                                                   ir.BlockStop(0), ir.MessageStop(ir.StopReason.TOOL_USE)))
+    assert b"response.function_call_arguments.delta" not in stream
+    assert b'"type":"response.custom_tool_call_input.done"' in stream and b'"input":"ls"' in stream

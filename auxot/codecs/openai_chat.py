@@ -123,7 +123,35 @@ def decode_request(body: Any) -> ir.Request:
         metadata=check.obj(metadata, "metadata") if metadata is not None else None,
         user=check.string(body.get("user"), "user") if body.get("user") is not None else None,
         reasoning=_decode_reasoning(body.get("reasoning_effort")),
+        extensions=_decode_extensions(body),
     )
+
+
+# llama.cpp's own /v1/chat/completions fields (tools/server/README.md), with the JSON
+# type each must have; passed to llama.cpp providers as written (mapping §llama-extensions).
+LLAMA_EXTENSIONS: dict[str, type | tuple[type, ...]] = {
+    "grammar": str, "json_schema": dict, "min_p": (int, float), "typical_p": (int, float),
+    "repeat_penalty": (int, float), "repeat_last_n": int, "penalize_nl": bool, "mirostat": int,
+    "mirostat_tau": (int, float), "mirostat_eta": (int, float), "cache_prompt": bool, "id_slot": int, "n_keep": int,
+    "ignore_eos": bool, "dynatemp_range": (int, float), "dynatemp_exponent": (int, float),
+    "xtc_probability": (int, float), "xtc_threshold": (int, float), "dry_multiplier": (int, float),
+    "dry_base": (int, float), "dry_allowed_length": int, "dry_penalty_last_n": int, "top_n_sigma": (int, float),
+    "samplers": list, "t_max_predict_ms": int, "n_indent": int,
+}
+
+
+def _decode_extensions(body: dict[str, Any]) -> dict[str, Any] | None:
+    found = {}
+    for name, kind in LLAMA_EXTENSIONS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            expected = {str: "a string", dict: "an object", int: "an integer", bool: "true or false", list: "an array"}.get(
+                kind if isinstance(kind, type) else float, "a number")
+            raise InvalidRequest(f"{name} must be {expected}; got {value!r:.60}", param=name)
+        found[name] = value
+    return found or None
 
 
 def _decode_reasoning(effort: Any) -> ir.Reasoning | None:
@@ -280,6 +308,8 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
     for message in req.messages:
         messages.extend(_encode_message(message))
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    if req.extensions:
+        body.update(req.extensions)  # only a llama.cpp provider is sent these (capabilities.missing)
     s = req.sampling
     for key, value in (
         ("temperature", s.temperature), ("top_p", s.top_p), ("top_k", s.top_k), ("max_tokens", s.max_tokens),

@@ -29,6 +29,19 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _prompt_usage(progress: Any) -> ir.Usage:
+    """The prompt's tokens from llama-server's first ``prompt_progress`` (it sends
+    one before the first token when asked with ``return_progress``): known at the
+    start, so Anthropic's ``message_start`` can say it (mapping §usage)."""
+    if not isinstance(progress, dict):
+        return ir.Usage()
+    total, cache = progress.get("total"), progress.get("cache")
+    if not isinstance(total, int) or isinstance(total, bool):
+        return ir.Usage()
+    cached = cache if isinstance(cache, int) and not isinstance(cache, bool) and 0 < cache <= total else 0
+    return ir.Usage(input_tokens=total - cached, cache_read_tokens=cached or None)
+
+
 class StreamDecoder:
     """Chat Completions chunks (parsed ``data:`` payloads) → IR events.
 
@@ -63,7 +76,8 @@ class StreamDecoder:
         if not self._started:
             self._started = True
             fingerprint = chunk.get("system_fingerprint")
-            events.append(ir.MessageStart(str(chunk.get("model") or ""), fingerprint=fingerprint if isinstance(fingerprint, str) else None))
+            events.append(ir.MessageStart(str(chunk.get("model") or ""), _prompt_usage(chunk.get("prompt_progress")),
+                                          fingerprint if isinstance(fingerprint, str) else None))
         if usage := chunk.get("usage"):
             self._usage = decode_usage(usage)
         if not isinstance(choices, list):

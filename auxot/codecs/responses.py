@@ -17,6 +17,7 @@ state machine over block events.  Mappings: spec/mapping.md §responses.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from .. import ir
@@ -32,7 +33,8 @@ from .openai_chat import (  # OpenAI's error envelope
 __all__ = ["decode_request", "encode_response", "StreamEncoder", "error_body", "conversation_items"]
 
 HOSTED_TOOLS = {"web_search", "web_search_preview", "file_search", "computer_use_preview", "code_interpreter",
-                "image_generation", "mcp", "local_shell", "custom"}
+                "image_generation", "mcp", "local_shell"}
+CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
 
 
 # --- requests ----------------------------------------------------------------
@@ -45,13 +47,14 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
     raw_input = body.get("input")
     if raw_input is None:
         raise InvalidRequest("input is required", param="input")
+    item_tools: list[ir.Tool] = []
     if isinstance(raw_input, str):
         messages = [ir.Message(ir.Role.USER, (ir.Text(raw_input),))]
     else:
         items = check.array(raw_input, "input")
         if not items:
             raise InvalidRequest("input cannot be empty", param="input")
-        messages = _decode_items(items)
+        messages, item_tools = _decode_items(items)
     previous = body.get("previous_response_id")
     if previous is not None:
         check.string(previous, "previous_response_id")
@@ -71,7 +74,7 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
         model=model,
         messages=tuple(messages),
         system=tuple(system),
-        tools=tuple(_decode_tools(check.array(body.get("tools"), "tools"), "tools")),
+        tools=(*_decode_tools(check.array(body.get("tools"), "tools"), "tools"), *item_tools),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         sampling=ir.Sampling(
@@ -88,8 +91,11 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
     )
 
 
-def _decode_items(items: list[Any]) -> list[ir.Message]:
+def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[ir.Tool]]:
+    """The conversation, and the tools declared among the items (Codex's
+    ``additional_tools``, mapping §responses)."""
     messages: list[ir.Message] = []
+    tools: list[ir.Tool] = []
 
     def add(role: ir.Role, part: ir.Part) -> None:
         # Consecutive function calls (or outputs) belong to one assistant (or tool) turn.
@@ -120,7 +126,15 @@ def _decode_items(items: list[Any]) -> list[ir.Message]:
                     check.string(item.get("name"), f"{path}.name", required=True),
                     check.string(item.get("arguments"), f"{path}.arguments") or "{}",
                 ))
-            case "function_call_output":
+            case "custom_tool_call":
+                add(ir.Role.ASSISTANT, ir.ToolCall(
+                    check.string(item.get("call_id"), f"{path}.call_id", required=True),
+                    check.string(item.get("name"), f"{path}.name", required=True),
+                    json.dumps({"input": check.string(item.get("input"), f"{path}.input") or ""}, ensure_ascii=False),
+                ))
+            case "additional_tools":
+                tools.extend(_decode_tools(check.array(item.get("tools"), f"{path}.tools"), f"{path}.tools"))
+            case "function_call_output" | "custom_tool_call_output":
                 output = item.get("output")
                 content = _decode_content(output, f"{path}.output") if output is not None else []
                 add(ir.Role.TOOL, ir.ToolResult(
@@ -133,7 +147,7 @@ def _decode_items(items: list[Any]) -> list[ir.Message]:
                 add(ir.Role.ASSISTANT, ir.Thinking(text, item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None))
             case _:
                 raise InvalidRequest(f"{path}.type {kind!r} is not supported", param=f"{path}.type")
-    return messages
+    return messages, tools
 
 
 def _decode_content(content: Any, path: str) -> list[ir.Part]:
@@ -174,6 +188,13 @@ def _decode_tool(raw: Any, path: str) -> ir.Tool | None:
     kind = tool.get("type")
     if isinstance(kind, str) and kind in HOSTED_TOOLS:
         return None  # mapping §responses: hosted tools run on OpenAI's side; no provider here can serve them
+    if kind == "custom":
+        name = check.string(tool.get("name"), f"{path}.name", required=True)
+        description = check.string(tool.get("description"), f"{path}.description") or ""
+        fmt = tool.get("format")
+        if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
+            description += f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n{fmt['definition']}"
+        return ir.Tool(name, description or None, CUSTOM_PARAMETERS, custom=True)
     if kind != "function":
         raise InvalidRequest(f"{path}.type {kind!r} is not supported", param=f"{path}.type")
     return decode_function(tool, path)
@@ -220,8 +241,25 @@ def _status(stop: ir.StopReason | None) -> tuple[str, dict[str, str] | None]:
     return "completed", None
 
 
-def output_item(part: ir.Text | ir.Thinking | ir.ToolCall, item_id: str, status: str = "completed") -> dict[str, Any]:
+def custom_input(arguments: str) -> str:
+    """A custom tool's input, back from the ``input`` argument it travelled in."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) else arguments
+
+
+def custom_names(req: ir.Request | None) -> frozenset[str]:
+    return frozenset(t.name for t in req.tools if t.custom) if req else frozenset()
+
+
+def output_item(part: ir.Text | ir.Thinking | ir.ToolCall, item_id: str, status: str = "completed",
+                custom: frozenset[str] = frozenset()) -> dict[str, Any]:
     match part:
+        case ir.ToolCall(id=call_id, name=name, arguments=arguments) if name in custom:
+            return {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
+                    "input": custom_input(arguments), "status": status}
         case ir.Text(text=text):
             return {"type": "message", "id": item_id, "status": status, "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}
@@ -248,7 +286,8 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
     new_id = item_ids or (lambda prefix: f"{prefix}_{resp.id}")
     body = _shell(resp.id, resp.model, created, req)
     prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc"}
-    body["output"] = [output_item(p, new_id(prefixes[type(p)])) for p in resp.content]
+    custom = custom_names(req)
+    body["output"] = [output_item(p, new_id(prefixes[type(p)]), custom=custom) for p in resp.content]
     body["status"], body["incomplete_details"] = _status(resp.stop_reason)
     body["usage"] = encode_usage(resp.usage)
     return body
@@ -280,6 +319,7 @@ class StreamEncoder:
         self._position: dict[int, int] = {}  # IR block index → output_index
         self._texts: dict[int, list[str]] = {}
         self._usage = ir.Usage()
+        self._custom = custom_names(req)  # custom tools: their input is sent whole when the call ends
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
@@ -304,6 +344,8 @@ class StreamEncoder:
                                    content_index=0, delta=text, logprobs=[])
             case ir.ToolArgumentsDelta(index=block, json=fragment):
                 self._texts[block].append(fragment)
+                if self._items[block]["type"] == "custom_tool_call":
+                    return b""  # fragments of {"input": …}, not of the input itself
                 return self._event("response.function_call_arguments.delta", item_id=self._items[block]["id"],
                                    output_index=self._position[block], delta=fragment)
             case ir.ThinkingDelta(index=block, text=text):
@@ -326,6 +368,10 @@ class StreamEncoder:
                 return self._open(block, item) + self._event("response.reasoning_summary_part.added", item_id=item["id"],
                                                              output_index=len(self._order) - 1, summary_index=0,
                                                              part={"type": "summary_text", "text": ""})
+            case ir.ToolCallStart(index=block, id=call_id, name=name) if name in self._custom:
+                item = {"type": "custom_tool_call", "id": self._new_id("ctc"), "call_id": call_id, "name": name, "input": "",
+                        "status": "in_progress"}
+                return self._open(block, item)
             case ir.ToolCallStart(index=block, id=call_id, name=name):
                 item = {"type": "function_call", "id": self._new_id("fc"), "call_id": call_id, "name": name, "arguments": "", "status": "in_progress"}
                 return self._open(block, item)
@@ -350,6 +396,8 @@ class StreamEncoder:
             item.update(status="completed", content=[{"type": "output_text", "text": text, "annotations": []}])
         elif item["type"] == "function_call":
             item.update(status="completed", arguments=text)
+        elif item["type"] == "custom_tool_call":
+            item.update(status="completed", input=custom_input(text))
         else:
             item["summary"] = [{"type": "summary_text", "text": text}] if text else []
         return item
@@ -366,6 +414,9 @@ class StreamEncoder:
             out += self._event("response.content_part.done", item_id=final["id"], output_index=index, content_index=0, part=final["content"][0])
         elif final["type"] == "function_call":
             out += self._event("response.function_call_arguments.done", item_id=final["id"], output_index=index, arguments=text)
+        elif final["type"] == "custom_tool_call":
+            out += self._event("response.custom_tool_call_input.delta", item_id=final["id"], output_index=index, delta=final["input"])
+            out += self._event("response.custom_tool_call_input.done", item_id=final["id"], output_index=index, input=final["input"])
         else:
             out += self._event("response.reasoning_summary_text.done", item_id=final["id"], output_index=index, summary_index=0, text=text)
             out += self._event("response.reasoning_summary_part.done", item_id=final["id"], output_index=index, summary_index=0,

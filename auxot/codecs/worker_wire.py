@@ -205,7 +205,7 @@ _REQUEST: dict[str, Check] = {
     "messages": _list(_message),
     "system": _list(lambda v, w: _tagged(_PARTS, v, w, ("text",))),
     "tools": _list(_dataclass(ir.Tool, {
-        "name": _str, "description": _opt(_str), "parameters": _opt(_obj), "strict": _opt(_bool)})),
+        "name": _str, "description": _opt(_str), "parameters": _opt(_obj), "strict": _opt(_bool), "custom": _bool})),
     "tool_choice": _opt(_dataclass(ir.ToolChoice, {"mode": _str, "name": _opt(_str)})),
     "parallel_tool_calls": _opt(_bool),
     "sampling": _dataclass(ir.Sampling, {
@@ -218,6 +218,7 @@ _REQUEST: dict[str, Check] = {
     "stream": _bool,
     "include_usage": _bool,
     "metadata": _opt(_obj),
+    "extensions": _opt(_obj),
     "user": _opt(_str),
     "reasoning": _opt(_dataclass(ir.Reasoning, {"enabled": _bool, "budget_tokens": _opt(_int), "effort": _opt(_str)})),
 }

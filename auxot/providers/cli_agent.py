@@ -98,7 +98,7 @@ class CliAgentProvider:
         self.name = config.name
         self.kind = config.kind
         # The client's tools are never offered to a CLI's model (mapping §cli-tools); Cursor takes no images.
-        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, tools=False)
+        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, tools=False, llama_extensions=False)
         self.models = config.models
         self.slots_total = config.slots
         self.state = "stopped"

@@ -52,7 +52,9 @@ class CloudProvider:
         self.kind = config.kind
         self.models = config.models
         self.state = "ready" if config.models else "starting"  # discovery pending
-        self.capabilities = Capabilities(images=config.images, context=config.context)
+        # An OpenAI-compatible upstream may itself be a llama-server: the operator says so.
+        self.capabilities = Capabilities(images=config.images, context=config.context,
+                                         llama_extensions=config.llama_extensions)
         self._new_id = id_factory
         tls = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = Pool(

@@ -33,14 +33,14 @@ from typing import AsyncIterator, Callable
 
 import trio
 
-from .. import gpu, ir
+from .. import embedded, gpu, ir
 from ..capabilities import Capabilities
 from ..child import Child
 from ..codecs import openai_chat
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
-from . import outcome
+from . import forced_tool, outcome
 from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.llamacpp")
@@ -67,6 +67,7 @@ def capabilities_from_props(props: dict[str, object], config: LlamaCppConfig) ->
         images=bool(vision) if isinstance(vision, bool) else (True if config.mmproj else None),
         tools=tools if isinstance(tools, bool) else None,
         context=context if isinstance(context, int) and context > 0 else None,
+        llama_extensions=True,
     )
 
 
@@ -137,7 +138,7 @@ class LlamaCppProvider:
         self, config: LlamaCppConfig, binary: Path, model: Path, id_factory: Callable[[], str], run_dir: Path | None = None,
         accelerator: gpu.Accelerator = gpu.CPU,
     ) -> None:
-        self.config = config
+        self.config = config = embedded.settle(config)
         self.tier = config.tier
         self.order = config.order
         self.lazy = config.lazy
@@ -172,6 +173,7 @@ class LlamaCppProvider:
         return [
             str(self.binary), "-m", str(self.model_path), "--host", "127.0.0.1", "--port", str(port),
             "--jinja", "--alias", c.alias, "--parallel", str(c.parallel), "--ctx-size", str(c.ctx_size),
+            *(["--chat-template-file", c.chat_template_file] if c.chat_template_file else []),
             *(["--mmproj", c.mmproj] if c.mmproj else []),
             *gpu.gpu_layer_args(self.accelerator, c.gpu_layers, c.extra_args), *thread_args(c.threads, c.extra_args),
             *c.extra_args,
@@ -418,11 +420,22 @@ class LlamaCppProvider:
             raise self._unavailable()
         if req.sampling.max_tokens is None and self.config.default_max_tokens:
             req = dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, max_tokens=self.config.default_max_tokens))
-        body = json.dumps(openai_chat.encode_request(req, self.model)).encode()
+        # A forced tool call is asked for with a JSON-schema grammar (forced_tool.py).
+        constrained = forced_tool.constrain(req) if self.capabilities.tools else None
+        reader = forced_tool.ToolCallReader(self._new_id) if constrained is not None else None
+        payload = openai_chat.encode_request(constrained or req, self.model)
+        # Its prompt's size in the first chunk, before any token (an Anthropic client's
+        # message_start reports it): llama-server sends it as prompt progress.
+        payload["return_progress"] = True
+        body = json.dumps(payload).encode()
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
         async for event in stream_exchange(
             self._pool, "/v1/chat/completions", headers, body, dialect="openai", id_factory=self._new_id,
             who=f"llama-server {self.name!r}", model=self.model,
         ):
-            yield event
+            if reader is None:
+                yield event
+            else:
+                for read in reader.feed(event):
+                    yield read
 
