@@ -28,6 +28,7 @@ from . import ir
 class Capabilities:
     images: bool | None = None  # image input (llama-server: a vision projector)
     tools: bool | None = None  # the client's tool definitions reach the model (its chat template carries them)
+    #                            False: a request offering tools is not sent there (never a silent drop)
     context: int | None = None  # tokens one request may use (llama-server: per slot)
     llama_extensions: bool | None = None  # llama.cpp's own sampling fields (grammar, min_p…)
 
@@ -43,13 +44,15 @@ class Needs:
     images: bool
     forced_tool: bool  # tool_choice "required" or a named tool: only a provider that carries tools can honour it
     extensions: tuple[str, ...] = ()  # llama.cpp's own fields the request sets
+    tools: bool = False  # the request offers tools the model may call (tool_choice not "none")
 
 
 def needs(req: ir.Request) -> Needs:
     images = any(isinstance(part, ir.Image) or (isinstance(part, ir.ToolResult) and any(isinstance(c, ir.Image) for c in part.content))
                  for message in req.messages for part in message.content)
     forced = bool(req.tools) and req.tool_choice is not None and req.tool_choice.mode in ("required", "tool")
-    return Needs(images, forced, tuple(sorted(req.extensions or ())))
+    offered = bool(req.tools) and (req.tool_choice is None or req.tool_choice.mode != "none")
+    return Needs(images, forced, tuple(sorted(req.extensions or ())), offered)
 
 
 def missing(caps: Capabilities, need: Needs) -> str | None:
@@ -59,6 +62,8 @@ def missing(caps: Capabilities, need: Needs) -> str | None:
         return "image input"
     if need.forced_tool and caps.tools is False:
         return "tool calls (the request forces one with tool_choice, and the model's chat template cannot carry tools)"
+    if need.tools and caps.tools is False:
+        return "tools (the model's chat template has no place for tool definitions; they would be dropped)"
     if need.extensions and caps.llama_extensions is False:
         return f"llama.cpp's own fields ({', '.join(need.extensions)}): only a llama.cpp provider takes them"
     return None

@@ -37,12 +37,11 @@ from typing import Any, AsyncIterator, Sequence
 
 import trio
 
-from . import capabilities, ir, routing
+from . import fitting, ir, routing
 from .accounting import RequestRecord
 from .config import SchedulerConfig
 from .errors import (
     AuxotError,
-    InvalidRequest,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -55,7 +54,6 @@ log = logging.getLogger("auxot.scheduler")
 
 TICK = 0.1  # how often readiness, backoff expiry and idle unloads are looked at
 UNKNOWN_RETRY_AFTER = 5.0  # seconds, when no provider's return can be foreseen (starting, or gone)
-COUNT_TIMEOUT = 10.0  # a prompt's token count, when its length must be checked against a context
 
 
 def _failover_able(err: ProviderError) -> bool:
@@ -313,7 +311,7 @@ class Scheduler:
         still invisible — the answer is collected here and, if the provider
         breaks off, asked of the next one."""
         record = record if record is not None else RequestRecord("")
-        seats = await self._able(request, routing.candidates(request.model, self.seats, unknown_model=self.config.unknown_model))
+        seats = await fitting.able(request, routing.candidates(request.model, self.seats, unknown_model=self.config.unknown_model))
         deadline = trio.current_time() + self.config.queue_timeout
         tried: list[Seat] = []
         last_error: AuxotError | None = None
@@ -388,47 +386,6 @@ class Scheduler:
             last_error = err
         assert last_error is not None
         raise last_error
-
-    async def _able(self, request: ir.Request, seats: list[Seat]) -> list[Seat]:
-        """The candidates that can take ``request`` (images, a forced tool call,
-        the prompt's length), best first; 400 naming what is missing when none
-        can.  Decided before queueing for a slot, so a request nobody can serve
-        neither waits nor counts against anyone."""
-        need = capabilities.needs(request)
-        able = [s for s in seats if capabilities.missing(s.capabilities, need) is None]
-        if not able:
-            what = capabilities.missing(seats[0].capabilities, need)
-            raise InvalidRequest(f"no provider for model {request.model!r} can take {what}; this request needs it")
-        contexts = [s.capabilities.context for s in able if s.capabilities.context]
-        if not contexts or capabilities.prompt_tokens_bound(request) < min(contexts):
-            return able  # fits everywhere, whatever the tokenizer: no need to count
-        bound = capabilities.prompt_tokens_bound(request)
-        fits, longest = [], 0
-        for seat in able:
-            context = seat.capabilities.context
-            tokens = await self._count(seat, request) if context and bound >= context else None
-            if tokens is not None and context and tokens >= context:
-                longest = max(longest, tokens)
-                continue
-            fits.append(seat)
-        if not fits:
-            raise InvalidRequest(
-                f"the prompt is {longest:,} tokens; the longest context of the providers for model {request.model!r} "
-                f"is {max(contexts):,} tokens per request", param="messages")
-        return fits
-
-    async def _count(self, seat: Seat, request: ir.Request) -> int | None:
-        """The prompt's tokens by the provider's own tokenizer, or None if it
-        cannot say now (then the provider is tried, and says so itself)."""
-        counter = getattr(seat.provider, "count_tokens", None)
-        if counter is None or seat.provider.state != "ready":
-            return None
-        with trio.move_on_after(COUNT_TIMEOUT):
-            try:
-                return int(await counter(request))
-            except AuxotError:
-                return None
-        return None
 
     # --- what /health, /vhealth and /metrics show --------------------------
 

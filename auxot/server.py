@@ -30,7 +30,8 @@ from .config import CliAgentConfig, CloudConfig, Config, ConfigError, LlamaCppCo
 from .http_server import Connections, serve_http
 from .providers.cli_agent import CliAgentProvider
 from .providers.cloud import CloudProvider
-from .providers.llamacpp import LlamaCppProvider, share_of_cores
+from .providers.llama_host import share_of_cores
+from .providers.llamacpp import LlamaCppProvider
 from .scheduler import Provider, Scheduler
 from .store import Store
 

@@ -44,12 +44,8 @@ from .errors import ConnectError, WebSocketClosed, WebSocketRejected
 from .http import websocket
 from .http.network import open_stream
 from .instance_lock import InstanceLock, InstanceRunning
-from .providers.llamacpp import (
-    LlamaCppProvider,
-    llama_servers_on_host,
-    sets_threads,
-    share_of_cores,
-)
+from .providers.llama_host import llama_servers_on_host, sets_threads, share_of_cores
+from .providers.llamacpp import LlamaCppProvider
 from .worker_session import STATE_POLL, Session
 
 log = logging.getLogger("auxot.worker")

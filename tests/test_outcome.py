@@ -118,7 +118,8 @@ def test_what_a_request_needs_and_a_provider_lacks() -> None:
     forced = capabilities.needs(request(ir.Text("x"), tools=(tool,), tool_choice=ir.ToolChoice("required")))
     assert capabilities.missing(text_only, forced) is not None and "tool" in capabilities.missing(text_only, forced)  # type: ignore[operator]
     optional = capabilities.needs(request(ir.Text("x"), tools=(tool,), tool_choice=ir.ToolChoice("auto")))
-    assert capabilities.missing(text_only, optional) is None
+    assert "tools" in (capabilities.missing(text_only, optional) or "")
+    assert capabilities.missing(capabilities.Capabilities(tools=True), forced) is None
 
 
 def test_the_prompt_bound_is_never_below_its_bytes() -> None:
@@ -162,3 +163,11 @@ def test_a_forced_tool_is_asked_for_with_a_schema_and_read_back_as_a_call() -> N
     cut = forced_tool.ToolCallReader(lambda: "call_2")
     tail = [e for event in (ir.TextDelta(0, '{"name": "get_we'), ir.MessageStop(ir.StopReason.MAX_TOKENS)) for e in cut.feed(event)]
     assert tail == [ir.TextStart(0), ir.TextDelta(0, '{"name": "get_we'), ir.BlockStop(0), ir.MessageStop(ir.StopReason.MAX_TOKENS)]
+
+
+def test_tools_offered_to_a_template_without_them_are_refused_not_dropped() -> None:
+    no_tools = capabilities.Capabilities(tools=False)
+    offered = capabilities.needs(request(ir.Text("x"), tools=(WEATHER,)))
+    assert "tools" in (capabilities.missing(no_tools, offered) or "")
+    declined = capabilities.needs(request(ir.Text("x"), tools=(WEATHER,), tool_choice=ir.ToolChoice("none")))
+    assert capabilities.missing(no_tools, declined) is None

@@ -97,8 +97,10 @@ class CliAgentProvider:
         self.order = config.order
         self.name = config.name
         self.kind = config.kind
-        # The client's tools are never offered to a CLI's model (mapping §cli-tools); Cursor takes no images.
-        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, tools=False, llama_extensions=False)
+        # The client's tools are not offered to a CLI's model, by a documented convention
+        # (mapping §cli-tools), and a forced call is refused by the provider itself; Cursor
+        # takes no images.
+        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, llama_extensions=False)
         self.models = config.models
         self.slots_total = config.slots
         self.state = "stopped"

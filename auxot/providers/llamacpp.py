@@ -27,20 +27,19 @@ import logging
 import os
 import secrets
 import signal
-import socket
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import trio
 
 from .. import embedded, gpu, ir
-from ..capabilities import Capabilities
 from ..child import Child
 from ..codecs import openai_chat
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
 from . import forced_tool, outcome
+from .llama_host import capabilities_from_props, free_port, listens_on, thread_args
 from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.llamacpp")
@@ -51,84 +50,6 @@ BACKOFF_CAP = 30.0
 PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
 PORT_IN_USE = b"couldn't bind HTTP server socket"  # llama-server's words for a port taken before it bound it
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
-
-
-def capabilities_from_props(props: dict[str, object], config: LlamaCppConfig) -> Capabilities:
-    """What llama-server says it can take (``GET /props``): image input if it has
-    a vision projector, tools if its chat template renders them, the context of
-    one slot.  Before it says, the configuration's word (an ``mmproj``)."""
-    modalities = props.get("modalities")
-    caps = props.get("chat_template_caps")
-    settings = props.get("default_generation_settings")
-    vision = modalities.get("vision") if isinstance(modalities, dict) else None
-    tools = caps.get("supports_tools") if isinstance(caps, dict) else None
-    context = settings.get("n_ctx") if isinstance(settings, dict) else None
-    return Capabilities(
-        images=bool(vision) if isinstance(vision, bool) else (True if config.mmproj else None),
-        tools=tools if isinstance(tools, bool) else None,
-        context=context if isinstance(context, int) and context > 0 else None,
-        llama_extensions=True,
-    )
-
-
-THREAD_FLAGS = ("--threads", "-t")
-
-
-def sets_threads(extra_args: tuple[str, ...]) -> bool:
-    return any(a in THREAD_FLAGS or a.startswith(tuple(f + "=" for f in THREAD_FLAGS)) for a in extra_args)
-
-
-def thread_args(threads: int | None, extra_args: tuple[str, ...]) -> list[str]:
-    """``--threads`` unless the operator passed it in ``extra_args``."""
-    return [] if threads is None or sets_threads(extra_args) else ["--threads", str(threads)]
-
-
-def llama_servers_on_host() -> int:
-    """How many llama-server processes this host runs now (any owner's).  Each
-    takes every core by default, and two that do starve each other (their
-    threads spin): a new one is given its share instead."""
-    count = 0
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if entry.name.isdigit():
-            try:
-                argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-            except OSError:
-                continue
-            count += os.path.basename(argv0).startswith(b"llama-server")
-    return count
-
-
-def share_of_cores(servers: int) -> int | None:
-    """Threads for one of ``servers`` llama-servers on this host (None: alone, its own default)."""
-    return max(1, (os.cpu_count() or 1) // servers) if servers > 1 else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def listens_on(pid: int, port: int) -> bool | None:
-    """Does process ``pid`` hold the socket listening on 127.0.0.1:``port``?
-    (Another process may have been given the port auxot found free, and would
-    answer the health probe.)  None where /proc cannot tell (not Linux)."""
-    wanted = f"0100007F:{port:04X}"
-    try:
-        with open("/proc/net/tcp") as table:
-            inodes = {fields[9] for line in table.readlines()[1:]
-                      if (fields := line.split())[1] == wanted and fields[3] == "0A"}  # 0A: LISTEN
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return None
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
-    return False
 
 
 class LlamaCppProvider:
