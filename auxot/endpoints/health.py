@@ -45,19 +45,21 @@ def _state(app: App, detailed: bool = True) -> dict[str, Any]:
     }
 
 
-async def _detailed(app: App, scope: Scope) -> bool:
-    """Whether the caller showed a valid key (raises 401 for one that is not)."""
+async def _detailed(app: App, scope: Scope, send: Send) -> bool | None:
+    """Whether the caller showed a valid key; None once a key that is not valid
+    has been answered 401."""
     if header(scope, b"authorization") is None:
         return False
-    await app.authenticate(scope)
+    try:
+        await app.authenticate(scope)
+    except AuxotError as err:
+        await send_json(send, err.status, openai_chat.error_body(err))
+        return None
     return True
 
 
 async def health(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    try:
-        detailed = await _detailed(app, scope)
-    except AuxotError as err:
-        await send_json(send, err.status, openai_chat.error_body(err))
+    if (detailed := await _detailed(app, scope, send)) is None:
         return
     body = _state(app, detailed)
     await send_json(send, 200 if body["status"] == "ok" else 503, body)
@@ -110,10 +112,7 @@ def _provider_row(p: dict[str, Any], requests: dict[str, float]) -> str:
 
 
 async def vhealth(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    try:
-        detailed = await _detailed(app, scope)
-    except AuxotError as err:
-        await send_json(send, err.status, openai_chat.error_body(err))
+    if (detailed := await _detailed(app, scope, send)) is None:
         return
     state = _state(app, detailed)
     by_provider: dict[str, float] = {}
