@@ -101,6 +101,11 @@ class App:
     def providers(self) -> list[Provider]:
         return self.scheduler.providers
 
+    def stall_check(self, scope: Scope) -> Callable[[], bool]:
+        """For the relay: was this request's connection closed because its client
+        stopped reading (``http_server``)?"""
+        return lambda: self.connections.stalled(scope.get("client"))
+
     def new_id(self, prefix: str) -> str:
         return prefix + self._ids()
 

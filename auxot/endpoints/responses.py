@@ -43,13 +43,13 @@ async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
         if request.stream:
             await relay(
                 receive, send, events, error_body=responses.error_body, record=record, ledger=usage.of(scope),
-                stalled=lambda: app.connections.stalled(scope.get("client")),
+                stalled=app.stall_check(scope),
                 stream=lambda model: responses.StreamEncoder(response_id, created, model, request, item_ids),
             )
         else:
             await relay(
                 receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id, record=record,
-                ledger=usage.of(scope), stalled=lambda: app.connections.stalled(scope.get("client")),
+                ledger=usage.of(scope), stalled=app.stall_check(scope),
                 fold=lambda resp: responses.encode_response(resp, created, request, item_ids),
             )
         if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
