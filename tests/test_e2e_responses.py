@@ -11,6 +11,9 @@ import openai
 import pytest
 from router_process import RouterProcess
 
+from auxot import sse
+from conformance import responses_schema
+
 MODEL = "SmolLM2-135M-Instruct"
 
 
@@ -75,3 +78,33 @@ def test_errors_are_openai_shaped(router: RouterProcess) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=10)
     assert info.value.code == 400 and json.loads(info.value.read())["error"]["message"] == "input is required"
+
+
+def post(router: RouterProcess, body: dict) -> tuple[str, bytes]:
+    req = urllib.request.Request(router.base_url + "/v1/responses", data=json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {router.key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return resp.headers.get("Content-Type", ""), resp.read()
+
+
+def test_every_answer_carries_the_schema_s_required_fields(router: RouterProcess) -> None:
+    """spec/responses.md §required fields, on the wire: the JSON answer and every
+    stream event, with the request's settings repeated (issue: a response object
+    with 18 of its 31 fields, tools always [] and temperature null)."""
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather", "parameters": {"type": "object"}}]
+    body = {"model": "auto", "input": "Say hi.", "max_output_tokens": 8, "tools": tools, "tool_choice": "none",
+            "top_p": 0.9, "safety_identifier": "user-7", "store": False}
+    kind, raw = post(router, body)
+    answer = json.loads(raw)
+    assert kind.startswith("application/json") and responses_schema.response_problems(answer) == []
+    assert answer["tools"] == tools and answer["tool_choice"] == "none" and answer["store"] is False
+    assert (answer["temperature"], answer["top_p"], answer["safety_identifier"]) == (1.0, 0.9, "user-7")
+    assert answer["status"] != "completed" or answer["completed_at"] >= answer["created_at"]
+
+    kind, raw = post(router, {**body, "stream": True})
+    assert kind.startswith("text/event-stream")
+    decoded = sse.Decoder().feed(raw)
+    events = [json.loads(e.data) for e in decoded]
+    assert [e.event for e in decoded] == [e["type"] for e in events]
+    assert responses_schema.stream_problems(events) == []
+    assert events[-1]["response"]["tools"] == tools and events[-1]["response"]["top_p"] == 0.9

@@ -10,6 +10,8 @@ import trio
 from router_process import RouterProcess
 from ws_client import Rejected, WSClient
 
+from conformance import responses_schema
+
 
 async def connect(router: RouterProcess, key: str | None) -> WSClient:
     parts = urlsplit(router.base_url)
@@ -36,6 +38,7 @@ async def test_several_turns_on_one_connection(router: RouterProcess) -> None:
         assert types[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
         assert types[-1] in ("response.completed", "response.incomplete")
         assert [e["sequence_number"] for e in first] == list(range(len(first)))
+        assert responses_schema.stream_problems(first) == []
         text = "".join(e["delta"] for e in first if e["type"] == "response.output_text.delta")
         assert text and first[-1]["response"]["output"][0]["content"][0]["text"] == text
         second = await turn(ws, model="auto", input="What is my name?", max_output_tokens=10,

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from auxot import sse
-from auxot.codecs import anthropic_stream, openai_chat_stream, responses
+from auxot.codecs import anthropic_stream, openai_chat_stream
+from auxot.codecs.responses_stream import StreamEncoder
+from conformance import responses_schema
 from auxot.codecs.upstream import UpstreamStream
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -30,7 +32,8 @@ def client_encoder(client: str):  # type: ignore[no-untyped-def]
         return openai_chat_stream.StreamEncoder("chatcmpl-auxot-golden", 1700000000, "golden-model", include_usage=True)
     if client == "responses":
         ids = itertools.count()
-        return responses.StreamEncoder("resp_golden", 1700000000, "golden-model", None, lambda prefix: f"{prefix}_{next(ids)}")
+        return StreamEncoder("resp_golden", 1700000000, "golden-model", None, lambda prefix: f"{prefix}_{next(ids)}",
+                             clock=lambda: 1700000001)
     return anthropic_stream.StreamEncoder("msg_auxot_golden", "golden-model")
 
 
@@ -145,3 +148,9 @@ def test_responses_client_gets_items_in_order_with_rising_sequence_numbers() -> 
     deltas = "".join(d["delta"] for n, d in events if n == "response.function_call_arguments.delta")
     assert deltas == final["output"][2]["arguments"]
     assert final["usage"]["input_tokens"] == 1496 and final["usage"]["input_tokens_details"]["cached_tokens"] == 1024
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*-to-responses.sse")), ids=lambda p: p.name)
+def test_responses_goldens_carry_every_required_field(path: Path) -> None:
+    events = [json.loads(e.data) for e in sse.Decoder().feed(path.read_bytes())]
+    assert events and responses_schema.stream_problems(events) == []

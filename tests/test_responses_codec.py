@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import example, given, settings
 from test_openai_codec import json_values
 
-from auxot import ir
+from auxot import ir, sse
 from auxot.codecs import responses
+from auxot.codecs.responses_stream import StreamEncoder
 from auxot.errors import AuxotError, InvalidRequest
+from conformance import responses_schema
 
 
 def test_items_decode_into_the_ir() -> None:
@@ -76,6 +80,7 @@ def test_response_encoding_marks_truncation_incomplete() -> None:
 def test_fuzzed_bodies_raise_only_dialect_errors(value: object) -> None:
     try:
         responses.decode_request(value, history={}.get)
+        responses.settings(value)
     except AuxotError as err:
         assert err.status == 400
 
@@ -111,9 +116,70 @@ def test_codex_s_additional_tools_and_custom_tools() -> None:
     call = ir.Response("r", "m", (ir.ToolCall("c2", "exec", '{"input": "ls"}'),), ir.StopReason.TOOL_USE)
     (item,) = responses.encode_response(call, 0, req)["output"]
     assert item["type"] == "custom_tool_call" and item["input"] == "ls" and item["call_id"] == "c2"
-    encoder = responses.StreamEncoder("r", 0, "m", req, lambda prefix: prefix + "_1")
+    encoder = StreamEncoder("r", 0, "m", req, lambda prefix: prefix + "_1")
     stream = b"".join(encoder.encode(e) for e in (ir.MessageStart("m"), ir.ToolCallStart(0, "c2", "exec"),
                                                    ir.ToolArgumentsDelta(0, '{"input": '), ir.ToolArgumentsDelta(0, '"ls"}'),
                                                    ir.BlockStop(0), ir.MessageStop(ir.StopReason.TOOL_USE)))
     assert b"response.function_call_arguments.delta" not in stream
     assert b'"type":"response.custom_tool_call_input.done"' in stream and b'"input":"ls"' in stream
+
+
+ECHO_BODY = {
+    "model": "m", "input": "x", "instructions": "Be brief.", "temperature": 0.2, "max_output_tokens": 9,
+    "presence_penalty": 0.5, "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+    "tool_choice": {"type": "function", "name": "f"}, "text": {"format": {"type": "json_object"}, "verbosity": "low"},
+    "reasoning": {"effort": "low"}, "store": False, "safety_identifier": "u-1", "prompt_cache_key": "k",
+    "max_tool_calls": 3, "metadata": {"a": "b"}, "truncation": "auto", "previous_response_id": "resp_0",
+}
+
+
+def test_the_response_object_has_every_required_field_and_repeats_the_request() -> None:
+    """spec/responses.md §required fields, JSON and in every stream event; the
+    request's settings repeated, never placeholders."""
+    req = responses.decode_request(ECHO_BODY, history={"resp_0": []}.get)
+    echo = responses.settings(ECHO_BODY)
+    resp = ir.Response("resp_1", "m", (ir.Thinking("hm"), ir.Text("hi"), ir.ToolCall("call_1", "f", "{}")), ir.StopReason.TOOL_USE,
+                       usage=ir.Usage(3, 2))
+    body = responses.encode_response(resp, 100, req, echo=echo, completed=107)
+    assert responses_schema.response_problems(body) == []
+    assert body["completed_at"] == 107 and body["temperature"] == 0.2 and body["top_p"] == 1.0
+    assert body["tools"] == ECHO_BODY["tools"] and body["tool_choice"] == ECHO_BODY["tool_choice"]
+    assert body["text"] == ECHO_BODY["text"] and body["reasoning"] == {"effort": "low", "summary": None}
+    assert (body["store"], body["safety_identifier"], body["prompt_cache_key"], body["max_tool_calls"]) == (False, "u-1", "k", 3)
+    assert (body["presence_penalty"], body["frequency_penalty"], body["instructions"]) == (0.5, 0, "Be brief.")
+    assert (body["truncation"], body["background"], body["previous_response_id"]) == ("disabled", False, "resp_0")
+    assert req.sampling.top_p == 1.0  # the default echoed is the one sent upstream
+
+    ids = iter(range(100))
+    encoder = StreamEncoder("resp_1", 100, "m", req, lambda prefix: f"{prefix}_{next(ids)}", echo=echo, clock=lambda: 108.6)
+    out = b"".join(encoder.encode(e) for e in (
+        ir.MessageStart("m"), ir.ThinkingStart(0), ir.ThinkingDelta(0, "hm"), ir.BlockStop(0),
+        ir.TextStart(1), ir.TextDelta(1, "hi"), ir.BlockStop(1), ir.ToolCallStart(2, "call_1", "f"),
+        ir.ToolArgumentsDelta(2, "{}"), ir.BlockStop(2), ir.MessageStop(ir.StopReason.TOOL_USE, usage=ir.Usage(3, 2))))
+    events = [json.loads(e.data) for e in sse.Decoder().feed(out)]
+    assert responses_schema.stream_problems(events) == []
+    assert events[0]["response"]["completed_at"] is None and events[-1]["response"]["completed_at"] == 108
+    assert events[-1]["response"]["tools"] == ECHO_BODY["tools"]
+
+
+def test_the_schema_check_rejects_what_the_old_object_lacked() -> None:
+    """The validator's negative control: the object this codec sent before."""
+    old = {"id": "r", "object": "response", "created_at": 1, "status": "completed", "model": "m", "output": [],
+           "error": None, "incomplete_details": None, "instructions": None, "max_output_tokens": None,
+           "parallel_tool_calls": True, "temperature": None, "top_p": None, "tool_choice": "auto", "tools": [],
+           "text": {"format": {"type": "text"}}, "usage": None, "metadata": {}}
+    problems = responses_schema.response_problems(old)
+    assert "response lacks 'completed_at'" in problems and "response lacks 'prompt_cache_key'" in problems
+    assert "response.temperature is None, not the number used" in problems
+    assert responses_schema.stream_problems([{"type": "response.created", "sequence_number": 1, "response": old}])
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"background": True}, "background responses are not supported"),
+    ({"truncation": "middle"}, "truncation must be auto or disabled"),
+    ({"store": "yes"}, "store must be true or false"),
+    ({"max_tool_calls": 0}, "max_tool_calls must be an integer ≥ 1"),
+])
+def test_bad_settings(body: dict, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        responses.settings({"model": "m", "input": "x", **body})

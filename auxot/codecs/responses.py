@@ -18,7 +18,8 @@ state machine over block events.  Mappings: spec/mapping.md §responses.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import ir
 from ..errors import InvalidRequest
@@ -30,8 +31,10 @@ from .openai_chat import (  # OpenAI's error envelope
     image_from_url,
 )
 
-__all__ = ["decode_request", "encode_response", "StreamEncoder", "error_body", "conversation_items"]
+__all__ = ["conversation_items", "decode_request", "encode_response", "error_body", "response_object", "settings"]
 
+DEFAULT_TEMPERATURE = 1.0  # the Responses reference's defaults
+DEFAULT_TOP_P = 1.0
 HOSTED_TOOLS = {"web_search", "web_search_preview", "file_search", "computer_use_preview", "code_interpreter",
                 "image_generation", "mcp", "local_shell"}
 CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
@@ -78,9 +81,12 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         sampling=ir.Sampling(
-            temperature=check.number(body.get("temperature"), "temperature", 0, 2),
-            top_p=check.number(body.get("top_p"), "top_p", 0, 1),
+            # Unset, the documented defaults are sent, so a response's echo is what was used (spec/responses.md).
+            temperature=_or(check.number(body.get("temperature"), "temperature", 0, 2), DEFAULT_TEMPERATURE),
+            top_p=_or(check.number(body.get("top_p"), "top_p", 0, 1), DEFAULT_TOP_P),
             max_tokens=check.integer(body.get("max_output_tokens"), "max_output_tokens", 1),
+            presence_penalty=check.number(body.get("presence_penalty"), "presence_penalty", -2, 2),
+            frequency_penalty=check.number(body.get("frequency_penalty"), "frequency_penalty", -2, 2),
         ),
         response_format=_decode_format(text.get("format")),
         stream=bool(check.boolean(body.get("stream"), "stream")),
@@ -89,6 +95,41 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
         user=body.get("user") if isinstance(body.get("user"), str) else None,
         reasoning=ir.Reasoning(effort != "none", effort=effort) if isinstance(effort, str) else None,
     )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def settings(body: Any) -> dict[str, Any]:
+    """The Responses-only request fields that every response object repeats,
+    checked; the rest of the echo comes from the IR request (:func:`response_object`)."""
+    body = check.obj(body, "body")
+    truncation = body.get("truncation", "disabled")
+    if truncation not in ("disabled", "auto", None):
+        raise InvalidRequest(f"truncation must be auto or disabled; got {truncation!r}", param="truncation")
+    if check.boolean(body.get("background"), "background"):
+        raise InvalidRequest("background responses are not supported: this router answers while the request is open",
+                             param="background")
+    text = dict(check.obj(body.get("text"), "text"))
+    text.setdefault("format", {"type": "text"})
+    reasoning = check.obj(body.get("reasoning"), "reasoning")
+    return {
+        "previous_response_id": check.string(body.get("previous_response_id"), "previous_response_id"),
+        # "auto" asks to drop early items when the input does not fit; the router never drops
+        # input (a request too long is a 400), so what was applied is "disabled" (mapping §responses).
+        "truncation": "disabled",
+        "store": check.boolean(body.get("store"), "store") is not False,
+        "background": False,
+        "service_tier": "default",  # the router has no tiers
+        "safety_identifier": check.string(body.get("safety_identifier"), "safety_identifier"),
+        "prompt_cache_key": check.string(body.get("prompt_cache_key"), "prompt_cache_key"),
+        "max_tool_calls": check.integer(body.get("max_tool_calls"), "max_tool_calls", 1),
+        "tools": check.array(body.get("tools"), "tools"),
+        "tool_choice": body.get("tool_choice") if body.get("tool_choice") is not None else "auto",
+        "text": text,
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+    }
 
 
 def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[ir.Tool]]:
@@ -233,7 +274,7 @@ def encode_usage(usage: ir.Usage) -> dict[str, Any]:
             "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input_tokens + output}
 
 
-def _status(stop: ir.StopReason | None) -> tuple[str, dict[str, str] | None]:
+def status_of(stop: ir.StopReason | None) -> tuple[str, dict[str, str] | None]:
     if stop is ir.StopReason.MAX_TOKENS:
         return "incomplete", {"reason": "max_output_tokens"}
     if stop is ir.StopReason.REFUSAL:
@@ -262,33 +303,45 @@ def output_item(part: ir.Text | ir.Thinking | ir.ToolCall, item_id: str, status:
                     "input": custom_input(arguments), "status": status}
         case ir.Text(text=text):
             return {"type": "message", "id": item_id, "status": status, "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+                    "content": [output_text(text)]}
         case ir.Thinking(text=text):
             return {"type": "reasoning", "id": item_id, "summary": [{"type": "summary_text", "text": text}] if text else []}
         case ir.ToolCall(id=call_id, name=name, arguments=arguments):
             return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments, "status": status}
 
 
-def _shell(response_id: str, model: str, created: int, req: ir.Request | None) -> dict[str, Any]:
+def output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def response_object(response_id: str, model: str, created: int, req: ir.Request | None,
+                    echo: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A response object, in progress: every field the schema requires
+    (spec/responses.md §required), the request's settings repeated."""
+    sampling = req.sampling if req else ir.Sampling()
     return {
-        "id": response_id, "object": "response", "created_at": created, "status": "in_progress", "model": model,
-        "output": [], "error": None, "incomplete_details": None,
+        "id": response_id, "object": "response", "created_at": created, "completed_at": None, "status": "in_progress",
+        "model": model, "output": [], "error": None, "incomplete_details": None,
         "instructions": "\n\n".join(t.text for t in req.system) if req and req.system else None,
-        "max_output_tokens": req.sampling.max_tokens if req else None,
+        "max_output_tokens": sampling.max_tokens,
         "parallel_tool_calls": req.parallel_tool_calls if req and req.parallel_tool_calls is not None else True,
-        "temperature": req.sampling.temperature if req else None, "top_p": req.sampling.top_p if req else None,
-        "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}}, "usage": None,
-        "metadata": (req.metadata if req else None) or {},
+        "temperature": _or(sampling.temperature, DEFAULT_TEMPERATURE), "top_p": _or(sampling.top_p, DEFAULT_TOP_P),
+        "presence_penalty": sampling.presence_penalty or 0, "frequency_penalty": sampling.frequency_penalty or 0,
+        "top_logprobs": 0, "usage": None, "metadata": (req.metadata if req else None) or {},
+        **(echo if echo is not None else settings({})),
     }
 
 
-def encode_response(resp: ir.Response, created: int, req: ir.Request | None = None, item_ids: Callable[[str], str] | None = None) -> dict[str, Any]:
+def encode_response(resp: ir.Response, created: int, req: ir.Request | None = None, item_ids: Callable[[str], str] | None = None,
+                    echo: dict[str, Any] | None = None, completed: int | None = None) -> dict[str, Any]:
     new_id = item_ids or (lambda prefix: f"{prefix}_{resp.id}")
-    body = _shell(resp.id, resp.model, created, req)
+    body = response_object(resp.id, resp.model, created, req, echo)
     prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc"}
     custom = custom_names(req)
     body["output"] = [output_item(p, new_id(prefixes[type(p)]), custom=custom) for p in resp.content]
-    body["status"], body["incomplete_details"] = _status(resp.stop_reason)
+    body["status"], body["incomplete_details"] = status_of(resp.stop_reason)
+    if body["status"] == "completed":
+        body["completed_at"] = completed if completed is not None else created
     body["usage"] = encode_usage(resp.usage)
     return body
 
@@ -296,129 +349,3 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
 def conversation_items(resp: ir.Response) -> list[ir.Message]:
     """The assistant turn of a response, as IR messages to store for previous_response_id."""
     return [ir.Message(ir.Role.ASSISTANT, tuple(resp.content))] if resp.content else []
-
-
-# --- streams -----------------------------------------------------------------
-
-
-class StreamEncoder:
-    """IR events → Responses SSE (``event: type`` + ``data: {…, sequence_number}``)."""
-
-    def __init__(
-        self, response_id: str, created: int, model: str, req: ir.Request | None, item_ids: Callable[[str], str],
-        framing: str = "sse",
-    ) -> None:
-        """``framing``: "sse" for HTTP, or "lines" (one JSON document per line) for
-        WebSocket mode, where each line becomes one text frame."""
-        self._framing = framing
-        self._response = _shell(response_id, model, created, req)
-        self._new_id = item_ids
-        self._seq = 0
-        self._items: dict[int, dict[str, Any]] = {}  # IR block index → output item being built
-        self._order: list[int] = []  # IR block indices in output order
-        self._position: dict[int, int] = {}  # IR block index → output_index
-        self._texts: dict[int, list[str]] = {}
-        self._usage = ir.Usage()
-        self._custom = custom_names(req)  # custom tools: their input is sent whole when the call ends
-
-    def _event(self, kind: str, **fields: Any) -> bytes:
-        payload = {"type": kind, "sequence_number": self._seq, **fields}
-        self._seq += 1
-        if self._framing == "lines":
-            return ir.dumps(payload).encode() + b"\n"  # JSON escapes newlines, so one line per event
-        return f"event: {kind}\ndata: {ir.dumps(payload)}\n\n".encode()
-
-    def _open(self, block: int, item: dict[str, Any]) -> bytes:
-        self._items[block] = item
-        self._position[block] = len(self._order)
-        self._order.append(block)
-        self._texts[block] = []
-        return self._event("response.output_item.added", output_index=len(self._order) - 1, item=item)
-
-    def encode(self, event: ir.Event) -> bytes:
-        match event:
-            case ir.TextDelta(index=block, text=text):
-                self._texts[block].append(text)
-                item = self._items[block]
-                return self._event("response.output_text.delta", item_id=item["id"], output_index=self._position[block],
-                                   content_index=0, delta=text, logprobs=[])
-            case ir.ToolArgumentsDelta(index=block, json=fragment):
-                self._texts[block].append(fragment)
-                if self._items[block]["type"] == "custom_tool_call":
-                    return b""  # fragments of {"input": …}, not of the input itself
-                return self._event("response.function_call_arguments.delta", item_id=self._items[block]["id"],
-                                   output_index=self._position[block], delta=fragment)
-            case ir.ThinkingDelta(index=block, text=text):
-                if not text:
-                    return b""
-                self._texts[block].append(text)
-                return self._event("response.reasoning_summary_text.delta", item_id=self._items[block]["id"],
-                                   output_index=self._position[block], summary_index=0, delta=text)
-            case ir.MessageStart(usage=usage):
-                self._usage = usage
-                return (self._event("response.created", response=self._response)
-                        + self._event("response.in_progress", response=self._response))
-            case ir.TextStart(index=block):
-                item = {"type": "message", "id": self._new_id("msg"), "status": "in_progress", "role": "assistant", "content": []}
-                part = {"type": "output_text", "text": "", "annotations": []}
-                return self._open(block, item) + self._event("response.content_part.added", item_id=item["id"],
-                                                             output_index=len(self._order) - 1, content_index=0, part=part)
-            case ir.ThinkingStart(index=block):
-                item = {"type": "reasoning", "id": self._new_id("rs"), "summary": []}
-                return self._open(block, item) + self._event("response.reasoning_summary_part.added", item_id=item["id"],
-                                                             output_index=len(self._order) - 1, summary_index=0,
-                                                             part={"type": "summary_text", "text": ""})
-            case ir.ToolCallStart(index=block, id=call_id, name=name) if name in self._custom:
-                item = {"type": "custom_tool_call", "id": self._new_id("ctc"), "call_id": call_id, "name": name, "input": "",
-                        "status": "in_progress"}
-                return self._open(block, item)
-            case ir.ToolCallStart(index=block, id=call_id, name=name):
-                item = {"type": "function_call", "id": self._new_id("fc"), "call_id": call_id, "name": name, "arguments": "", "status": "in_progress"}
-                return self._open(block, item)
-            case ir.BlockStop(index=block):
-                return self._close(block)
-            case ir.MessageStop(stop_reason=stop, usage=usage):
-                status, incomplete = _status(stop)
-                self._response.update(status=status, incomplete_details=incomplete,
-                                      usage=encode_usage(ir.merge_usage(self._usage, usage)),
-                                      output=[self._final(b) for b in self._order])
-                return self._event("response.completed" if status == "completed" else "response.incomplete", response=self._response)
-            case ir.StreamError(message=message):
-                self._response.update(status="failed", error={"code": "server_error", "message": message},
-                                      output=[self._final(b) for b in self._order])
-                return self._event("response.failed", response=self._response)
-        return b""
-
-    def _final(self, block: int) -> dict[str, Any]:
-        item = dict(self._items[block])
-        text = "".join(self._texts[block])
-        if item["type"] == "message":
-            item.update(status="completed", content=[{"type": "output_text", "text": text, "annotations": []}])
-        elif item["type"] == "function_call":
-            item.update(status="completed", arguments=text)
-        elif item["type"] == "custom_tool_call":
-            item.update(status="completed", input=custom_input(text))
-        else:
-            item["summary"] = [{"type": "summary_text", "text": text}] if text else []
-        return item
-
-    def _close(self, block: int) -> bytes:
-        if block not in self._items:
-            return b""
-        final = self._final(block)
-        index = self._position[block]
-        text = "".join(self._texts[block])
-        out = b""
-        if final["type"] == "message":
-            out += self._event("response.output_text.done", item_id=final["id"], output_index=index, content_index=0, text=text, logprobs=[])
-            out += self._event("response.content_part.done", item_id=final["id"], output_index=index, content_index=0, part=final["content"][0])
-        elif final["type"] == "function_call":
-            out += self._event("response.function_call_arguments.done", item_id=final["id"], output_index=index, arguments=text)
-        elif final["type"] == "custom_tool_call":
-            out += self._event("response.custom_tool_call_input.delta", item_id=final["id"], output_index=index, delta=final["input"])
-            out += self._event("response.custom_tool_call_input.done", item_id=final["id"], output_index=index, input=final["input"])
-        else:
-            out += self._event("response.reasoning_summary_text.done", item_id=final["id"], output_index=index, summary_index=0, text=text)
-            out += self._event("response.reasoning_summary_part.done", item_id=final["id"], output_index=index, summary_index=0,
-                               part={"type": "summary_text", "text": text})
-        return out + self._event("response.output_item.done", output_index=index, item=final)

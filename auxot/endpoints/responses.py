@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 from .. import ir, usage
 from ..accounting import RequestRecord
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import responses
+from ..codecs.responses_stream import StreamEncoder
 from ..errors import AuxotError, InvalidRequest, ProviderError
 from .relay import Watched, relay, send_error
 
@@ -31,6 +33,7 @@ async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
             record.key_id = key.id
             body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
             request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
+            echo = responses.settings(body)
         except AuxotError as err:
             await send_error(send, err, responses.error_body, record)
             return
@@ -44,15 +47,15 @@ async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
             await relay(
                 receive, send, events, error_body=responses.error_body, record=record, ledger=usage.of(scope),
                 stalled=app.stall_check(scope),
-                stream=lambda model: responses.StreamEncoder(response_id, created, model, request, item_ids),
+                stream=lambda model: StreamEncoder(response_id, created, model, request, item_ids, echo=echo, clock=app.clock),
             )
         else:
             await relay(
                 receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id, record=record,
                 ledger=usage.of(scope), stalled=app.stall_check(scope),
-                fold=lambda resp: responses.encode_response(resp, created, request, item_ids),
+                fold=lambda resp: responses.encode_response(resp, created, request, item_ids, echo, int(app.clock())),
             )
-        if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
+        if fold.stop is not None and fold.error is None and echo["store"]:
             app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
 
 

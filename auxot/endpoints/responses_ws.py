@@ -26,6 +26,7 @@ from .. import ir, usage
 from ..accounting import RequestRecord
 from ..asgi import Receive, Scope, Send, refuse_websocket
 from ..codecs import responses
+from ..codecs.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from .relay import Watched
 
@@ -105,6 +106,7 @@ async def _turn(app: App, key: KeyRecord, scope: Scope, message: dict[str, Any],
     body = frame.get("response") if isinstance(frame.get("response"), dict) else {k: v for k, v in frame.items() if k != "type"}
     try:
         request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
+        echo = responses.settings(body)
     except AuxotError as err:
         record.status = err.status
         await app.gate.finish(record)
@@ -112,16 +114,16 @@ async def _turn(app: App, key: KeyRecord, scope: Scope, message: dict[str, Any],
         return
     with app.record("responses.ws") as turn:
         turn.key_id, turn.model_requested = key.id, request.model
-        await _run_turn(app, body, request, record, turn, send)
+        await _run_turn(app, echo, request, record, turn, send)
 
 
 async def _run_turn(
-    app: App, body: dict[str, Any], request: ir.Request, record: usage.Record, turn: RequestRecord, send: Send,
+    app: App, echo: dict[str, Any], request: ir.Request, record: usage.Record, turn: RequestRecord, send: Send,
 ) -> None:
     """One turn: the scheduler's events as frames.  ``record`` is the ledger's
-    row, ``turn`` the metrics' record."""
+    row, ``turn`` the metrics' record; ``echo`` the request's Responses-only settings."""
     response_id = app.new_id("resp_")
-    encoder: responses.StreamEncoder | None = None
+    encoder: StreamEncoder | None = None
     fold = ir.Fold(response_id)
     try:
         # The relay's watcher notes first byte, provider and usage on both records.
@@ -131,8 +133,8 @@ async def _run_turn(
                 if encoder is None:  # the first event names the model that serves
                     turn.status = record.status = 200  # from here on a failure is told in the stream
                     model = event.model if isinstance(event, ir.MessageStart) else request.model
-                    encoder = responses.StreamEncoder(response_id, int(app.clock()), model, request,
-                                                      lambda prefix: app.new_id(prefix + "_"), framing="lines")
+                    encoder = StreamEncoder(response_id, int(app.clock()), model, request,
+                                            lambda prefix: app.new_id(prefix + "_"), framing="lines", echo=echo, clock=app.clock)
                 fold.feed(event)
                 if isinstance(event, (ir.MessageStop, ir.StreamError)):
                     await app.gate.finish(record)  # the ledger row is committed before the turn's last frame
@@ -152,7 +154,7 @@ async def _run_turn(
         return
     if fold.error is not None:
         turn.outcome = "error"
-    if fold.stop is not None and fold.error is None and body.get("store", True) is not False:
+    if fold.stop is not None and fold.error is None and echo["store"]:
         app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
 
 
