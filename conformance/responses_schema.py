@@ -38,7 +38,7 @@ def item_problems(item: Any, where: str) -> list[str]:
     lists = required()
     if not isinstance(item, dict):
         return [f"{where} is not an object"]
-    kind = item.get("type")
+    kind = str(item.get("type"))
     if kind not in lists["items"]:
         return [f"{where}.type {kind!r} is not an output item type"]
     problems = _absent(item, lists["items"][kind], where)
@@ -81,7 +81,7 @@ def event_problems(event: Any) -> list[str]:
     """One stream event: its own required fields, and those of the response,
     item or part it carries."""
     lists = required()
-    kind = event.get("type") if isinstance(event, dict) else None
+    kind = str(event.get("type")) if isinstance(event, dict) else "?"
     if kind == "error":
         return _absent(event, ["type", "sequence_number", "message"], "error event")
     if kind not in lists["events"]:
