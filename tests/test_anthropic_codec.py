@@ -179,3 +179,25 @@ def test_mid_conversation_system_turns_are_carried_in_place() -> None:
     assert [m["role"] for m in chat] == ["system", "user", "system", "assistant", "system", "user"]
     upstream = anthropic.encode_request(req, "m")
     assert upstream["system"] == "lead\n\na reminder\n\nanother" and [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]
+
+
+def test_tool_results_reach_openai_with_their_images_and_error_flag() -> None:
+    """mapping §tool-results: an OpenAI tool message holds text only and has no
+    error flag, so images follow in the next user turn and an error is marked in
+    the text — nothing vanishes (it did: 200, and the model never saw either)."""
+    req = anthropic.decode_request(claude_code_body())
+    messages = openai_chat.encode_request(req, "m")["messages"]
+    first, second, user = messages[-3:]
+    assert first == {"role": "tool", "tool_call_id": "toolu_01", "content": "a.txt\n[1 image(s): in the next user message]"}
+    assert second == {"role": "tool", "tool_call_id": "toolu_02", "content": "[tool error] boom"}
+    assert user == {"role": "user", "content": [
+        {"type": "text", "text": "Image(s) returned by tool call toolu_01:"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "text", "text": "Thanks"},
+    ]}
+    only_results = ir.Request("m", (ir.Message(ir.Role.TOOL, (ir.ToolResult("c", (ir.Image(url="https://x/y.png"),)),)),))
+    assert openai_chat.encode_request(only_results, "m")["messages"] == [
+        {"role": "tool", "tool_call_id": "c", "content": "[1 image(s): in the next user message]"},
+        {"role": "user", "content": [{"type": "text", "text": "Image(s) returned by tool call c:"},
+                                     {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+    ]

@@ -12,7 +12,8 @@ import anthropic
 import openai
 import pytest
 
-from router_process import RouterProcess
+from router_process import RouterProcess, start_router
+from scripted_upstream import ScriptedUpstream
 
 
 def test_the_root_paths_other_servers_use(router: RouterProcess) -> None:
@@ -110,3 +111,46 @@ def test_llama_cpp_s_own_fields_reach_llama_server(router: RouterProcess) -> Non
                                        extra_body={"min_p": "high"})
     assert "min_p must be a number" in caught.value.message
     client.close()
+
+
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
+
+
+def test_tool_result_images_and_errors_reach_an_openai_upstream(tmp_path: Path) -> None:
+    """The Anthropic SDK sends a turn whose tool results hold an image and an
+    error; the upstream — a TEST DOUBLE for a vision-capable OpenAI-dialect cloud
+    (tests/scripted_upstream.py) — must receive both (mapping §tool-results).
+    Before: 200, the image and the error flag silently gone."""
+    def answer(body: dict) -> str:
+        tools = [m for m in body["messages"] if m["role"] == "tool"]
+        images = [p for m in body["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+                  for p in m["content"] if p.get("type") == "image_url"]
+        return f"tool messages {len(tools)}, images {len(images)}, error marked {'[tool error]' in str(tools)}"
+
+    with ScriptedUpstream(answer) as upstream:
+        config = tmp_path / "auxot.toml"
+        config.write_text(f'[[providers]]\nkind = "openai-compatible"\nname = "vision"\nbase_url = "{upstream.url}"\n'
+                          f'models = ["vision-model"]\nimages = true\n')
+        router = start_router(tmp_path / "data", "--config", str(config))
+        try:
+            claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
+            message = claude.messages.create(model="vision-model", max_tokens=50, messages=[
+                {"role": "user", "content": "Take a screenshot, then read the log."},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "read_log", "input": {}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}]},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "permission denied", "is_error": True},
+                    {"type": "text", "text": "What do you see?"}]},
+            ], tools=[{"name": "screenshot", "input_schema": {"type": "object"}}, {"name": "read_log", "input_schema": {"type": "object"}}])
+            assert message.content[0].text.strip() == "tool messages 2, images 1, error marked True"
+            sent = upstream.requests[-1]["messages"]
+            assert sent[-3]["content"] == "[1 image(s): in the next user message]"
+            assert sent[-2] == {"role": "tool", "tool_call_id": "toolu_2", "content": "[tool error] permission denied"}
+            assert sent[-1]["content"][1] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
+            assert sent[-1]["content"][-1] == {"type": "text", "text": "What do you see?"}
+            claude.close()
+        finally:
+            assert router.stop() == 0

@@ -305,8 +305,18 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if req.system:
         messages.append({"role": "system", "content": "\n\n".join(t.text for t in req.system)})
+    images: list[ir.Part] = []  # from tool results, for the next user turn (mapping §tool-results)
     for message in req.messages:
-        messages.extend(_encode_message(message))
+        if images and message.role is ir.Role.USER:
+            message, images = ir.Message(ir.Role.USER, (*images, *message.content), message.name), []
+        elif images and message.role is not ir.Role.TOOL:
+            messages.append({"role": "user", "content": _encode_content(images)})
+            images = []
+        encoded, carried = _encode_message(message)
+        messages.extend(encoded)
+        images += carried
+    if images:
+        messages.append({"role": "user", "content": _encode_content(images)})
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
     if req.extensions:
         body.update(req.extensions)  # only a llama.cpp provider is sent these (capabilities.missing)
@@ -346,15 +356,31 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
     return body
 
 
-def _encode_message(message: ir.Message) -> list[dict[str, Any]]:
+TOOL_ERROR_MARK = "[tool error] "  # mapping §tool-results: how an error result reads where results cannot say so
+
+
+def _encode_results(results: list[ir.ToolResult]) -> tuple[list[dict[str, Any]], list[ir.Part]]:
+    """Tool messages, and the images their results held: a tool message carries
+    text only, so the images follow in the next user turn (mapping §tool-results)."""
+    out: list[dict[str, Any]] = []
+    images: list[ir.Part] = []
+    for result in results:
+        text = "".join(p.text for p in result.content if isinstance(p, ir.Text))
+        pictures = [p for p in result.content if isinstance(p, ir.Image)]
+        if pictures:
+            text += f"{chr(10) if text else ''}[{len(pictures)} image(s): in the next user message]"
+            images += [ir.Text(f"Image(s) returned by tool call {result.tool_call_id}:"), *pictures]
+        if result.is_error:
+            text = TOOL_ERROR_MARK + text
+        out.append({"role": "tool", "tool_call_id": result.tool_call_id, "content": text})
+    return out, images
+
+
+def _encode_message(message: ir.Message) -> tuple[list[dict[str, Any]], list[ir.Part]]:
+    """The message's OpenAI messages, and images from its tool results that must
+    follow in a user turn."""
     if message.role is ir.Role.TOOL:
-        out = []
-        for part in message.content:
-            if isinstance(part, ir.ToolResult):
-                # mapping §tool-results: images in tool results are not carried.
-                text = "".join(p.text for p in part.content if isinstance(p, ir.Text))
-                out.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
-        return out
+        return _encode_results([p for p in message.content if isinstance(p, ir.ToolResult)])
     if message.role is ir.Role.ASSISTANT:
         encoded: dict[str, Any] = {"role": "assistant"}
         text = "".join(p.text for p in message.content if isinstance(p, ir.Text))
@@ -367,14 +393,15 @@ def _encode_message(message: ir.Message) -> list[dict[str, Any]]:
             encoded["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
             ]
-        return [encoded]
+        return [encoded], []
     role = "system" if message.role is ir.Role.SYSTEM else "user"
-    results = [p for p in message.content if isinstance(p, ir.ToolResult)]
+    out, images = _encode_results([p for p in message.content if isinstance(p, ir.ToolResult)])
     others = [p for p in message.content if not isinstance(p, ir.ToolResult)]
-    out = _encode_message(ir.Message(ir.Role.TOOL, tuple(results))) if results else []
-    if others or not results:
+    if role == "user":
+        others, images = [*images, *others], []
+    if others or not out:
         out.append({"role": role, "content": _encode_content(others)})
-    return out
+    return out, images
 
 
 def _encode_content(parts: list[ir.Part]) -> str | list[dict[str, Any]]:
