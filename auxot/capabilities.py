@@ -31,9 +31,11 @@ class Capabilities:
     #                            False: a request offering tools is not sent there (never a silent drop)
     context: int | None = None  # tokens one request may use (llama-server: per slot)
     llama_extensions: bool | None = None  # llama.cpp's own sampling fields (grammar, min_p…)
+    logprobs: bool | None = None  # the output tokens' log probabilities (an OpenAI-dialect upstream)
 
     def as_dict(self) -> dict[str, object]:
-        return {"images": self.images, "tools": self.tools, "context": self.context, "llama_extensions": self.llama_extensions}
+        return {"images": self.images, "tools": self.tools, "context": self.context, "llama_extensions": self.llama_extensions,
+                "logprobs": self.logprobs}
 
 
 UNKNOWN = Capabilities()
@@ -45,6 +47,7 @@ class Needs:
     forced_tool: bool  # tool_choice "required" or a named tool: only a provider that carries tools can honour it
     extensions: tuple[str, ...] = ()  # llama.cpp's own fields the request sets
     tools: bool = False  # the request offers tools the model may call (tool_choice not "none")
+    logprobs: bool = False  # the request asks for token log probabilities
 
 
 def needs(req: ir.Request) -> Needs:
@@ -52,7 +55,7 @@ def needs(req: ir.Request) -> Needs:
                  for message in req.messages for part in message.content)
     forced = bool(req.tools) and req.tool_choice is not None and req.tool_choice.mode in ("required", "tool")
     offered = bool(req.tools) and (req.tool_choice is None or req.tool_choice.mode != "none")
-    return Needs(images, forced, tuple(sorted(req.extensions or ())), offered)
+    return Needs(images, forced, tuple(sorted(req.extensions or ())), offered, req.sampling.logprobs is not None)
 
 
 def missing(caps: Capabilities, need: Needs) -> str | None:
@@ -64,6 +67,8 @@ def missing(caps: Capabilities, need: Needs) -> str | None:
         return "tool calls (the request forces one with tool_choice, and the model's chat template cannot carry tools)"
     if need.tools and caps.tools is False:
         return "tools (the model's chat template has no place for tool definitions; they would be dropped)"
+    if need.logprobs and caps.logprobs is False:
+        return "token log probabilities (logprobs): only an OpenAI-dialect provider (llama-server, an OpenAI-compatible API) gives them"
     if need.extensions and caps.llama_extensions is False:
         return f"llama.cpp's own fields ({', '.join(need.extensions)}): only a llama.cpp provider takes them"
     return None

@@ -129,6 +129,7 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logit_bias: dict[str, float] | None = None  # OpenAI only; token ids are the provider's (mapping §sampling)
+    logprobs: int | None = None  # None: not asked; k: each output token's log probability, with k alternatives
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,17 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One output token's log probability (mapping §logprobs); ``top``: the most
+    likely tokens at that position, each without alternatives of its own."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    top: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class Response:
     id: str
     model: str
@@ -180,6 +192,7 @@ class Response:
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
     fingerprint: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None  # the text's tokens, when asked and given
 
 
 # --- stream events ---------------------------------------------------------
@@ -213,6 +226,7 @@ class ToolCallStart:
 class TextDelta:
     index: int
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()  # the tokens of ``text``, when asked and given
 
 
 @dataclass(frozen=True)
@@ -275,6 +289,7 @@ class Fold:
         self.blocks: dict[int, list[Any]] = {}
         self.stop: MessageStop | None = None
         self.error: StreamError | None = None
+        self.logprobs: list[TokenLogprob] | None = None
 
     def feed(self, event: Event) -> None:
         match event:
@@ -288,7 +303,13 @@ class Fold:
                 self.blocks[i] = ["thinking", [], None]
             case ToolCallStart(index=i, id=call_id, name=name):
                 self.blocks[i] = ["tool", [], call_id, name]
-            case TextDelta(index=i, text=text) | ToolArgumentsDelta(index=i, json=text):
+            case TextDelta(index=i, text=text, logprobs=logprobs):
+                self.blocks[i][1].append(text)
+                if logprobs:
+                    if self.logprobs is None:
+                        self.logprobs = []
+                    self.logprobs.extend(logprobs)
+            case ToolArgumentsDelta(index=i, json=text):
                 self.blocks[i][1].append(text)
             case ThinkingDelta(index=i, text=text, signature=signature):
                 self.blocks[i][1].append(text)
@@ -313,7 +334,8 @@ class Fold:
                 content.append(ToolCall(block[2], block[3], joined or "{}"))
         stop = self.stop or MessageStop(None)
         usage = merge_usage(self.usage, stop.usage)
-        return Response(self.id, self.model, tuple(content), stop.stop_reason, stop.stop_sequence, usage, self.fingerprint)
+        logprobs = tuple(self.logprobs) if self.logprobs is not None else None
+        return Response(self.id, self.model, tuple(content), stop.stop_reason, stop.stop_sequence, usage, self.fingerprint, logprobs)
 
 
 def merge_usage(first: Usage, later: Usage) -> Usage:

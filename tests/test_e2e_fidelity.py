@@ -154,3 +154,25 @@ def test_tool_result_images_and_errors_reach_an_openai_upstream(tmp_path: Path) 
             claude.close()
         finally:
             assert router.stop() == 0
+
+
+def test_logprobs_come_from_llama_server_to_chat_and_responses(router: RouterProcess) -> None:
+    """Before: ``choices[0].logprobs`` null though bare llama-server gives them."""
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=router.key, max_retries=0, timeout=60)
+    ask = {"model": "auto", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": "Name a colour."}]}
+    answer = client.chat.completions.create(**ask, logprobs=True, top_logprobs=2)
+    tokens = answer.choices[0].logprobs.content
+    assert tokens and "".join(t.token for t in tokens) == answer.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in tokens)
+    assert tokens[0].token == tokens[0].top_logprobs[0].token  # temperature 0: the likeliest token was chosen
+    streamed = list(client.chat.completions.create(**ask, logprobs=True, stream=True))
+    pieces = [(c.choices[0].delta.content, c.choices[0].logprobs) for c in streamed if c.choices and c.choices[0].delta.content]
+    assert pieces and all("".join(t.token for t in lp.content) == text for text, lp in pieces)
+    assert "".join(text for text, _ in pieces) == answer.choices[0].message.content  # same seed-free greedy answer
+
+    r = client.responses.create(model="auto", input="Name a colour.", max_output_tokens=6, temperature=0, top_logprobs=2,
+                                include=["message.output_text.logprobs"])
+    part = r.output[0].content[0]
+    assert part.logprobs and "".join(t.token for t in part.logprobs) == part.text and r.top_logprobs == 2
+    assert all(len(t.top_logprobs) == 2 for t in part.logprobs)
+    client.close()

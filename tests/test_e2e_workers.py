@@ -82,6 +82,11 @@ def test_openai_sdk_through_the_worker(router: RouterProcess) -> None:
     ))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip() and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    # Token log probabilities cross the worker wire (the worker says it can give them).
+    lp = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, logprobs=True,
+                                        top_logprobs=1)
+    tokens = lp.choices[0].logprobs.content
+    assert tokens and "".join(t.token for t in tokens) == lp.choices[0].message.content and len(tokens[0].top_logprobs) == 1
 
 
 def test_anthropic_sdk_through_the_worker(router: RouterProcess) -> None:

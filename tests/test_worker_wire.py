@@ -47,6 +47,7 @@ requests = st.builds(
         ir.Sampling, st.none() | number, st.none() | number, st.none() | small, st.none() | small, st.none() | number,
         st.none() | number, st.none() | small, st.lists(text, max_size=2).map(tuple),
         st.none() | st.dictionaries(text, st.floats(allow_nan=False, allow_infinity=False), max_size=2),
+        st.none() | st.integers(0, 20),
     ),
     response_format=st.none() | st.builds(ir.ResponseFormat, text, st.none() | json_object, opt_text, st.none() | st.booleans()),
     stream=st.booleans(),
@@ -56,10 +57,15 @@ requests = st.builds(
     reasoning=st.none() | st.builds(ir.Reasoning, st.booleans(), st.none() | small, opt_text),
 )
 index = st.integers(0, 1000)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+token_bytes = st.none() | st.lists(st.integers(0, 255), max_size=4).map(tuple)
+top_logprobs = st.builds(ir.TokenLogprob, text, finite, token_bytes)
+logprobs = st.lists(st.builds(ir.TokenLogprob, text, finite, token_bytes, st.lists(top_logprobs, max_size=2).map(tuple)),
+                    max_size=2).map(tuple)
 events = st.one_of(
     st.builds(ir.MessageStart, text, usage),
     st.builds(ir.TextStart, index), st.builds(ir.ThinkingStart, index), st.builds(ir.ToolCallStart, index, text, text),
-    st.builds(ir.TextDelta, index, text), st.builds(ir.ThinkingDelta, index, text, opt_text),
+    st.builds(ir.TextDelta, index, text, logprobs), st.builds(ir.ThinkingDelta, index, text, opt_text),
     st.builds(ir.ToolArgumentsDelta, index, text), st.builds(ir.BlockStop, index),
     st.builds(ir.MessageStop, st.none() | st.sampled_from(ir.StopReason), opt_text, usage),
     st.builds(ir.StreamError, text, text),

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import AuxotError, ErrorKind, InvalidRequest
-from . import check
+from . import check, logprobs
 
 # mapping §stop-reasons
 FINISH_TO_STOP = {
@@ -103,6 +103,7 @@ def decode_request(body: Any) -> ir.Request:
         seed=check.integer(body.get("seed"), "seed"),
         stop=stops,
         logit_bias=_decode_logit_bias(body.get("logit_bias")),
+        logprobs=logprobs.requested(body.get("logprobs"), body.get("top_logprobs")),
     )
     stream_options = body.get("stream_options")
     include_usage = False
@@ -331,6 +332,10 @@ def encode_request(req: ir.Request, model: str) -> dict[str, Any]:
         body["stop"] = list(s.stop)
     if s.logit_bias:
         body["logit_bias"] = s.logit_bias
+    if s.logprobs is not None:
+        body["logprobs"] = True
+        if s.logprobs:
+            body["top_logprobs"] = s.logprobs
     if req.tools:
         body["tools"] = [_encode_tool(t) for t in req.tools]
     if req.tool_choice is not None:
@@ -476,7 +481,7 @@ def encode_response(resp: ir.Response, created: int) -> dict[str, Any]:
         "choices": [{
             "index": 0,
             "message": message,
-            "logprobs": None,
+            "logprobs": {"content": logprobs.encode(resp.logprobs), "refusal": None} if resp.logprobs is not None else None,
             "finish_reason": STOP_TO_FINISH.get(resp.stop_reason) if resp.stop_reason else None,
         }],
         "usage": encode_usage(resp.usage),

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .. import ir
 from ..errors import ErrorKind
+from . import logprobs
 from .openai_chat import (
     FINISH_TO_STOP,
     STOP_TO_FINISH,
@@ -96,7 +97,8 @@ class StreamDecoder:
                     # The hot path (one per token): the text block is usually open already.
                     opened = self._open
                     index = opened[1] if opened is not None and opened[0] == "text" else self._ensure("text", events)
-                    events.append(ir.TextDelta(index, text))
+                    tokens = logprobs.decode(choice["logprobs"]) if choice.get("logprobs") else ()
+                    events.append(ir.TextDelta(index, text, tokens))
                 if tool_calls := delta.get("tool_calls"):
                     for position, call in enumerate(_list(tool_calls)):
                         if isinstance(call, dict):
@@ -167,15 +169,18 @@ class StreamEncoder:
         self._tools = itertools.count()
         self._usage = ir.Usage()
 
-    def _chunk(self, delta: str, finish: str | None = None, usage: str = "") -> bytes:
+    def _chunk(self, delta: str, finish: str | None = None, usage: str = "", tokens: str = "null") -> bytes:
         finish_json = "null" if finish is None else f'"{finish}"'
         tail = f',"usage":{usage}' if usage else ""
-        return f'data: {self._prefix}{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish_json}}}]{tail}}}\n\n'.encode()
+        return f'data: {self._prefix}{{"index":0,"delta":{delta},"logprobs":{tokens},"finish_reason":{finish_json}}}]{tail}}}\n\n'.encode()
 
     def encode(self, event: ir.Event) -> bytes:
         match event:
-            case ir.TextDelta(text=text):
+            case ir.TextDelta(text=text, logprobs=()):
                 return self._chunk(f'{{"content":{ir.dumps(text)}}}')
+            case ir.TextDelta(text=text, logprobs=tokens):
+                return self._chunk(f'{{"content":{ir.dumps(text)}}}',
+                                   tokens=ir.dumps({"content": logprobs.encode(tokens), "refusal": None}))
             case ir.MessageStart(usage=usage, fingerprint=fingerprint):
                 self._usage = usage
                 if fingerprint is not None:  # the upstream's build, in every chunk (mapping §fingerprint)

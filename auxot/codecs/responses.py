@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import InvalidRequest
-from . import check
+from . import check, logprobs
 from .openai_chat import (  # OpenAI's error envelope
     decode_function,
     decode_json_schema,
@@ -87,6 +87,7 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
             max_tokens=check.integer(body.get("max_output_tokens"), "max_output_tokens", 1),
             presence_penalty=check.number(body.get("presence_penalty"), "presence_penalty", -2, 2),
             frequency_penalty=check.number(body.get("frequency_penalty"), "frequency_penalty", -2, 2),
+            logprobs=_decode_logprobs(body),
         ),
         response_format=_decode_format(text.get("format")),
         stream=bool(check.boolean(body.get("stream"), "stream")),
@@ -95,6 +96,19 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
         user=body.get("user") if isinstance(body.get("user"), str) else None,
         reasoning=ir.Reasoning(effort != "none", effort=effort) if isinstance(effort, str) else None,
     )
+
+
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def _decode_logprobs(body: dict[str, Any]) -> int | None:
+    """``include: ["message.output_text.logprobs"]`` and/or ``top_logprobs: k``
+    ask for the output tokens' log probabilities (mapping §logprobs)."""
+    include = [check.string(v, f"include[{i}]") for i, v in enumerate(check.array(body.get("include"), "include"))]
+    top = check.integer(body.get("top_logprobs"), "top_logprobs", 0)
+    if top is not None and top > logprobs.MAX_TOP:
+        raise InvalidRequest(f"top_logprobs must be at most {logprobs.MAX_TOP}; got {top}", param="top_logprobs")
+    return (top or 0) if LOGPROBS_INCLUDE in include or top else None
 
 
 def _or(value: float | None, default: float) -> float:
@@ -296,22 +310,38 @@ def custom_names(req: ir.Request | None) -> frozenset[str]:
 
 
 def output_item(part: ir.Text | ir.Thinking | ir.ToolCall, item_id: str, status: str = "completed",
-                custom: frozenset[str] = frozenset()) -> dict[str, Any]:
+                custom: frozenset[str] = frozenset(), tokens: tuple[ir.TokenLogprob, ...] = ()) -> dict[str, Any]:
     match part:
         case ir.ToolCall(id=call_id, name=name, arguments=arguments) if name in custom:
             return {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
                     "input": custom_input(arguments), "status": status}
         case ir.Text(text=text):
             return {"type": "message", "id": item_id, "status": status, "role": "assistant",
-                    "content": [output_text(text)]}
+                    "content": [output_text(text, tokens)]}
         case ir.Thinking(text=text):
             return {"type": "reasoning", "id": item_id, "summary": [{"type": "summary_text", "text": text}] if text else []}
         case ir.ToolCall(id=call_id, name=name, arguments=arguments):
             return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments, "status": status}
 
 
-def output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, tokens: tuple[ir.TokenLogprob, ...] | list[ir.TokenLogprob] = ()) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs.encode(tuple(tokens))}
+
+
+def split_logprobs(content: tuple[Any, ...], tokens: tuple[ir.TokenLogprob, ...] | None) -> list[tuple[ir.TokenLogprob, ...]]:
+    """A folded response's token logprobs, shared out to its text blocks in order
+    (each takes tokens until their text covers its own)."""
+    shares: list[tuple[ir.TokenLogprob, ...]] = []
+    rest = list(tokens or ())
+    for part in content:
+        if isinstance(part, ir.Text):
+            taken: list[ir.TokenLogprob] = []
+            covered = 0
+            while rest and covered < len(part.text):
+                taken.append(rest.pop(0))
+                covered += len(taken[-1].token)
+            shares.append(tuple(taken))
+    return shares
 
 
 def response_object(response_id: str, model: str, created: int, req: ir.Request | None,
@@ -327,7 +357,7 @@ def response_object(response_id: str, model: str, created: int, req: ir.Request 
         "parallel_tool_calls": req.parallel_tool_calls if req and req.parallel_tool_calls is not None else True,
         "temperature": _or(sampling.temperature, DEFAULT_TEMPERATURE), "top_p": _or(sampling.top_p, DEFAULT_TOP_P),
         "presence_penalty": sampling.presence_penalty or 0, "frequency_penalty": sampling.frequency_penalty or 0,
-        "top_logprobs": 0, "usage": None, "metadata": (req.metadata if req else None) or {},
+        "top_logprobs": sampling.logprobs or 0, "usage": None, "metadata": (req.metadata if req else None) or {},
         **(echo if echo is not None else settings({})),
     }
 
@@ -338,7 +368,9 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
     body = response_object(resp.id, resp.model, created, req, echo)
     prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc"}
     custom = custom_names(req)
-    body["output"] = [output_item(p, new_id(prefixes[type(p)]), custom=custom) for p in resp.content]
+    shares = iter(split_logprobs(resp.content, resp.logprobs))
+    body["output"] = [output_item(p, new_id(prefixes[type(p)]), custom=custom, tokens=next(shares) if isinstance(p, ir.Text) else ())
+                      for p in resp.content]
     body["status"], body["incomplete_details"] = status_of(resp.stop_reason)
     if body["status"] == "completed":
         body["completed_at"] = completed if completed is not None else created

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import ir
+from . import logprobs
 from .responses import (
     custom_input,
     custom_names,
@@ -45,6 +46,7 @@ class StreamEncoder:
         self._order: list[int] = []  # IR block indices in output order
         self._position: dict[int, int] = {}  # IR block index → output_index
         self._texts: dict[int, list[str]] = {}
+        self._tokens: dict[int, list[ir.TokenLogprob]] = {}  # text blocks' token logprobs, when asked
         self._usage = ir.Usage()
         self._custom = custom_names(req)  # custom tools: their input is sent whole when the call ends
 
@@ -64,11 +66,13 @@ class StreamEncoder:
 
     def encode(self, event: ir.Event) -> bytes:
         match event:
-            case ir.TextDelta(index=block, text=text):
+            case ir.TextDelta(index=block, text=text, logprobs=tokens):
                 self._texts[block].append(text)
+                if tokens:
+                    self._tokens.setdefault(block, []).extend(tokens)
                 item = self._items[block]
                 return self._event("response.output_text.delta", item_id=item["id"], output_index=self._position[block],
-                                   content_index=0, delta=text, logprobs=[])
+                                   content_index=0, delta=text, logprobs=logprobs.encode(tokens))
             case ir.ToolArgumentsDelta(index=block, json=fragment):
                 self._texts[block].append(fragment)
                 if self._items[block]["type"] == "custom_tool_call":
@@ -122,7 +126,7 @@ class StreamEncoder:
         item = dict(self._items[block])
         text = "".join(self._texts[block])
         if item["type"] == "message":
-            item.update(status="completed", content=[output_text(text)])
+            item.update(status="completed", content=[output_text(text, self._tokens.get(block, ()))])
         elif item["type"] == "function_call":
             item.update(status="completed", arguments=text)
         elif item["type"] == "custom_tool_call":
@@ -139,7 +143,8 @@ class StreamEncoder:
         text = "".join(self._texts[block])
         out = b""
         if final["type"] == "message":
-            out += self._event("response.output_text.done", item_id=final["id"], output_index=index, content_index=0, text=text, logprobs=[])
+            out += self._event("response.output_text.done", item_id=final["id"], output_index=index, content_index=0, text=text,
+                               logprobs=final["content"][0]["logprobs"])
             out += self._event("response.content_part.done", item_id=final["id"], output_index=index, content_index=0, part=final["content"][0])
         elif final["type"] == "function_call":
             out += self._event("response.function_call_arguments.done", item_id=final["id"], output_index=index, arguments=text)

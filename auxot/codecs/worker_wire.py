@@ -161,6 +161,9 @@ def _dataclass(cls: type, spec: dict[str, Check]) -> Check:
 _usage = _dataclass(ir.Usage, {
     n: _opt(_int) for n in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")})
 
+_top_logprob = _dataclass(ir.TokenLogprob, {"token": _str, "logprob": _num, "bytes": _opt(_list(_int))})
+_logprob = _dataclass(ir.TokenLogprob, {"token": _str, "logprob": _num, "bytes": _opt(_list(_int)), "top": _list(_top_logprob)})
+
 # Content parts and stream events carry a ``type`` tag; these tables are the
 # whole vocabulary, so a new IR type is one line here (and one in the spec).
 _PARTS: dict[str, tuple[type, dict[str, Check]]] = {
@@ -176,7 +179,7 @@ _EVENTS: dict[str, tuple[type, dict[str, Check]]] = {
     "text_start": (ir.TextStart, {"index": _int}),
     "thinking_start": (ir.ThinkingStart, {"index": _int}),
     "tool_call_start": (ir.ToolCallStart, {"index": _int, "id": _str, "name": _str}),
-    "text_delta": (ir.TextDelta, {"index": _int, "text": _str}),
+    "text_delta": (ir.TextDelta, {"index": _int, "text": _str, "logprobs": _list(lambda v, w: _logprob(v, w))}),
     "thinking_delta": (ir.ThinkingDelta, {"index": _int, "text": _str, "signature": _opt(_str)}),
     "tool_arguments_delta": (ir.ToolArgumentsDelta, {"index": _int, "json": _str}),
     "block_stop": (ir.BlockStop, {"index": _int}),
@@ -211,7 +214,7 @@ _REQUEST: dict[str, Check] = {
     "sampling": _dataclass(ir.Sampling, {
         "temperature": _opt(_num), "top_p": _opt(_num), "top_k": _opt(_int), "max_tokens": _opt(_int),
         "presence_penalty": _opt(_num), "frequency_penalty": _opt(_num), "seed": _opt(_int), "stop": _list(_str),
-        "logit_bias": _opt(_floats),
+        "logit_bias": _opt(_floats), "logprobs": _opt(_int),
     }),
     "response_format": _opt(_dataclass(ir.ResponseFormat, {
         "type": _str, "schema": _opt(_obj), "name": _opt(_str), "strict": _opt(_bool)})),

@@ -100,7 +100,8 @@ class CliAgentProvider:
         # The client's tools are not offered to a CLI's model, by a documented convention
         # (mapping §cli-tools), and a forced call is refused by the provider itself; Cursor
         # takes no images.
-        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, llama_extensions=False)
+        self.capabilities = Capabilities(images=False if config.kind == "cursor" else None, llama_extensions=False,
+                                         logprobs=False)
         self.models = config.models
         self.slots_total = config.slots
         self.state = "stopped"

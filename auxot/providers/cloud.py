@@ -54,7 +54,8 @@ class CloudProvider:
         self.state = "ready" if config.models else "starting"  # discovery pending
         # An OpenAI-compatible upstream may itself be a llama-server: the operator says so.
         self.capabilities = Capabilities(images=config.images, context=config.context,
-                                         llama_extensions=config.llama_extensions)
+                                         llama_extensions=config.llama_extensions,
+                                         logprobs=False if config.kind == "anthropic" else None)
         self._new_id = id_factory
         tls = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else None
         self._pool = Pool(

@@ -27,6 +27,7 @@ def capabilities_from_props(props: dict[str, object], config: LlamaCppConfig) ->
         tools=tools if isinstance(tools, bool) else None,
         context=context if isinstance(context, int) and context > 0 else None,
         llama_extensions=True,
+        logprobs=True,
     )
 
 

@@ -93,12 +93,13 @@ def _capabilities(facts: dict[str, Any]) -> Capabilities:
     older worker says only its context per slot."""
     said = facts.get("capabilities") if isinstance(facts.get("capabilities"), dict) else {}
     images, tools, context = said.get("images"), said.get("tools"), said.get("context", facts.get("ctx_per_slot"))
-    extensions = said.get("llama_extensions")
+    extensions, logprobs = said.get("llama_extensions"), said.get("logprobs")
     return Capabilities(
         images=images if isinstance(images, bool) else None,
         tools=tools if isinstance(tools, bool) else None,
         # An older worker cannot read a request with them (an unknown field on its wire).
         llama_extensions=extensions if isinstance(extensions, bool) else False,
+        logprobs=logprobs if isinstance(logprobs, bool) else False,  # likewise
         context=context if isinstance(context, int) and not isinstance(context, bool) and context > 0 else None,
     )
 
