@@ -67,6 +67,8 @@ def openai_chat(answer: Answer) -> str | None:
             return "usage lacks integer prompt_tokens / completion_tokens / total_tokens"
         if not isinstance(body.get("model"), str) or not body["model"]:
             return "model is missing: it must name what served"
+        if not isinstance(body.get("id"), str) or not isinstance(body.get("created"), int):
+            return "id (a string) or created (an integer) is missing"
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         return f"response is not a chat.completion: missing {exc}"
     return None
@@ -92,6 +94,8 @@ def openai_chat_stream(answer: Answer) -> str | None:
             return f"in-stream error: {chunk['error']}"
         if chunk.get("object") != "chat.completion.chunk" or not isinstance(chunk.get("choices"), list):
             return "a chunk is not a chat.completion.chunk with choices"
+        if not isinstance(chunk.get("id"), str) or not isinstance(chunk.get("created"), int):
+            return "a chunk lacks its id or created"
         finished = finished or any(c.get("finish_reason") in FINISH for c in chunk["choices"])
     if not finished:
         return "no chunk carries a finish_reason"
@@ -141,6 +145,8 @@ def anthropic_stream(answer: Answer) -> str | None:
         return f"in-stream error: {events[[n for n, _ in events].index('error')][1][:200]}"
     if names[-1] != "message_stop" or "message_delta" not in names or names.index("message_delta") != len(names) - 2:
         return f"the stream does not end with message_delta, message_stop (ends {names[-2:]})"
+    if "content_block_start" not in names:
+        return "the stream has no content block: nothing was answered"
     open_blocks = 0
     for name, data in events:
         try:
@@ -175,13 +181,15 @@ def responses(answer: Answer) -> str | None:
 def responses_stream(answer: Answer) -> str | None:
     if problem := _status(answer):
         return problem
+    if not answer.headers.get("content-type", "").startswith("text/event-stream"):
+        return f"content-type is {answer.headers.get('content-type')!r}, not text/event-stream"
     events = sse_events(answer.body)
     names = [name for name, _ in events]
     if not names or names[0] != "response.created" or names[-1] not in ("response.completed", "response.incomplete"):
         return f"events do not run from response.created to response.completed or .incomplete ({names[:1]} … {names[-1:]})"
     numbers = [json.loads(data).get("sequence_number") for _, data in events]
-    if None in numbers or numbers != sorted(numbers):
-        return "sequence_number is missing or not increasing"
+    if numbers != list(range(len(numbers))):
+        return f"sequence_number runs {numbers[:8]}…: not 0, 1, 2, … without gaps or repeats"
     return None
 
 
@@ -191,8 +199,15 @@ def responses_compact(answer: Answer) -> str | None:
     body, problem = _json(answer)
     if problem:
         return problem
-    if not isinstance(body, dict) or not isinstance(body.get("output"), list):
-        return "the compacted answer has no output list"
+    if not isinstance(body, dict) or not isinstance(body.get("output"), list) or not body["output"]:
+        return "the compacted answer has no output items"
+    texts = [p.get("text") for item in body["output"] if isinstance(item, dict)
+             for p in item.get("content") or [] if isinstance(p, dict)]
+    if not any(isinstance(t, str) and t.strip() for t in texts) and not any(
+            isinstance(i, dict) and i.get("encrypted_content") for i in body["output"]):
+        return "the compacted output holds no text (and no encrypted compaction)"
+    if not isinstance((body.get("usage") or {}).get("input_tokens"), int):
+        return "usage.input_tokens is missing"
     return None
 
 

@@ -23,11 +23,12 @@ class Answer:
 def send(base_url: str, method: str, path: str, headers: list[tuple[str, str]], body: bytes | None,
          timeout: float = 120.0, insecure: bool = False) -> Answer:
     parts = urlsplit(base_url)
+    host = parts.hostname or "127.0.0.1"
     if parts.scheme == "https":
         context = ssl._create_unverified_context() if insecure else ssl.create_default_context()
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=context)
     else:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
     try:
         conn.request(method, parts.path.rstrip("/") + path, body=body, headers=dict(headers))
         resp = conn.getresponse()

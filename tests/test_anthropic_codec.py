@@ -3,6 +3,8 @@ IR round trips, and fuzzing."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -201,3 +203,23 @@ def test_tool_results_reach_openai_with_their_images_and_error_flag() -> None:
         {"role": "user", "content": [{"type": "text", "text": "Image(s) returned by tool call c:"},
                                      {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
     ]
+
+
+def test_llama_server_s_end_turn_with_a_stop_sequence_is_a_stop_sequence_stop() -> None:
+    decoder = anthropic_stream.StreamDecoder()
+    decoder.feed("message_start", {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 3}}})
+    decoder.feed("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": "2."},
+                                   "usage": {"output_tokens": 4}})
+    (stop,) = decoder.feed("message_stop", {"type": "message_stop"})
+    assert stop == ir.MessageStop(ir.StopReason.STOP_SEQUENCE, "2.", ir.Usage(3, 4))
+
+
+def test_only_requests_with_stop_sequences_and_nothing_openai_only_go_to_llama_s_anthropic_dialect() -> None:
+    from auxot.providers.llamacpp import says_stop_sequence
+
+    base = ir.Request("m", (ir.Message(ir.Role.USER, (ir.Text("x"),)),), sampling=ir.Sampling(stop=("2.",)))
+    assert says_stop_sequence(base)
+    assert not says_stop_sequence(dataclasses.replace(base, sampling=ir.Sampling()))
+    assert not says_stop_sequence(dataclasses.replace(base, sampling=ir.Sampling(stop=("2.",), seed=1)))
+    assert not says_stop_sequence(dataclasses.replace(base, response_format=ir.ResponseFormat("json_object")))
+    assert not says_stop_sequence(dataclasses.replace(base, sampling=ir.Sampling(stop=("2.",), logprobs=0)))

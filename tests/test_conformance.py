@@ -1,6 +1,6 @@
-"""The conformance suite: its parsing, and that it discriminates — everything the
-router implements passes against a live `auxot serve`, and a bare llama-server fails
-the cases that need the router's paths, auth or translation, with a clear reason."""
+"""The conformance suite: its parsing; that it can say no (its self-test against
+canned and lying controls); that auxot passes every case conclusively; and what a
+bare llama-server fails, by behaviour."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import LLAMA_KEY
 from router_process import RouterProcess
 
 from conformance import checks
-from conformance.__main__ import Runner
+from conformance.__main__ import accepted_models
 from conformance.cases import load
+from conformance.runner import Result, Runner
+from conformance.json_prefix import json_prefix
+from conformance.selftest import run_against, self_test
 from conformance.curl import parse, path_of
 
 
@@ -39,27 +43,59 @@ def test_sse_framing_helper() -> None:
     assert checks.sse_events(b"event: a\r\ndata: 1\r\n\r\n: c\n\ndata: x\ndata: y\n\n") == [("a", "1"), (None, "x\ny")]
 
 
-def run_all(base_url: str, key: str) -> dict[str, str | None]:
+def run_all(base_url: str, key: str, models: dict[str, str] | None = None, **options: object) -> dict[str, Result]:
     # One documented case asks for 1,024 tokens, answered whole: on a loaded 2-core
     # machine SmolLM2 can take minutes for that.
-    runner = Runner(base_url, key, "auto", timeout=600)
-    return {c.id: (None if (r := runner.run(c)).passed else r.reason) for c in load()}
+    runner = Runner(base_url, key, models, timeout=600, seed=1, **options)  # type: ignore[arg-type]
+    return {c.id: runner.run(c) for c in load()}
 
 
-def test_auxot_passes_everything_it_implements(router: RouterProcess) -> None:
-    results = run_all(router.base_url, router.key or "")
-    failed = {case: reason for case, reason in results.items() if reason is not None}
-    assert failed == {}
+def test_auxot_passes_every_case_conclusively(router: RouterProcess) -> None:
+    """Including both tool round trips: the embedded default's chat template
+    carries tools, and a forced tool_choice yields a real call."""
+    results = run_all(router.base_url, router.key or "", {"*": "auto"})
+    assert {case: f"{r.status}: {r.reason}" for case, r in results.items() if not r.passed} == {}
 
 
-def test_bare_llama_server_fails_what_needs_the_router(router: RouterProcess) -> None:
+def test_the_documents_model_ids_are_sent_as_written(router: RouterProcess) -> None:
+    runner = Runner(router.base_url, router.key or "", timeout=600, seed=1)
+    results = [runner.run(c) for c in load() if c.id in ("router-chat-completions", "responses-create", "openai-minimal-curl")]
+    report = accepted_models(results)
+    # The embedded default answers claude-* (Claude Code's names) and auto; gpt-4o is
+    # no model of this deployment, and the default for an unknown model is 404.
+    assert report == "auto → 200, claude-sonnet-4-20250514 → 200, gpt-4o → 404", report
+    assert [r.status for r in results] == ["pass", "fail", "pass"]
+
+
+def test_the_self_test_holds() -> None:
+    """The canned server fails ≥ 90% of the cases, each lying server every case
+    that checks its lie, the honest simulator none, and no case passes every
+    control (conformance/selftest.py)."""
+    assert self_test(load(), out=False) == 0
+
+
+def test_the_suite_fails_a_control_that_lies_about_usage() -> None:
+    """The self-test's own teeth: a case known to check usage, against the lie."""
+    case = next(c for c in load() if c.id == "responses-create")
+    (result,) = run_against("usage", [case])
+    assert result.status == "fail" and "max_output_tokens" in result.reason
+
+
+def test_bare_llama_server_fails_on_behaviour(router: RouterProcess) -> None:
+    """Its paths rewritten to its own, so what fails is behaviour, not 404s."""
     port = router.health()["providers"][0]["port"]
-    results = run_all(f"http://127.0.0.1:{port}", LLAMA_KEY)
-    # llama-server speaks /v1/chat/completions itself...
-    assert results["router-chat-completions"] is None and results["router-chat-streaming"] is None
-    # ...but not the router's paths or its errors.
-    for case in ("openai-minimal-curl", "anthropic-example-curl", "models-list", "hub-json-mode", "error-no-model"):
-        assert results[case] is not None and "got 404" in results[case]
+    results = run_all(f"http://127.0.0.1:{port}", LLAMA_KEY, {"*": "auto"}, path_map=BARE_PATHS)
+    for case in ("router-chat-completions", "router-chat-streaming", "openai-prove-streaming", "anthropic-streaming"):
+        assert results[case].passed, (case, results[case].reason)
+    assert "expected HTTP 400, got 200" in results["error-no-model"].reason  # it accepts a request with no model
+    assert "expected HTTP 404, got 200" in results["error-unknown-model"].reason  # and any model name
+    assert "a model not in the list" in results["models-list"].reason
+    assert "response lacks 'previous_response_id'" in results["responses-create"].reason
+    assert "not 0, 1, 2" in results["responses-streaming"].reason
+    assert "not the Anthropic error shape" in results["anthropic-error-bad-key"].reason
+
+
+BARE_PATHS = {"/api/openai": "/v1", "/api/anthropic/v1": "/v1", "/api/chat": "/v1/chat"}
 
 
 def test_command_line_report_and_exit_status(router: RouterProcess, tmp_path: Path) -> None:
@@ -92,3 +128,11 @@ def test_truncated_responses_conform_but_failed_ones_do_not() -> None:
                                     "incomplete_details": {"reason": "max_output_tokens"}})) is None
     assert "without incomplete_details" in (checks.responses(answer({"object": "response", "output": [], "status": "incomplete"})) or "")
     assert "not 'completed'" in (checks.responses(answer({"object": "response", "output": [], "status": "failed"})) or "")
+
+
+@pytest.mark.parametrize(("text", "prefix"), [
+    ('{"a": "ab', True), ('{"a": ', True), ('{"a', True), ('[1, 2,', True), ('{"a": tr', True), ('{"a": 1.', True),
+    ('{"a": [1, {"b": "c"}, ', True), ('{"a":1}', True), ("Sure! Here", False), ('{"a": 1]', False), ("", False),
+])
+def test_a_cut_json_answer_must_still_be_the_start_of_json(text: str, prefix: bool) -> None:
+    assert json_prefix(text) is prefix

@@ -176,3 +176,22 @@ def test_logprobs_come_from_llama_server_to_chat_and_responses(router: RouterPro
     assert part.logprobs and "".join(t.token for t in part.logprobs) == part.text and r.top_logprobs == 2
     assert all(len(t.top_logprobs) == 2 for t in part.logprobs)
     client.close()
+
+
+def test_a_stop_sequence_is_reported_as_such(router: RouterProcess) -> None:
+    """llama-server's OpenAI dialect says "stop" for a stop sequence and the end
+    of turn alike; auxot asks its Anthropic dialect, which says which one
+    (mapping §stop-reasons). Before: stop_reason end_turn, stop_sequence null."""
+    claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
+    ask = {"model": "auto", "max_tokens": 12, "extra_body": {"temperature": 0},  # this SDK no longer names it
+           "messages": [{"role": "user", "content": "Count from 1 to 50."}]}
+    whole = claude.messages.create(**ask).content[0].text
+    stop = whole.rstrip()[-1]
+    assert whole.find(stop) > 0, whole
+    cut = claude.messages.create(**ask, stop_sequences=[stop])
+    assert (cut.stop_reason, cut.stop_sequence) == ("stop_sequence", stop) and stop not in cut.content[0].text
+    with claude.messages.stream(**ask, stop_sequences=[stop]) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", stop)
+    assert final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0) > 0
+    claude.close()

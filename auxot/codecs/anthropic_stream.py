@@ -78,6 +78,8 @@ class StreamDecoder:
                 self._usage = ir.merge_usage(self._usage, decode_usage(data.get("usage")))
                 stop = decode_stop_reason(delta.get("stop_reason")) or ir.StopReason.END_TURN
                 sequence = delta.get("stop_sequence") if isinstance(delta.get("stop_sequence"), str) else None
+                if sequence is not None and stop is ir.StopReason.END_TURN:
+                    stop = ir.StopReason.STOP_SEQUENCE  # llama-server's Anthropic dialect says end_turn with the sequence
                 self._stop = ir.MessageStop(stop, sequence, self._usage)
                 return []
             case "message_stop":

@@ -34,7 +34,7 @@ import trio
 
 from .. import embedded, gpu, ir
 from ..child import Child
-from ..codecs import openai_chat
+from ..codecs import anthropic, openai_chat
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
@@ -50,6 +50,20 @@ BACKOFF_CAP = 30.0
 PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
 PORT_IN_USE = b"couldn't bind HTTP server socket"  # llama-server's words for a port taken before it bound it
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
+
+
+def says_stop_sequence(req: ir.Request) -> bool:
+    """Whether to send ``req`` to llama-server's Anthropic dialect: only there does
+    it say which stop sequence ended the answer (its OpenAI dialect says "stop"
+    for that and for the end of turn alike; mapping §stop-reasons).  Only for a
+    request with stop sequences and nothing that dialect would drop."""
+    s = req.sampling
+    choice = req.tool_choice.mode if req.tool_choice else None
+    return bool(s.stop) and not (
+        req.response_format or req.extensions or s.logprobs is not None or s.seed is not None or s.logit_bias
+        or s.presence_penalty or s.frequency_penalty or (s.temperature or 0) > 1 or choice in ("tool", "none")
+        or req.parallel_tool_calls is False or any(m.role is ir.Role.SYSTEM for m in req.messages)
+    )
 
 
 class LlamaCppProvider:
@@ -344,14 +358,18 @@ class LlamaCppProvider:
         # A forced tool call is asked for with a JSON-schema grammar (forced_tool.py).
         constrained = forced_tool.constrain(req) if self.capabilities.tools else None
         reader = forced_tool.ToolCallReader(self._new_id) if constrained is not None else None
-        payload = openai_chat.encode_request(constrained or req, self.model)
-        # Its prompt's size in the first chunk, before any token (an Anthropic client's
-        # message_start reports it): llama-server sends it as prompt progress.
-        payload["return_progress"] = True
+        if constrained is None and says_stop_sequence(req):
+            payload, path, dialect = anthropic.encode_request(req, self.model), "/v1/messages", "anthropic"
+            payload["stream"] = True
+        else:
+            payload, path, dialect = openai_chat.encode_request(constrained or req, self.model), "/v1/chat/completions", "openai"
+            # Its prompt's size in the first chunk, before any token (an Anthropic client's
+            # message_start reports it): llama-server sends it as prompt progress.
+            payload["return_progress"] = True
         body = json.dumps(payload).encode()
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream")]
         async for event in stream_exchange(
-            self._pool, "/v1/chat/completions", headers, body, dialect="openai", id_factory=self._new_id,
+            self._pool, path, headers, body, dialect=dialect, id_factory=self._new_id,
             who=f"llama-server {self.name!r}", model=self.model,
         ):
             if reader is None:
