@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--path-map", action="append", default=[], metavar="FROM=TO",
                    help="send documented paths starting FROM to TO instead (repeatable), e.g. /api/openai=/v1 for a "
                         "server with other paths, so its answers show behaviour rather than 404s")
+    p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="send this header with every request too (repeatable), e.g. a gateway's routing headers")
     p.add_argument("--tool-model", default=None, help="the model for the tool round trips: one that calls tools")
     p.add_argument("--only", default=None, help="glob over case ids, e.g. 'anthropic-*'")
     p.add_argument("--report", default=None, help="write results as JSON, or JUnit XML if the name ends in .xml")
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.base_url or not args.api_key:
         p.error("--base-url and --api-key are required (or --self-test)")
     runner = Runner(args.base_url, args.api_key, parse_models(args.model), args.tool_model, args.insecure, args.timeout,
-                    args.seed, parse_pairs(args.path_map))
+                    args.seed, parse_pairs(args.path_map),
+                    [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in args.header)])
     results = [runner.run(c) for c in cases]
     print_table(results)
     print(f"model ids sent → HTTP status: {accepted_models(results)}")

@@ -79,7 +79,7 @@ def parse_models(values: list[str]) -> dict[str, str]:
 class Runner:
     def __init__(self, base_url: str, api_key: str, models: dict[str, str] | None = None, tool_model: str | None = None,
                  insecure: bool = False, timeout: float = 120.0, seed: int | None = None,
-                 path_map: dict[str, str] | None = None) -> None:
+                 path_map: dict[str, str] | None = None, headers: list[tuple[str, str]] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.models = models or {}
@@ -89,6 +89,7 @@ class Runner:
         self.rng = random.Random(seed)
         self.ids: set[str] = set()
         self.path_map = path_map or {}  # documented path prefix → the deployment's (a server with other paths)
+        self.extra_headers = headers or []  # sent with every request (a gateway's routing headers)
         self._case: Case | None = None
 
     # --- what probes use ---
@@ -131,7 +132,7 @@ class Runner:
             out.append((name, value))
         if not any(n.lower() == "content-type" for n, _ in out):
             out.append(("Content-Type", "application/json"))
-        return out
+        return out + self.extra_headers
 
     def model_for(self, case: Case, model: Any) -> Any:
         if case.keep_model or not isinstance(model, str):
