@@ -193,6 +193,7 @@ class Response:
     usage: Usage = field(default_factory=Usage)
     fingerprint: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None  # the text's tokens, when asked and given
+    choices: tuple[Response, ...] = ()  # several answers (OpenAI's n): each; the fields above are the first's
 
 
 # --- stream events ---------------------------------------------------------
@@ -263,6 +264,23 @@ class StreamError:
     message: str
 
 
+@dataclass(frozen=True)
+class ChoiceStart:
+    """Several answers to one request (OpenAI's ``n``) come one after another in
+    one stream (``auxot/choices.py``): each opens with this and ends with
+    :class:`ChoiceEnd`; the stream's one MessageStop then carries the total usage."""
+
+    choice: int
+
+
+@dataclass(frozen=True)
+class ChoiceEnd:
+    choice: int
+    stop_reason: StopReason | None
+    stop_sequence: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
 Event = Union[
     MessageStart,
     TextStart,
@@ -274,6 +292,8 @@ Event = Union[
     BlockStop,
     MessageStop,
     StreamError,
+    ChoiceStart,
+    ChoiceEnd,
 ]
 
 
@@ -290,6 +310,7 @@ class Fold:
         self.stop: MessageStop | None = None
         self.error: StreamError | None = None
         self.logprobs: list[TokenLogprob] | None = None
+        self.choices: list[tuple[dict[int, list[Any]], list[TokenLogprob] | None, ChoiceEnd]] = []  # ended ones
 
     def feed(self, event: Event) -> None:
         match event:
@@ -321,21 +342,39 @@ class Fold:
                 self.stop = event
             case StreamError():
                 self.error = event
+            case ChoiceStart():
+                self.blocks, self.logprobs = {}, None
+            case ChoiceEnd():
+                self.choices.append((self.blocks, self.logprobs, event))
+                self.blocks, self.logprobs = {}, None
 
     def result(self) -> Response:
-        content: list[Text | Thinking | ToolCall] = []
-        for _, block in sorted(self.blocks.items()):
-            joined = "".join(block[1])
-            if block[0] == "text":
-                content.append(Text(joined))
-            elif block[0] == "thinking":
-                content.append(Thinking(joined, block[2]))
-            else:
-                content.append(ToolCall(block[2], block[3], joined or "{}"))
         stop = self.stop or MessageStop(None)
         usage = merge_usage(self.usage, stop.usage)
+        choices = tuple(
+            Response(self.id, self.model, _content(blocks), end.stop_reason, end.stop_sequence, end.usage, self.fingerprint,
+                     tuple(logprobs) if logprobs is not None else None)
+            for blocks, logprobs, end in self.choices)
+        if choices:
+            first = choices[0]
+            return Response(self.id, self.model, first.content, first.stop_reason, first.stop_sequence, usage, self.fingerprint,
+                            first.logprobs, choices)
         logprobs = tuple(self.logprobs) if self.logprobs is not None else None
-        return Response(self.id, self.model, tuple(content), stop.stop_reason, stop.stop_sequence, usage, self.fingerprint, logprobs)
+        return Response(self.id, self.model, _content(self.blocks), stop.stop_reason, stop.stop_sequence, usage, self.fingerprint,
+                        logprobs)
+
+
+def _content(blocks: dict[int, list[Any]]) -> tuple[Text | Thinking | ToolCall, ...]:
+    content: list[Text | Thinking | ToolCall] = []
+    for _, block in sorted(blocks.items()):
+        joined = "".join(block[1])
+        if block[0] == "text":
+            content.append(Text(joined))
+        elif block[0] == "thinking":
+            content.append(Thinking(joined, block[2]))
+        else:
+            content.append(ToolCall(block[2], block[3], joined or "{}"))
+    return tuple(content)
 
 
 def merge_usage(first: Usage, later: Usage) -> Usage:

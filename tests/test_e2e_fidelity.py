@@ -195,3 +195,19 @@ def test_a_stop_sequence_is_reported_as_such(router: RouterProcess) -> None:
     assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", stop)
     assert final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0) > 0
     claude.close()
+
+
+def test_n_choices_from_llama_server(router: RouterProcess) -> None:
+    """Before: ``n > 1`` was a 400. Now the router asks for the answers one after
+    another (auxot/choices.py), so every provider can serve it."""
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=router.key, max_retries=0, timeout=60)
+    ask = {"model": "auto", "max_tokens": 6, "messages": [{"role": "user", "content": "Count from 1 to 50."}]}
+    r = client.chat.completions.create(**ask, n=3)
+    assert [c.index for c in r.choices] == [0, 1, 2] and all(c.message.content and c.finish_reason for c in r.choices)
+    assert r.usage.completion_tokens <= 18 and r.usage.completion_tokens >= sum(c.finish_reason == "length" for c in r.choices) * 6
+    chunks = list(client.chat.completions.create(**ask, n=2, stream=True, stream_options={"include_usage": True}))
+    finished = {c.index: c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason}
+    assert set(finished) == {0, 1} and chunks[-1].usage.completion_tokens <= 12
+    with pytest.raises(openai.BadRequestError, match="n must be at most 8"):
+        client.chat.completions.create(**ask, n=9)
+    client.close()

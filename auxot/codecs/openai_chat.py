@@ -80,9 +80,7 @@ def decode_request(body: Any) -> ir.Request:
         else:
             messages.append(message)
 
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise InvalidRequest(f"n={n!r} is not supported; only one choice is generated", param="n")
+    choices_asked(body)  # the endpoint asks for them one by one (auxot/choices.py)
 
     stop = body.get("stop")
     if isinstance(stop, str):
@@ -139,6 +137,17 @@ LLAMA_EXTENSIONS: dict[str, type | tuple[type, ...]] = {
     "dry_base": (int, float), "dry_allowed_length": int, "dry_penalty_last_n": int, "top_n_sigma": (int, float),
     "samplers": list, "t_max_predict_ms": int, "n_indent": int,
 }
+
+
+MAX_CHOICES = 8  # more would hold a provider for that many answers' time
+
+
+def choices_asked(body: dict[str, Any]) -> int:
+    """``n``: how many answers (choices) the client wants."""
+    n = check.integer(body.get("n"), "n", 1)
+    if n is not None and n > MAX_CHOICES:
+        raise InvalidRequest(f"n must be at most {MAX_CHOICES}; got {n}", param="n")
+    return n or 1
 
 
 def _decode_extensions(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -463,6 +472,20 @@ def decode_usage(raw: Any) -> ir.Usage:
 
 
 def encode_response(resp: ir.Response, created: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": resp.id,
+        "object": "chat.completion",
+        "created": created,
+        "model": resp.model,
+        "choices": [_choice(c, i) for i, c in enumerate(resp.choices or (resp,))],
+        "usage": encode_usage(resp.usage),
+    }
+    if resp.fingerprint is not None:
+        body["system_fingerprint"] = resp.fingerprint  # the upstream's, passed through (mapping §fingerprint)
+    return body
+
+
+def _choice(resp: ir.Response, index: int) -> dict[str, Any]:
     text = "".join(p.text for p in resp.content if isinstance(p, ir.Text))
     calls = [p for p in resp.content if isinstance(p, ir.ToolCall)]
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
@@ -473,22 +496,12 @@ def encode_response(resp: ir.Response, created: int) -> dict[str, Any]:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
         ]
-    body: dict[str, Any] = {
-        "id": resp.id,
-        "object": "chat.completion",
-        "created": created,
-        "model": resp.model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": {"content": logprobs.encode(resp.logprobs), "refusal": None} if resp.logprobs is not None else None,
-            "finish_reason": STOP_TO_FINISH.get(resp.stop_reason) if resp.stop_reason else None,
-        }],
-        "usage": encode_usage(resp.usage),
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": {"content": logprobs.encode(resp.logprobs), "refusal": None} if resp.logprobs is not None else None,
+        "finish_reason": STOP_TO_FINISH.get(resp.stop_reason) if resp.stop_reason else None,
     }
-    if resp.fingerprint is not None:
-        body["system_fingerprint"] = resp.fingerprint  # the upstream's, passed through (mapping §fingerprint)
-    return body
 
 
 def decode_response(body: Any) -> ir.Response:

@@ -168,11 +168,14 @@ class StreamEncoder:
         self._tool_numbers: dict[int, int] = {}
         self._tools = itertools.count()
         self._usage = ir.Usage()
+        self._choice = 0  # which answer the chunks belong to (several: OpenAI's n)
+        self._choices = False
 
     def _chunk(self, delta: str, finish: str | None = None, usage: str = "", tokens: str = "null") -> bytes:
         finish_json = "null" if finish is None else f'"{finish}"'
         tail = f',"usage":{usage}' if usage else ""
-        return f'data: {self._prefix}{{"index":0,"delta":{delta},"logprobs":{tokens},"finish_reason":{finish_json}}}]{tail}}}\n\n'.encode()
+        return (f'data: {self._prefix}{{"index":{self._choice},"delta":{delta},"logprobs":{tokens},"finish_reason":{finish_json}}}]'
+                f'{tail}}}\n\n').encode()
 
     def encode(self, event: ir.Event) -> bytes:
         match event:
@@ -195,6 +198,19 @@ class StreamEncoder:
             case ir.ToolArgumentsDelta(index=block, json=fragment):
                 call = {"index": self._tool_numbers.get(block, 0), "function": {"arguments": fragment}}
                 return self._chunk(ir.dumps({"tool_calls": [call]}))
+            case ir.ChoiceStart(choice=choice):
+                self._choices = True
+                self._tool_numbers, self._tools = {}, itertools.count()
+                if choice == self._choice:
+                    return b""  # the first answer's role chunk went out with MessageStart
+                self._choice = choice
+                return self._chunk('{"role":"assistant","content":""}')
+            case ir.ChoiceEnd(stop_reason=stop):
+                return self._chunk("{}", STOP_TO_FINISH.get(stop, "stop") if stop else "stop")
+            case ir.MessageStop(stop_reason=stop, usage=usage) if self._choices:
+                usage_json = ir.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
+                out = f"data: {self._prefix}],\"usage\":{usage_json}}}\n\n".encode() if self._include_usage else b""
+                return out + b"data: [DONE]\n\n"
             case ir.MessageStop(stop_reason=stop, usage=usage):
                 usage_json = ir.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
                 out = self._chunk("{}", STOP_TO_FINISH.get(stop, "stop") if stop else "stop", usage_json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import usage
+from .. import choices, usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import openai_chat, openai_chat_stream
 from ..errors import AuxotError
@@ -25,7 +25,9 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
             await send_error(send, err, openai_chat.error_body, record)
             return
         record.model_requested = request.model
-        events = app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream)
+        ask = lambda: app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream)  # noqa: E731
+        n = openai_chat.choices_asked(body)
+        events = ask() if n == 1 else choices.one_after_another(n, ask)
         response_id = app.new_id("chatcmpl-auxot-")
         created = int(app.clock())
         if request.stream:
