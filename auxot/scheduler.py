@@ -239,6 +239,8 @@ class Scheduler:
             raise self.closing
         now = trio.current_time()
         live = [s for s in seats if s in self.seats and s.waitable(now)]
+        if last_error is not None and all(s.unhealthy_until >= deadline for s in live):
+            raise last_error  # every one sits out past this request's deadline (a 429's Retry-After): say so now
         if not live:
             if last_error is not None:
                 raise last_error

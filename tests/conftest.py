@@ -23,6 +23,33 @@ def data_dir(tmp_path: Path) -> Path:
     return d
 
 
+# The slow lane: tests that run real components (llama-server and the model, the
+# router as a process, npm CLIs, nginx/wrk).  `pytest -m "not slow"` is the fast
+# lane: units, codecs, goldens and in-process tests.
+SLOW_FILES = ("test_e2e_", "test_bench_smoke")
+SLOW_FIXTURES = {"router"}
+
+
+def _components_missing() -> str | None:
+    from auxot import provision
+
+    if provision.find_llama_server(os.environ.get("AUXOT_LLAMA_SERVER")) is None:
+        return "llama-server is not built here (python -m auxot install)"
+    if provision.find_model(os.environ.get("AUXOT_MODEL")) is None:
+        return "the model is not downloaded here (python -m auxot install)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = _components_missing()
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name.startswith(SLOW_FILES) or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if missing and item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     from auxot import provision
 

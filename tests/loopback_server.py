@@ -7,6 +7,8 @@ or close mid-body).  It counts accepted connections.
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import ssl
 from functools import partial
 from typing import AsyncIterator, Awaitable, Callable
@@ -46,8 +48,9 @@ class LoopbackServer:
                 self.requests.append((request.method.decode(), request.target.decode(), list(request.headers), body))
                 status, headers, chunks = await self.handler(request.method.decode(), request.target.decode(), body)
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
-                async for chunk in chunks:
-                    await stream.send_all(conn.send(h11.Data(data=chunk)))
+                async with aclosing(chunks):  # a client gone mid-body: the body's generator is closed, not left to GC
+                    async for chunk in chunks:
+                        await stream.send_all(conn.send(h11.Data(data=chunk)))
                 await stream.send_all(conn.send(h11.EndOfMessage()))
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return

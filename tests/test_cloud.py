@@ -17,7 +17,7 @@ from certs import make_pki
 from cloud_double import API_KEY, CloudDouble, counted, header
 from loopback_server import LoopbackServer
 
-from auxot.config import CloudConfig, Config
+from auxot.config import CloudConfig, Config, SchedulerConfig
 from auxot.providers.cloud import CloudProvider
 from auxot.server import serve
 from auxot.store import Store
@@ -43,7 +43,10 @@ async def cloud(nursery: trio.Nursery, tmp_path: Path):  # type: ignore[no-untyp
     _, key = store.create_key("test")
     shutdown = trio.Event()
     providers = [CloudProvider(c, lambda: "call_x") for c in configs]
-    binds = await nursery.start(partial(serve, Config(tmp_path, port=0, providers=configs), store=store,
+    # Failed providers sit out briefly here, and a request never waits past 5 s (less than the
+    # double's Retry-After of 7 s), so the failure tests take no longer than the failures.
+    config = Config(tmp_path, port=0, providers=configs, scheduler=SchedulerConfig(failure_backoff=0.05, queue_timeout=5))
+    binds = await nursery.start(partial(serve, config, store=store,
                                         providers=providers, shutdown=shutdown, handle_signals=False))
     yield binds[0], key, double, upstream, pki
     shutdown.set()
@@ -201,7 +204,9 @@ async def test_models_are_discovered_from_the_upstream(cloud) -> None:  # type: 
                                          ca_bundle=str(pki.ca_pem), discover_models=True), lambda: "x")
     assert provider.state == "starting"
     with trio.fail_after(10):
-        await provider.discover_models()
+        async with trio.open_nursery() as nursery:  # run() owns the pool: it discovers, and closes the pool when cancelled
+            await nursery.start(provider.run)
+            nursery.cancel_scope.cancel()
     assert provider.models == ("discovered-a", "discovered-b") and provider.state == "ready"
 
 

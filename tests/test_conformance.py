@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
-from conftest import LLAMA_KEY
 from router_process import RouterProcess
 
 from conformance import checks
@@ -81,10 +83,41 @@ def test_the_suite_fails_a_control_that_lies_about_usage() -> None:
     assert result.status == "fail" and "max_output_tokens" in result.reason
 
 
-def test_bare_llama_server_fails_on_behaviour(router: RouterProcess) -> None:
+@pytest.fixture
+def bare_llama() -> Iterator[str]:
+    """A bare llama-server with the same model, started as an operator would
+    (`--api-key`, `--jinja`), with a cap on tokens per answer: several documented
+    requests set none, and it has no router to cap them."""
+    from auxot import provision
+    from auxot.providers.llama_host import free_port
+
+    binary, model = provision.find_llama_server(None), provision.find_model(None)
+    assert binary is not None and model is not None
+    port = free_port()
+    proc = subprocess.Popen([str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--api-key", BARE_KEY,
+                             "--jinja", "-c", "8192", "-np", "2", "-n", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+BARE_KEY = "sk-bare-" + "0" * 16
+
+
+@pytest.mark.slow
+def test_bare_llama_server_fails_on_behaviour(bare_llama: str) -> None:
     """Its paths rewritten to its own, so what fails is behaviour, not 404s."""
-    port = router.health()["providers"][0]["port"]
-    results = run_all(f"http://127.0.0.1:{port}", LLAMA_KEY, {"*": "auto"}, path_map=BARE_PATHS)
+    results = run_all(bare_llama, BARE_KEY, {"*": "auto"}, path_map=BARE_PATHS)
     for case in ("router-chat-completions", "router-chat-streaming", "openai-prove-streaming", "anthropic-streaming"):
         assert results[case].passed, (case, results[case].reason)
     assert "expected HTTP 400, got 200" in results["error-no-model"].reason  # it accepts a request with no model

@@ -287,6 +287,22 @@ async def test_when_every_attempt_fails_the_last_error_is_the_answer(autojump_cl
         n.cancel_scope.cancel()
 
 
+async def test_a_rate_limit_longer_than_the_request_may_wait_is_the_answer_at_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The only provider says 429, retry after 30 s; the request may wait 10 s: it
+    is told the 429 and its Retry-After now, not after waiting 10 s for nothing."""
+    p = ScriptedProvider("only", delay=0)
+    p.fail = UpstreamError("rate limited", status=429, retriable=True, retry_after=30)
+    s = Scheduler([p], SchedulerConfig(queue_timeout=10))
+    async with trio.open_nursery() as n:
+        await n.start(s.run)
+        began = trio.current_time()
+        with pytest.raises(UpstreamError) as caught:
+            await ask(s)
+        assert trio.current_time() - began < 1 and caught.value.status == 429 and caught.value.retry_after == 30
+        n.cancel_scope.cancel()
+
+
 async def test_a_cancelled_waiter_leaves_no_slot_booked(autojump_clock: trio.testing.MockClock) -> None:
     p = ScriptedProvider("only", slots=1, delay=5)
     s = Scheduler([p])
