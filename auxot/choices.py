@@ -12,14 +12,14 @@ stream with its StreamError.  Pure async plumbing: no I/O of its own.
 from __future__ import annotations
 
 from contextlib import aclosing
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, Callable
 
 from . import ir
 
 MAX_CHOICES = 8  # more would hold one client's request on a provider for n answers' time
 
 
-async def one_after_another(n: int, ask: Callable[[], AsyncIterator[ir.Event]]) -> AsyncIterator[ir.Event]:
+async def one_after_another(n: int, ask: Callable[[], AsyncGenerator[ir.Event, None]]) -> AsyncGenerator[ir.Event, None]:
     prompt = ir.Usage()
     output = 0
     stop: ir.MessageStop | None = None

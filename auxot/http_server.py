@@ -137,8 +137,9 @@ async def serve_http(
     binds = []
     for sock in sockets.secure_sockets:
         sock.listen(config.backlog)
-        listeners.append(trio.SSLListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
-                                          config.create_ssl_context(), https_compatible=True))
+        tls = config.create_ssl_context()
+        assert tls is not None  # hypercorn makes secure sockets only when it has a certificate
+        listeners.append(trio.SSLListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)), tls, https_compatible=True))
         binds.append("https://" + repr_socket_addr(sock.family, sock.getsockname()))
     for sock in sockets.insecure_sockets:
         sock.listen(config.backlog)

@@ -27,8 +27,11 @@ TIER_ORDER = {"gpu": 0, "cli": 1, "cloud": 2}
 
 
 class Routable(Protocol):
-    tier: str
-    models: tuple[str, ...]
+    @property
+    def tier(self) -> str: ...
+
+    @property
+    def models(self) -> tuple[str, ...]: ...
 
 
 R = TypeVar("R", bound=Routable)

@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import math
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncGenerator, Sequence
 
 import trio
 
@@ -302,7 +302,7 @@ class Scheduler:
 
     async def stream(
         self, request: ir.Request, *, key: str = "", record: RequestRecord | None = None, buffered: bool = False,
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncGenerator[ir.Event, None]:
         """The request's events from whoever serves it.  The first event is
         always ``MessageStart`` naming the served model.  Raises before the
         first event (NotFound, RateLimited, ProviderUnavailable, the last

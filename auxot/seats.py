@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncGenerator, Protocol
 
 import trio
 
@@ -23,13 +23,14 @@ class Provider(Protocol):
     name: str
     kind: str
     tier: str
-    state: str  # stopped | starting | ready | stopping | unavailable
+    @property
+    def state(self) -> str: ...  # stopped | starting | ready | stopping | unavailable
     models: tuple[str, ...]
     slots_total: int
     capabilities: Capabilities  # what it can take, as far as it knows (optional: unknown if absent)
 
     async def run(self, *, task_status: Any = ...) -> None: ...
-    def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]: ...
+    def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]: ...
     def served_model(self, requested: str) -> str: ...
     def health(self) -> dict[str, Any]: ...
 

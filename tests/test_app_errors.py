@@ -33,6 +33,7 @@ async def router(nursery: trio.Nursery, tmp_path: Path):  # type: ignore[no-unty
     binds = await nursery.start(partial(serve, config, store=store, providers=[provider], shutdown=shutdown, handle_signals=False))
     pool = Pool(binds[0])
     yield pool, key, store
+    await pool.aclose()
     shutdown.set()
 
 

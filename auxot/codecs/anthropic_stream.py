@@ -22,6 +22,10 @@ from .anthropic import (
 )
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class StreamDecoder:
     """Anthropic SSE events (event name + parsed data) → IR events."""
 
@@ -35,14 +39,15 @@ class StreamDecoder:
         if not isinstance(data, dict) or self._done:
             return []
         kind = data.get("type", name)
-        index = data.get("index") if isinstance(data.get("index"), int) else 0
+        raw_index = data.get("index")
+        index = raw_index if isinstance(raw_index, int) else 0
         match kind:
             case "message_start":
-                message = data.get("message") if isinstance(data.get("message"), dict) else {}
+                message = _dict(data.get("message"))
                 self._usage = decode_usage(message.get("usage"))
                 return [ir.MessageStart(str(message.get("model") or ""), self._usage)]
             case "content_block_start":
-                block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+                block = _dict(data.get("content_block"))
                 btype = block.get("type")
                 self._kinds[index] = btype or "text"
                 if btype == "tool_use":
@@ -60,7 +65,7 @@ class StreamDecoder:
                     out.append(ir.TextDelta(index, block["text"]))
                 return out
             case "content_block_delta":
-                delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+                delta = _dict(data.get("delta"))
                 match delta.get("type"):
                     case "text_delta":
                         return [ir.TextDelta(index, str(delta.get("text", "")))]
@@ -74,7 +79,7 @@ class StreamDecoder:
             case "content_block_stop":
                 return [ir.BlockStop(index)]
             case "message_delta":
-                delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+                delta = _dict(data.get("delta"))
                 self._usage = ir.merge_usage(self._usage, decode_usage(data.get("usage")))
                 stop = decode_stop_reason(delta.get("stop_reason")) or ir.StopReason.END_TURN
                 sequence = delta.get("stop_sequence") if isinstance(delta.get("stop_sequence"), str) else None
@@ -89,7 +94,7 @@ class StreamDecoder:
                 return [self._stop]
             case "error":
                 self._done = True
-                err = data.get("error") if isinstance(data.get("error"), dict) else {}
+                err = _dict(data.get("error"))
                 return [ir.StreamError(ErrorKind.UPSTREAM, f"upstream error: {err.get('message', 'unknown')}")]
         return []
 
@@ -144,7 +149,7 @@ class StreamEncoder:
                 return out
             case ir.MessageStart(usage=usage):
                 self._usage = usage
-                message = {
+                message: dict[str, Any] = {
                     "id": self._id, "type": "message", "role": "assistant", "model": self._model, "content": [],
                     "stop_reason": None, "stop_sequence": None,
                     "usage": {**encode_usage(usage), "output_tokens": usage.output_tokens or 0},
@@ -167,6 +172,6 @@ class StreamEncoder:
                 delta = {"stop_reason": stop_reason_name(stop) or "end_turn", "stop_sequence": sequence}
                 return (_event("message_delta", {"type": "message_delta", "delta": delta, "usage": delta_usage})
                         + _event("message_stop", {"type": "message_stop"}))
-            case ir.StreamError(kind=kind, message=message):
-                return _event("error", error_fields(kind, message))
+            case ir.StreamError(kind=kind, message=text):
+                return _event("error", error_fields(kind, text))
         return b""

@@ -410,7 +410,7 @@ def _encode_message(message: ir.Message) -> tuple[list[dict[str, Any]], list[ir.
         return [encoded], []
     role = "system" if message.role is ir.Role.SYSTEM else "user"
     out, images = _encode_results([p for p in message.content if isinstance(p, ir.ToolResult)])
-    others = [p for p in message.content if not isinstance(p, ir.ToolResult)]
+    others: list[ir.Part] = [p for p in message.content if not isinstance(p, ir.ToolResult)]
     if role == "user":
         others, images = [*images, *others], []
     if others or not out:

@@ -119,8 +119,9 @@ class StreamDecoder:
             self._next_block += 1
             self._tool_blocks[tool_index] = block
             self._open = ("tool", block)
-            call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else self._new_id()
-            name = fn.get("name") if isinstance(fn.get("name"), str) else ""
+            raw_id, raw_name = call.get("id"), fn.get("name")
+            call_id = raw_id if isinstance(raw_id, str) and raw_id else self._new_id()
+            name = raw_name if isinstance(raw_name, str) else ""
             events.append(ir.ToolCallStart(block, call_id, name))
         arguments = fn.get("arguments")
         if isinstance(arguments, str) and arguments:

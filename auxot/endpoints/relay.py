@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
+from typing import Any, AsyncIterator, AsyncGenerator, Awaitable, Callable, Iterable, Protocol
 
 import trio
 
@@ -73,7 +73,7 @@ class Watched:
     """Passes events through, noting the first one's time and the usage on the
     record, and showing each to the ledger's record (one layer for both)."""
 
-    def __init__(self, events: AsyncIterator[ir.Event], record: RequestRecord, ledger: usage.Record | None) -> None:
+    def __init__(self, events: AsyncGenerator[ir.Event, None], record: RequestRecord, ledger: usage.Record | None) -> None:
         self._events = events
         self._record = record
         self._ledger = ledger
@@ -98,7 +98,7 @@ class Watched:
 async def relay(
     receive: Receive,
     send: Send,
-    events: AsyncIterator[ir.Event],
+    events: AsyncGenerator[ir.Event, None],
     *,
     error_body: ErrorBody,
     stream: EncoderFactory | None,
@@ -218,6 +218,7 @@ async def _stream(
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         raise
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+    assert outcome is not None  # the last pump had no limit: it ran to the end
     return outcome
 
 
@@ -298,9 +299,9 @@ async def _fold(
         await send_error(send, AuxotError("internal error; see the router's log"), error_body, record)
         return "error"
     if acc.error is not None:
-        err = ProviderError(acc.error.message)
-        err.kind = acc.error.kind
-        await send_error(send, err, error_body, record)
+        failed = ProviderError(acc.error.message)
+        failed.kind = acc.error.kind
+        await send_error(send, failed, error_body, record)
         return "error"
     if acc.stop is None:
         await send_error(send, ProviderError("the provider ended without finishing its answer"), error_body, record)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 
-async def _folding(events: AsyncIterator[ir.Event], fold: ir.Fold) -> AsyncIterator[ir.Event]:
+async def _folding(events: AsyncGenerator[ir.Event, None], fold: ir.Fold) -> AsyncGenerator[ir.Event, None]:
     async with aclosing(events):
         async for event in events:
             fold.feed(event)

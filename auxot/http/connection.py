@@ -77,7 +77,7 @@ class Connection:
             except h11.RemoteProtocolError as exc:
                 raise ProtocolError(f"malformed response from upstream: {exc}") from None
             if event is not h11.NEED_DATA:
-                return event
+                return event  # type: ignore[return-value]  # PAUSED only follows a complete answer, never read past
             try:
                 with trio.fail_after(timeout):
                     data = await self._stream.receive_some(READ_SIZE)
@@ -90,7 +90,7 @@ class Connection:
                 # the peer dropped as the request went out): the peer never took it.
                 raise ConnectError(f"upstream closed the connection before any {waiting_for}")
             self.received += len(data)
-            self._h11.receive_data(data)
+            self._h11.receive_data(data)  # type: ignore[arg-type]  # trio's receive_some gives bytes or bytearray; h11 takes both
 
     async def receive_response(self, timeout: float) -> tuple[int, list[tuple[bytes, bytes]]]:
         while True:

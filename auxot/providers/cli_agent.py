@@ -37,7 +37,7 @@ import time
 import uuid
 from contextlib import aclosing
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, Callable
 
 import trio
 
@@ -181,7 +181,7 @@ class CliAgentProvider:
             case _:
                 return cursor_agent.invocation(req, opts, paths, cli_config=settings), cursor_agent.StreamDecoder()
 
-    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+    async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
         if self.state != "ready" or self.binary is None:
             raise ProviderUnavailable(f"{self.kind} provider {self.name!r} is {self.state}" + (f": {self.reason}" if self.reason else ""))
         if req.tools and req.tool_choice is not None and req.tool_choice.mode in ("required", "tool"):
@@ -222,7 +222,7 @@ class CliAgentProvider:
 
     async def _run(
         self, invocation: Invocation, env: dict[str, str], paths: RunPaths, root: Path, decoder: StreamDecoder, model: str,
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncGenerator[ir.Event, None]:
         assert self.binary is not None
         # stderr goes to a file (read for the error message; no reader task needed).
         with open(root / "stderr", "wb") as stderr:

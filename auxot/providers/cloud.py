@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, Callable
 
 import trio
 
@@ -126,7 +126,7 @@ class CloudProvider:
             body, path = openai_chat.encode_request(req, model), "/chat/completions"
         return path, headers, json.dumps(body, ensure_ascii=False).encode()
 
-    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+    async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
         if self.state != "ready":
             raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         path, headers, body = self._request(req)

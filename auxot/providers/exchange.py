@@ -7,7 +7,7 @@ after it (the client already has the headers)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, Callable
 
 from .. import ir
 from ..codecs.upstream import UpstreamStream
@@ -27,7 +27,7 @@ from . import outcome
 async def stream_exchange(
     pool: Pool, path: str, headers: list[tuple[str, str]], body: bytes, *,
     dialect: str, id_factory: Callable[[], str], who: str, model: str | None = None, secret: str | None = None,
-) -> AsyncIterator[ir.Event]:
+) -> AsyncGenerator[ir.Event, None]:
     """``who`` names the upstream in messages; ``model``, if given, is what
     ``MessageStart`` reports as the serving model; ``secret`` is never echoed.
     A non-200 answer is the request's fault or the provider's (``outcome``)."""

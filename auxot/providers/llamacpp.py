@@ -28,7 +28,7 @@ import os
 import secrets
 import signal
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, Callable
 
 import trio
 
@@ -336,6 +336,8 @@ class LlamaCppProvider:
             raise ProviderUnavailable(f"llama-server {self.name!r} is unreachable: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise UpstreamError(f"llama-server {self.name!r} answered an unexpected shape while counting tokens: {exc}") from None
+        if not isinstance(tokens, list):
+            raise UpstreamError(f"llama-server {self.name!r} answered tokens that are not a list while counting tokens")
         return len(tokens)
 
     async def _post_json(self, path: str, payload: dict[str, object]) -> dict[str, object]:
@@ -347,7 +349,7 @@ class LlamaCppProvider:
                 raise outcome.from_status(f"llama-server {self.name!r}", resp.status, raw)
             return json.loads(raw)  # type: ignore[no-any-return]
 
-    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+    async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
         """Serve one request: IR in, IR events out.  Errors before the first
         event are raised (the endpoint answers with a JSON error); afterwards
         they become a StreamError event."""

@@ -23,7 +23,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncGenerator, Awaitable, Callable
 
 import trio
 
@@ -91,7 +91,8 @@ def _unavailable(message: str) -> ProviderUnavailable:
 def _capabilities(facts: dict[str, Any]) -> Capabilities:
     """What the worker's llama-server said it can take (its hello's facts); an
     older worker says only its context per slot."""
-    said = facts.get("capabilities") if isinstance(facts.get("capabilities"), dict) else {}
+    raw = facts.get("capabilities")
+    said: dict[str, Any] = raw if isinstance(raw, dict) else {}
     images, tools, context = said.get("images"), said.get("tools"), said.get("context", facts.get("ctx_per_slot"))
     extensions, logprobs = said.get("llama_extensions"), said.get("logprobs")
     return Capabilities(
@@ -187,7 +188,7 @@ class WorkerProvider:
             return f"worker {self.name!r} is stopping (draining its last jobs) and takes no new ones"
         return f"worker {self.name!r} is connected but its llama-server is {self.worker_state}, not ready to serve"
 
-    async def stream(self, req: ir.Request) -> AsyncIterator[ir.Event]:
+    async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
         if self.state != "ready":
             raise _unavailable(self.why_unavailable())
         job_id = f"j{next(self._ids)}"
