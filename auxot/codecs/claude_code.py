@@ -197,7 +197,7 @@ class StreamDecoder:
         if isinstance(event, ir.ToolCallStart) or index in self._dropped:
             self._dropped.add(index)  # the CLI's own tool call; its result never reaches the client either
             return []
-        return [dataclasses.replace(event, index=self._base + index)]  # type: ignore[type-var, call-arg, arg-type]
+        return [dataclasses.replace(event, index=self._base + index)]  # type: ignore[arg-type]
 
     def _whole_message(self, message: Any) -> list[ir.Event]:
         """A complete assistant message: used only when no partial events came
