@@ -194,6 +194,7 @@ class Response:
     fingerprint: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None  # the text's tokens, when asked and given
     choices: tuple[Response, ...] = ()  # several answers (OpenAI's n): each; the fields above are the first's
+    sampling: Sampling | None = None  # as MessageStart's
 
 
 # --- stream events ---------------------------------------------------------
@@ -204,6 +205,7 @@ class MessageStart:
     model: str
     usage: Usage = field(default_factory=Usage)  # input tokens when known up front
     fingerprint: str | None = None  # the upstream's build (OpenAI system_fingerprint; llama-server's build)
+    sampling: Sampling | None = None  # the temperature and top_p it applies, where it knows (llama-server's defaults)
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,7 @@ class Fold:
         self.id = response_id
         self.model = ""
         self.fingerprint: str | None = None
+        self.sampling: Sampling | None = None
         self.usage = Usage()
         self.blocks: dict[int, list[Any]] = {}
         self.stop: MessageStop | None = None
@@ -314,10 +317,11 @@ class Fold:
 
     def feed(self, event: Event) -> None:
         match event:
-            case MessageStart(model=model, usage=usage, fingerprint=fingerprint):
+            case MessageStart(model=model, usage=usage, fingerprint=fingerprint, sampling=sampling):
                 self.model = model
                 self.usage = usage
                 self.fingerprint = fingerprint
+                self.sampling = sampling
             case TextStart(index=i):
                 self.blocks[i] = ["text", []]
             case ThinkingStart(index=i):
@@ -358,10 +362,10 @@ class Fold:
         if choices:
             first = choices[0]
             return Response(self.id, self.model, first.content, first.stop_reason, first.stop_sequence, usage, self.fingerprint,
-                            first.logprobs, choices)
+                            first.logprobs, choices, self.sampling)
         logprobs = tuple(self.logprobs) if self.logprobs is not None else None
         return Response(self.id, self.model, _content(self.blocks), stop.stop_reason, stop.stop_sequence, usage, self.fingerprint,
-                        logprobs)
+                        logprobs, sampling=self.sampling)
 
 
 def _content(blocks: dict[int, list[Any]]) -> tuple[Text | Thinking | ToolCall, ...]:

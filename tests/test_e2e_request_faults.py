@@ -38,7 +38,8 @@ def assert_in_service(router: RouterProcess) -> None:
 def test_image_requests_are_400s_and_take_nobody_offline(router: RouterProcess) -> None:
     client = openai.OpenAI(base_url=router.base_url + "/api/openai", api_key=router.key, max_retries=0, timeout=60)
     claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=router.key, max_retries=0, timeout=60)
-    assert local(router)["capabilities"] == {"images": False, "tools": True, "context": 32768, "llama_extensions": True}
+    assert local(router)["capabilities"] == {"images": False, "tools": True, "context": 32768, "llama_extensions": True,
+                                                   "logprobs": True}
     for _ in range(3):
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": [

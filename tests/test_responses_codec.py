@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -148,7 +149,10 @@ def test_the_response_object_has_every_required_field_and_repeats_the_request() 
     assert (body["store"], body["safety_identifier"], body["prompt_cache_key"], body["max_tool_calls"]) == (False, "u-1", "k", 3)
     assert (body["presence_penalty"], body["frequency_penalty"], body["instructions"]) == (0.5, 0, "Be brief.")
     assert (body["truncation"], body["background"], body["previous_response_id"]) == ("disabled", False, "resp_0")
-    assert req.sampling.top_p == 1.0  # the default echoed is the one sent upstream
+    # Unset, top_p is what the provider says it applies (llama-server's default), else the reference's 1.
+    assert req.sampling.top_p is None
+    said = responses.encode_response(dataclasses.replace(resp, sampling=ir.Sampling(top_p=0.95)), 100, req, echo=echo)
+    assert (said["temperature"], said["top_p"]) == (0.2, 0.95)
 
     ids = iter(range(100))
     encoder = StreamEncoder("resp_1", 100, "m", req, lambda prefix: f"{prefix}_{next(ids)}", echo=echo, clock=lambda: 108.6)

@@ -33,7 +33,7 @@ from .openai_chat import (  # OpenAI's error envelope
 
 __all__ = ["conversation_items", "decode_request", "encode_response", "error_body", "response_object", "settings"]
 
-DEFAULT_TEMPERATURE = 1.0  # the Responses reference's defaults
+DEFAULT_TEMPERATURE = 1.0  # the Responses reference's defaults, said where a provider does not say its own
 DEFAULT_TOP_P = 1.0
 HOSTED_TOOLS = {"web_search", "web_search_preview", "file_search", "computer_use_preview", "code_interpreter",
                 "image_generation", "mcp", "local_shell"}
@@ -81,9 +81,8 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         sampling=ir.Sampling(
-            # Unset, the documented defaults are sent, so a response's echo is what was used (spec/responses.md).
-            temperature=_or(check.number(body.get("temperature"), "temperature", 0, 2), DEFAULT_TEMPERATURE),
-            top_p=_or(check.number(body.get("top_p"), "top_p", 0, 1), DEFAULT_TOP_P),
+            temperature=check.number(body.get("temperature"), "temperature", 0, 2),
+            top_p=check.number(body.get("top_p"), "top_p", 0, 1),
             max_tokens=check.integer(body.get("max_output_tokens"), "max_output_tokens", 1),
             presence_penalty=check.number(body.get("presence_penalty"), "presence_penalty", -2, 2),
             frequency_penalty=check.number(body.get("frequency_penalty"), "frequency_penalty", -2, 2),
@@ -344,6 +343,15 @@ def split_logprobs(content: tuple[Any, ...], tokens: tuple[ir.TokenLogprob, ...]
     return shares
 
 
+def applied(req: ir.Request | None, provider: ir.Sampling | None) -> dict[str, float]:
+    """The temperature and top_p used: the request's, else what the provider
+    says it applies (llama-server's own defaults), else the reference's."""
+    asked = req.sampling if req else ir.Sampling()
+    said = provider or ir.Sampling()
+    return {"temperature": _or(asked.temperature if asked.temperature is not None else said.temperature, DEFAULT_TEMPERATURE),
+            "top_p": _or(asked.top_p if asked.top_p is not None else said.top_p, DEFAULT_TOP_P)}
+
+
 def response_object(response_id: str, model: str, created: int, req: ir.Request | None,
                     echo: dict[str, Any] | None = None) -> dict[str, Any]:
     """A response object, in progress: every field the schema requires
@@ -355,7 +363,7 @@ def response_object(response_id: str, model: str, created: int, req: ir.Request 
         "instructions": "\n\n".join(t.text for t in req.system) if req and req.system else None,
         "max_output_tokens": sampling.max_tokens,
         "parallel_tool_calls": req.parallel_tool_calls if req and req.parallel_tool_calls is not None else True,
-        "temperature": _or(sampling.temperature, DEFAULT_TEMPERATURE), "top_p": _or(sampling.top_p, DEFAULT_TOP_P),
+        **applied(req, None),
         "presence_penalty": sampling.presence_penalty or 0, "frequency_penalty": sampling.frequency_penalty or 0,
         "top_logprobs": sampling.logprobs or 0, "usage": None, "metadata": (req.metadata if req else None) or {},
         **(echo if echo is not None else settings({})),
@@ -366,6 +374,7 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
                     echo: dict[str, Any] | None = None, completed: int | None = None) -> dict[str, Any]:
     new_id = item_ids or (lambda prefix: f"{prefix}_{resp.id}")
     body = response_object(resp.id, resp.model, created, req, echo)
+    body.update(applied(req, resp.sampling))
     prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc"}
     custom = custom_names(req)
     shares = iter(split_logprobs(resp.content, resp.logprobs))

@@ -15,6 +15,7 @@ from typing import Any
 from .. import ir
 from . import logprobs
 from .responses import (
+    applied,
     custom_input,
     custom_names,
     encode_usage,
@@ -39,6 +40,7 @@ class StreamEncoder:
         gives ``completed_at`` (seconds since the epoch; else ``created``)."""
         self._framing = framing
         self._clock = clock
+        self._req = req
         self._response = response_object(response_id, model, created, req, echo)
         self._new_id = item_ids
         self._seq = 0
@@ -85,8 +87,9 @@ class StreamEncoder:
                 self._texts[block].append(text)
                 return self._event("response.reasoning_summary_text.delta", item_id=self._items[block]["id"],
                                    output_index=self._position[block], summary_index=0, delta=text)
-            case ir.MessageStart(usage=usage):
+            case ir.MessageStart(usage=usage, sampling=sampling):
                 self._usage = usage
+                self._response.update(applied(self._req, sampling))
                 return (self._event("response.created", response=self._response)
                         + self._event("response.in_progress", response=self._response))
             case ir.TextStart(index=block):

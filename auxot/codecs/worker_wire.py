@@ -164,6 +164,12 @@ _usage = _dataclass(ir.Usage, {
 _top_logprob = _dataclass(ir.TokenLogprob, {"token": _str, "logprob": _num, "bytes": _opt(_list(_int))})
 _logprob = _dataclass(ir.TokenLogprob, {"token": _str, "logprob": _num, "bytes": _opt(_list(_int)), "top": _list(_top_logprob)})
 
+_sampling = _dataclass(ir.Sampling, {
+    "temperature": _opt(_num), "top_p": _opt(_num), "top_k": _opt(_int), "max_tokens": _opt(_int),
+    "presence_penalty": _opt(_num), "frequency_penalty": _opt(_num), "seed": _opt(_int), "stop": _list(_str),
+    "logit_bias": _opt(_floats), "logprobs": _opt(_int),
+})
+
 # Content parts and stream events carry a ``type`` tag; these tables are the
 # whole vocabulary, so a new IR type is one line here (and one in the spec).
 _PARTS: dict[str, tuple[type, dict[str, Check]]] = {
@@ -175,7 +181,7 @@ _PARTS: dict[str, tuple[type, dict[str, Check]]] = {
         "tool_call_id": _str, "content": _list(lambda v, w: _tagged(_PARTS, v, w, ("text", "image"))), "is_error": _bool}),
 }
 _EVENTS: dict[str, tuple[type, dict[str, Check]]] = {
-    "message_start": (ir.MessageStart, {"model": _str, "usage": _usage, "fingerprint": _opt(_str)}),
+    "message_start": (ir.MessageStart, {"model": _str, "usage": _usage, "fingerprint": _opt(_str), "sampling": _opt(_sampling)}),
     "text_start": (ir.TextStart, {"index": _int}),
     "thinking_start": (ir.ThinkingStart, {"index": _int}),
     "tool_call_start": (ir.ToolCallStart, {"index": _int, "id": _str, "name": _str}),
@@ -211,11 +217,7 @@ _REQUEST: dict[str, Check] = {
         "name": _str, "description": _opt(_str), "parameters": _opt(_obj), "strict": _opt(_bool), "custom": _bool})),
     "tool_choice": _opt(_dataclass(ir.ToolChoice, {"mode": _str, "name": _opt(_str)})),
     "parallel_tool_calls": _opt(_bool),
-    "sampling": _dataclass(ir.Sampling, {
-        "temperature": _opt(_num), "top_p": _opt(_num), "top_k": _opt(_int), "max_tokens": _opt(_int),
-        "presence_penalty": _opt(_num), "frequency_penalty": _opt(_num), "seed": _opt(_int), "stop": _list(_str),
-        "logit_bias": _opt(_floats), "logprobs": _opt(_int),
-    }),
+    "sampling": _sampling,
     "response_format": _opt(_dataclass(ir.ResponseFormat, {
         "type": _str, "schema": _opt(_obj), "name": _opt(_str), "strict": _opt(_bool)})),
     "stream": _bool,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
+from .. import ir
 from ..capabilities import Capabilities
 from ..config import LlamaCppConfig
 
@@ -89,3 +91,17 @@ def listens_on(pid: int, port: int) -> bool | None:
         if target.startswith("socket:[") and target[8:-1] in inodes:
             return True
     return False
+
+
+def sampling_defaults(props: dict[str, Any]) -> ir.Sampling:
+    """The temperature and top_p llama-server applies when a request sets none
+    (``/props`` ``default_generation_settings.params``), rounded from float32."""
+    settings = props.get("default_generation_settings")
+    params = settings.get("params") if isinstance(settings, dict) else None
+    params = params if isinstance(params, dict) else {}
+
+    def number(name: str) -> float | None:
+        value = params.get(name)
+        return round(float(value), 4) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    return ir.Sampling(temperature=number("temperature"), top_p=number("top_p"))

@@ -39,7 +39,7 @@ from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
 from . import forced_tool, outcome
-from .llama_host import capabilities_from_props, free_port, listens_on, thread_args
+from .llama_host import capabilities_from_props, free_port, listens_on, sampling_defaults, thread_args
 from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.llamacpp")
@@ -98,6 +98,7 @@ class LlamaCppProvider:
         self._port_taken = False  # the last start lost its port to another process
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
         self.capabilities = capabilities_from_props({}, config)  # learned from /props once ready
+        self.defaults = ir.Sampling()  # its temperature and top_p when a request sets none (/props)
         self._pool: Pool | None = None
         self._ready = trio.Event()
 
@@ -180,7 +181,9 @@ class LlamaCppProvider:
                 if startup.cancelled_caught:
                     self.stderr_tail.append(f"[auxot] not healthy within {self.config.startup_timeout:g}s")
                 if became_ready:
-                    self.capabilities = capabilities_from_props(await self.props(), self.config)
+                    props = await self.props()
+                    self.capabilities = capabilities_from_props(props, self.config)
+                    self.defaults = sampling_defaults(props)
                     self.lives += 1
                     self.state = "ready"
                     self._ready.set()
@@ -374,6 +377,11 @@ class LlamaCppProvider:
             self._pool, path, headers, body, dialect=dialect, id_factory=self._new_id,
             who=f"llama-server {self.name!r}", model=self.model,
         ):
+            if isinstance(event, ir.MessageStart):  # what it applies, for a client that is told (Responses)
+                s = req.sampling
+                event = dataclasses.replace(event, sampling=ir.Sampling(
+                    temperature=s.temperature if s.temperature is not None else self.defaults.temperature,
+                    top_p=s.top_p if s.top_p is not None else self.defaults.top_p))
             if reader is None:
                 yield event
             else:
