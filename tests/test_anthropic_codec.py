@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_openai_codec import json_values
 
 from auxot import ir
-from auxot.codecs import anthropic, anthropic_stream, openai_chat
+from auxot.codecs import anthropic, anthropic_stream, openai_chat, openai_chat_upstream
 from auxot.errors import AuxotError, InvalidRequest
 
 
@@ -177,7 +177,7 @@ def test_mid_conversation_system_turns_are_carried_in_place() -> None:
     ]})
     assert [m.role for m in req.messages] == [ir.Role.USER, ir.Role.SYSTEM, ir.Role.ASSISTANT, ir.Role.SYSTEM, ir.Role.USER]
     assert req.messages[1].content == (ir.Text("a reminder"),)
-    chat = openai_chat.encode_request(req, "m")["messages"]
+    chat = openai_chat_upstream.encode_request(req, "m")["messages"]
     assert [m["role"] for m in chat] == ["system", "user", "system", "assistant", "system", "user"]
     upstream = anthropic.encode_request(req, "m")
     assert upstream["system"] == "lead\n\na reminder\n\nanother" and [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]
@@ -188,7 +188,7 @@ def test_tool_results_reach_openai_with_their_images_and_error_flag() -> None:
     error flag, so images follow in the next user turn and an error is marked in
     the text — nothing vanishes (it did: 200, and the model never saw either)."""
     req = anthropic.decode_request(claude_code_body())
-    messages = openai_chat.encode_request(req, "m")["messages"]
+    messages = openai_chat_upstream.encode_request(req, "m")["messages"]
     first, second, user = messages[-3:]
     assert first == {"role": "tool", "tool_call_id": "toolu_01", "content": "a.txt\n[1 image(s): in the next user message]"}
     assert second == {"role": "tool", "tool_call_id": "toolu_02", "content": "[tool error] boom"}
@@ -198,7 +198,7 @@ def test_tool_results_reach_openai_with_their_images_and_error_flag() -> None:
         {"type": "text", "text": "Thanks"},
     ]}
     only_results = ir.Request("m", (ir.Message(ir.Role.TOOL, (ir.ToolResult("c", (ir.Image(url="https://x/y.png"),)),)),))
-    assert openai_chat.encode_request(only_results, "m")["messages"] == [
+    assert openai_chat_upstream.encode_request(only_results, "m")["messages"] == [
         {"role": "tool", "tool_call_id": "c", "content": "[1 image(s): in the next user message]"},
         {"role": "user", "content": [{"type": "text", "text": "Image(s) returned by tool call c:"},
                                      {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},

@@ -11,7 +11,7 @@ import pytest
 
 from auxot import ir, sse
 from auxot.capabilities import Capabilities, missing, needs
-from auxot.codecs import openai_chat, responses
+from auxot.codecs import openai_chat, openai_chat_upstream, responses
 from auxot.codecs.upstream import UpstreamStream
 from auxot.errors import InvalidRequest
 
@@ -28,10 +28,10 @@ def folded(name: str = "llamacpp_logprobs.openai.sse") -> ir.Response:
 def test_requests_ask_and_upstreams_are_asked() -> None:
     chat = openai_chat.decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2})
     assert chat.sampling.logprobs == 2
-    body = openai_chat.encode_request(chat, "m")
+    body = openai_chat_upstream.encode_request(chat, "m")
     assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
     plain = openai_chat.decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": True})
-    assert plain.sampling.logprobs == 0 and "top_logprobs" not in openai_chat.encode_request(plain, "m")
+    assert plain.sampling.logprobs == 0 and "top_logprobs" not in openai_chat_upstream.encode_request(plain, "m")
     assert responses.decode_request({"model": "m", "input": "x", "include": ["message.output_text.logprobs"]}).sampling.logprobs == 0
     assert responses.decode_request({"model": "m", "input": "x", "top_logprobs": 3}).sampling.logprobs == 3
     assert responses.decode_request({"model": "m", "input": "x"}).sampling.logprobs is None

@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from auxot import ir
-from auxot.codecs import openai_chat, openai_chat_stream
+from auxot.codecs import openai_chat, openai_chat_upstream, openai_chat_stream
 from auxot.errors import AuxotError, InvalidRequest
 
 
@@ -56,7 +56,7 @@ def test_request_decodes_everything_it_carries() -> None:
 
 def test_request_round_trip_through_the_upstream_encoding() -> None:
     req = openai_chat.decode_request(full_request())
-    again = openai_chat.decode_request(openai_chat.encode_request(req, "auto"))
+    again = openai_chat.decode_request(openai_chat_upstream.encode_request(req, "auto"))
     # encode_request always asks the upstream to stream with usage; everything else survives.
     assert again == req
 

@@ -129,14 +129,14 @@ def test_the_prompt_bound_is_never_below_its_bytes() -> None:
 
 
 def test_llama_cpp_fields_need_a_llama_cpp_provider() -> None:
-    from auxot.codecs import openai_chat
+    from auxot.codecs import openai_chat, openai_chat_upstream
 
     req = openai_chat.decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "grammar": "root ::= x"})
     need = capabilities.needs(req)
     assert req.extensions == {"grammar": "root ::= x"} and need.extensions == ("grammar",)
     assert "grammar" in (capabilities.missing(capabilities.Capabilities(llama_extensions=False), need) or "")
     assert capabilities.missing(capabilities.Capabilities(llama_extensions=True), need) is None
-    assert openai_chat.encode_request(req, "m")["grammar"] == "root ::= x"
+    assert openai_chat_upstream.encode_request(req, "m")["grammar"] == "root ::= x"
 
 
 # --- a forced tool call on llama-server (providers/forced_tool.py) --------------------

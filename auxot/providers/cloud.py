@@ -22,7 +22,7 @@ import trio
 
 from .. import ir, routing
 from ..capabilities import Capabilities
-from ..codecs import anthropic, openai_chat
+from ..codecs import anthropic, openai_chat_upstream
 from ..config import CloudConfig
 from ..errors import (
     AuxotError,
@@ -123,7 +123,7 @@ class CloudProvider:
         if self.config.dialect == "anthropic":
             body, path = anthropic.encode_request(req, model), "/v1/messages"
         else:
-            body, path = openai_chat.encode_request(req, model), "/chat/completions"
+            body, path = openai_chat_upstream.encode_request(req, model), "/chat/completions"
         return path, headers, json.dumps(body, ensure_ascii=False).encode()
 
     async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:

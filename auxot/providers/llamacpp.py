@@ -34,7 +34,7 @@ import trio
 
 from .. import embedded, gpu, ir
 from ..child import Child
-from ..codecs import anthropic, openai_chat
+from ..codecs import anthropic, openai_chat_upstream
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
@@ -329,7 +329,7 @@ class LlamaCppProvider:
         (``/apply-template``) and tokenizes the result (``/tokenize``)."""
         if self.state != "ready" or self._pool is None:
             raise self._unavailable()
-        body = openai_chat.encode_request(req, self.model)
+        body = openai_chat_upstream.encode_request(req, self.model)
         body.pop("stream", None)
         body.pop("stream_options", None)
         try:
@@ -367,7 +367,7 @@ class LlamaCppProvider:
             payload, path, dialect = anthropic.encode_request(req, self.model), "/v1/messages", "anthropic"
             payload["stream"] = True
         else:
-            payload, path, dialect = openai_chat.encode_request(constrained or req, self.model), "/v1/chat/completions", "openai"
+            payload, path, dialect = openai_chat_upstream.encode_request(constrained or req, self.model), "/v1/chat/completions", "openai"
             # Its prompt's size in the first chunk, before any token (an Anthropic client's
             # message_start reports it): llama-server sends it as prompt progress.
             payload["return_progress"] = True
