@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_openai_codec import json_values
 
 from auxot import ir
-from auxot.codecs import anthropic, anthropic_stream, openai_chat, openai_chat_upstream
+from auxot.codecs import anthropic, anthropic_stream, anthropic_upstream, openai_chat, openai_chat_upstream
 from auxot.errors import AuxotError, InvalidRequest
 
 
@@ -76,7 +76,7 @@ def test_claude_code_body_is_accepted() -> None:
 
 def test_ir_round_trips_through_anthropic() -> None:
     req = anthropic.decode_request(claude_code_body())
-    again = anthropic.decode_request(anthropic.encode_request(req, req.model))
+    again = anthropic.decode_request(anthropic_upstream.encode_request(req, req.model))
     assert again.messages == req.messages and again.system == (ir.Text("You are Claude Code.\n\nBe careful."),)
     assert again.tools == req.tools and again.tool_choice == req.tool_choice
     assert again.parallel_tool_calls is False and again.reasoning == req.reasoning
@@ -97,7 +97,7 @@ def test_openai_request_to_anthropic_upstream() -> None:
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
         "tool_choice": "required",
     }
-    encoded = anthropic.encode_request(openai_chat.decode_request(body), "claude-x")
+    encoded = anthropic_upstream.encode_request(openai_chat.decode_request(body), "claude-x")
     assert encoded["system"] == "S\n\nmid"
     assert encoded["temperature"] == 1.0  # OpenAI allows up to 2; Anthropic up to 1
     assert encoded["tool_choice"] == {"type": "any"}
@@ -179,7 +179,7 @@ def test_mid_conversation_system_turns_are_carried_in_place() -> None:
     assert req.messages[1].content == (ir.Text("a reminder"),)
     chat = openai_chat_upstream.encode_request(req, "m")["messages"]
     assert [m["role"] for m in chat] == ["system", "user", "system", "assistant", "system", "user"]
-    upstream = anthropic.encode_request(req, "m")
+    upstream = anthropic_upstream.encode_request(req, "m")
     assert upstream["system"] == "lead\n\na reminder\n\nanother" and [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]
 
 

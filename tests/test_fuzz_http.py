@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from auxot import ir
 from auxot.bench.bodies import MODEL, VALID, json_values, mutated
 from auxot.app import App
-from auxot.codecs import anthropic, openai_chat_upstream
+from auxot.codecs import anthropic_upstream, openai_chat_upstream
 from auxot.config import Config
 from auxot.scheduler import Scheduler
 from auxot.store import Store
@@ -52,7 +52,7 @@ class InstantUpstream:
 
     def _encode(self, req: ir.Request) -> None:
         json.dumps(openai_chat_upstream.encode_request(req, MODEL), ensure_ascii=False).encode()
-        json.dumps(anthropic.encode_request(req, MODEL), ensure_ascii=False).encode()
+        json.dumps(anthropic_upstream.encode_request(req, MODEL), ensure_ascii=False).encode()
 
     async def count_tokens(self, req: ir.Request) -> int:
         self._encode(req)

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from .. import ir
 from ..errors import CannotServe, ErrorKind, RequestRejected
-from . import anthropic, anthropic_stream
+from . import anthropic, anthropic_stream, anthropic_upstream
 from .cli import Invocation, Options, RunPaths, exit_error, parse_line, status_kind
 
 # Isolation and quiet (the documented switches): no telemetry, no error reports,
@@ -86,7 +86,7 @@ def invocation(
 ) -> Invocation:
     """``session_id`` is a UUID for the session file; ``now`` an ISO-8601 time for
     its lines; ``cli_config``, if any, is passed as ``--settings``."""
-    body = anthropic.encode_request(req, opts.model)
+    body = anthropic_upstream.encode_request(req, opts.model)
     messages: list[dict[str, Any]] = body["messages"]
     if not messages:
         raise RequestRejected("claude-code needs at least one user or assistant turn")

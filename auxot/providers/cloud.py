@@ -22,7 +22,7 @@ import trio
 
 from .. import ir, routing
 from ..capabilities import Capabilities
-from ..codecs import anthropic, openai_chat_upstream
+from ..codecs import anthropic_upstream, openai_chat_upstream
 from ..config import CloudConfig
 from ..errors import (
     AuxotError,
@@ -121,7 +121,7 @@ class CloudProvider:
         model = self.served_model(req.model)
         headers = [("Content-Type", "application/json"), ("Accept", "text/event-stream"), *self._auth_headers()]
         if self.config.dialect == "anthropic":
-            body, path = anthropic.encode_request(req, model), "/v1/messages"
+            body, path = anthropic_upstream.encode_request(req, model), "/v1/messages"
         else:
             body, path = openai_chat_upstream.encode_request(req, model), "/chat/completions"
         return path, headers, json.dumps(body, ensure_ascii=False).encode()
@@ -145,7 +145,7 @@ class CloudProvider:
         if self.config.dialect != "anthropic":
             raise CannotServe(f"provider {self.name!r} cannot count tokens: its upstream ({self.config.dialect}) has no "
                               "token-counting endpoint")
-        full = anthropic.encode_request(req, self.served_model(req.model))
+        full = anthropic_upstream.encode_request(req, self.served_model(req.model))
         body = {k: v for k, v in full.items() if k in _COUNT_TOKENS_FIELDS}
         headers = [("Content-Type", "application/json"), *self._auth_headers()]
         try:

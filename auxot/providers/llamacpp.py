@@ -34,7 +34,7 @@ import trio
 
 from .. import embedded, gpu, ir
 from ..child import Child
-from ..codecs import anthropic, openai_chat_upstream
+from ..codecs import anthropic_upstream, openai_chat_upstream
 from ..config import LlamaCppConfig
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
@@ -364,7 +364,7 @@ class LlamaCppProvider:
         constrained = forced_tool.constrain(req) if self.capabilities.tools else None
         reader = forced_tool.ToolCallReader(self._new_id) if constrained is not None else None
         if constrained is None and says_stop_sequence(req):
-            payload, path, dialect = anthropic.encode_request(req, self.model), "/v1/messages", "anthropic"
+            payload, path, dialect = anthropic_upstream.encode_request(req, self.model), "/v1/messages", "anthropic"
             payload["stream"] = True
         else:
             payload, path, dialect = openai_chat_upstream.encode_request(constrained or req, self.model), "/v1/chat/completions", "openai"
