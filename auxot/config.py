@@ -386,7 +386,9 @@ def _provider(table: dict[str, Any], i: int) -> ProviderConfig:
     if kind in CLI_KINDS:
         return _cli_agent(table, i, kind)
     if kind != "llamacpp":
-        raise ConfigError(f"{where}.kind must be llamacpp, openai, anthropic, openai-compatible, claude-code, codex or cursor; got {kind!r}")
+        raise ConfigError(
+            f"{where}.kind must be llamacpp, openai, anthropic, openai-compatible, claude-code, codex or cursor; got {kind!r}"
+        )
     d = LlamaCppConfig()
     model = _typed(table, "model", str, where, None)
     aliases = _typed(table, "aliases", list, where, [])

@@ -48,7 +48,12 @@ class Reply:
 def _sse(events: list[tuple[str | None, Any]]) -> bytes:
     out = b""
     for name, data in events:
-        out += (f"event: {name}\n" if name else "").encode() + b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
+        out += (
+            (f"event: {name}\n" if name else "").encode()
+            + b"data: "
+            + (data if isinstance(data, str) else json.dumps(data)).encode()
+            + b"\n\n"
+        )
     return out
 
 
@@ -63,26 +68,73 @@ def canned(method: str, path: str, body: Any) -> Reply:
     if path.endswith("/chat/completions"):
         if stream:
             head = {"id": "chatcmpl-canned", "object": "chat.completion.chunk", "created": now, "model": "canned"}
-            return Reply(200, _sse([(None, dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": "Hello there!"}, "finish_reason": None}])),
-                                    (None, dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], usage=usage)),
-                                    (None, "[DONE]")]), stream=True)
+            return Reply(
+                200,
+                _sse(
+                    [
+                        (
+                            None,
+                            dict(
+                                head,
+                                choices=[{"index": 0, "delta": {"role": "assistant", "content": "Hello there!"}, "finish_reason": None}],
+                            ),
+                        ),
+                        (None, dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], usage=usage)),
+                        (None, "[DONE]"),
+                    ]
+                ),
+                stream=True,
+            )
         return Reply(200, {"id": "chatcmpl-canned", "object": "chat.completion", "created": now, "model": "canned", "usage": usage,
                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there!"}, "finish_reason": "stop"}]})
     if path.endswith("/messages"):
-        message = {"id": "msg_canned", "type": "message", "role": "assistant", "model": "canned", "stop_reason": "end_turn",
-                   "stop_sequence": None, "content": [{"type": "text", "text": "Hello there!"}], "usage": {"input_tokens": 10, "output_tokens": 3}}
+        message = {
+            "id": "msg_canned",
+            "type": "message",
+            "role": "assistant",
+            "model": "canned",
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "content": [{"type": "text", "text": "Hello there!"}],
+            "usage": {"input_tokens": 10, "output_tokens": 3},
+        }
         if stream:
-            return Reply(200, _sse([
-                ("message_start", {"type": "message_start", "message": dict(message, content=[], stop_reason=None)}),
-                ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello there!"}}),
-                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 3}}),
-                ("message_stop", {"type": "message_stop"})]), stream=True)
+            return Reply(
+                200,
+                _sse(
+                    [
+                        ("message_start", {"type": "message_start", "message": dict(message, content=[], stop_reason=None)}),
+                        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                        (
+                            "content_block_delta",
+                            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello there!"}},
+                        ),
+                        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                        (
+                            "message_delta",
+                            {
+                                "type": "message_delta",
+                                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                "usage": {"output_tokens": 3},
+                            },
+                        ),
+                        ("message_stop", {"type": "message_stop"}),
+                    ]
+                ),
+                stream=True,
+            )
         return Reply(200, message)
     if path.endswith("/responses/compact"):
-        return Reply(200, {"id": "resp_canned", "object": "response.compaction", "created_at": now, "usage": {"input_tokens": 10, "output_tokens": 3},
-                           "output": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summary: hello."}]}]})
+        return Reply(
+            200,
+            {
+                "id": "resp_canned",
+                "object": "response.compaction",
+                "created_at": now,
+                "usage": {"input_tokens": 10, "output_tokens": 3},
+                "output": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summary: hello."}]}],
+            },
+        )
     if path.endswith("/responses"):
         response = _response_object("resp_canned", now, "Hello there!", "completed", {"input_tokens": 10, "output_tokens": 3})
         if stream:
@@ -154,7 +206,10 @@ class Simulator:
         if key != KEY:
             return self._error(401, dialect, "invalid api key")
         if path.endswith("/models"):
-            listing: dict[str, Any] = {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "sim"} for m in MODELS]}
+            listing: dict[str, Any] = {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "sim"} for m in MODELS],
+            }
             if self.lie == "fields":
                 del listing["object"]
             return Reply(200, listing)
@@ -175,9 +230,13 @@ class Simulator:
             return self._messages(body)
         if path.endswith("/responses/compact"):
             n_in, n_out = self._usage(_words(body), 4)
-            out: dict[str, Any] = {"id": self._id("resp_"), "object": "response.compaction", "created_at": int(time.time()),
-                                   "output": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summary: words."}]}],
-                                   "usage": {"input_tokens": n_in, "output_tokens": n_out}}
+            out: dict[str, Any] = {
+                "id": self._id("resp_"),
+                "object": "response.compaction",
+                "created_at": int(time.time()),
+                "output": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summary: words."}]}],
+                "usage": {"input_tokens": n_in, "output_tokens": n_out},
+            }
             if self.lie == "fields":
                 del out["usage"]
             return Reply(200, out)
@@ -214,13 +273,17 @@ class Simulator:
         stop = body.get("stop") or []
         n_in = _words(body)
         call = _tool_call_due(body, messages[-1].get("role") == "tool")
-        tokens, why = ([], "tool_calls") if call else self._generate(body, body.get("max_tokens"), [stop] if isinstance(stop, str) else stop)
+        tokens, why = (
+            ([], "tool_calls") if call else self._generate(body, body.get("max_tokens"), [stop] if isinstance(stop, str) else stop)
+        )
         n_in, n_out = self._usage(n_in, len(tokens) or (1 if call else 0))
         finish = "stop" if why.startswith("stop") else why
         rid, now = self._id("chatcmpl-"), int(time.time())
         message: dict[str, Any] = {"role": "assistant", "content": "".join(tokens) or None}
         if call:
-            message["tool_calls"] = [{"id": self._id("call_"), "type": "function", "function": {"name": call[0], "arguments": json.dumps(call[1])}}]
+            message["tool_calls"] = [
+                {"id": self._id("call_"), "type": "function", "function": {"name": call[0], "arguments": json.dumps(call[1])}}
+            ]
         usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
         head: dict[str, Any] = {"id": rid, "object": "chat.completion", "created": now, "model": body["model"]}
         if self.lie == "fields":
@@ -228,7 +291,9 @@ class Simulator:
         if not body.get("stream"):
             return Reply(200, dict(head, choices=[{"index": 0, "message": message, "finish_reason": finish}], usage=usage))
         head["object"] = "chat.completion.chunk"
-        chunks: list[tuple[str | None, Any]] = [(None, dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))]
+        chunks: list[tuple[str | None, Any]] = [
+            (None, dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
+        ]
         chunks += [(None, dict(head, choices=[{"index": 0, "delta": {"content": t}, "finish_reason": None}])) for t in tokens]
         finish_chunk = (None, dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": finish}]))
         tail: list[tuple[str | None, Any]] = []
@@ -265,7 +330,11 @@ class Simulator:
         events: list[tuple[str | None, Any]] = [("message_start", {"type": "message_start", "message": start})]
         for i, block in enumerate(content):
             empty = dict(block, text="") if block["type"] == "text" else dict(block, input={})
-            delta = {"type": "text_delta", "text": block["text"]} if block["type"] == "text" else {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            delta = (
+                {"type": "text_delta", "text": block["text"]}
+                if block["type"] == "text"
+                else {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            )
             events += [("content_block_start", {"type": "content_block_start", "index": i, "content_block": empty}),
                        ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}),
                        ("content_block_stop", {"type": "content_block_stop", "index": i})]

@@ -64,12 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--relay-runs", type=int, default=5, help="relay: runs per path, median (default 5)")
     p.add_argument("--streams", type=int, default=1000, help="streams: how many at once (default 1000)")
     p.add_argument("--hold", type=float, default=30.0, help="streams: seconds each is held open (default 30)")
-    p.add_argument("--pace-seconds", type=float, default=5.0, help="pace: how long each paced stream lasts (default 5; 3 each, interleaved)")
+    p.add_argument(
+        "--pace-seconds", type=float, default=5.0, help="pace: how long each paced stream lasts (default 5; 3 each, interleaved)"
+    )
     p.add_argument("--pace-rate", type=float, default=60.0, help="pace: chunks per second, a model's pace (default 60)")
     p.add_argument("--runs", type=int, default=5, help="tokens: interleaved runs (default 5)")
     p.add_argument("--max-tokens", type=int, default=256, help="tokens: max_tokens (default 256)")
     p.add_argument("--requests", type=int, default=5000, help="client: requests per side (default 5000)")
-    p.add_argument("--load", choices=("auto", "wrk", "hey", "trio"), default="auto", help="load generator (default: wrk, else hey, else trio)")
+    p.add_argument(
+        "--load", choices=("auto", "wrk", "hey", "trio"), default="auto", help="load generator (default: wrk, else hey, else trio)"
+    )
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing wrk / nginx-light")
     p.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     p.add_argument("--stream", action="store_true", help="profile: load with the relay's long stream instead")
@@ -196,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["tokens"] = med
 
         if "pace" in chosen and paced and router:
-            _section(f"5. one stream at {args.pace_rate:g} chunks/s for {args.pace_seconds:g} s, 3 interleaved runs (median): server CPU per chunk")
+            _section(
+                f"5. one stream at {args.pace_rate:g} chunks/s for {args.pace_seconds:g} s, 3 interleaved runs (median): "
+                "server CPU per chunk"
+            )
             figs_p = pace.run(paced.base_url, paced.pid, router.base_url, router.pid, router.key, args.pace_seconds, pace_chunks)
             print(report.pace_table(figs_p), flush=True)
             results["pace"] = figs_p

@@ -87,7 +87,10 @@ def relay_table(figs: dict[str, relay.Figure], chunks: int, summary: list[str]) 
 
 
 def streams_table(figs: dict[str, streams.Figure], summary: list[str]) -> str:
-    lines = [f"{'server':<10} {'streams':>7} {'errors':>6} {'RSS before MB':>13} {'RSS open MB':>11} {'KB/stream':>9} {'all open s':>10} {'held s':>7}"]
+    lines = [
+        f"{'server':<10} {'streams':>7} {'errors':>6} {'RSS before MB':>13} {'RSS open MB':>11} {'KB/stream':>9} "
+        f"{'all open s':>10} {'held s':>7}"
+    ]
     for name, f in figs.items():
         lines.append(
             f"{name:<10} {f.streams:>7} {f.errors:>6} {f.rss_before_kb / 1024:>13.1f} {f.rss_open_kb / 1024:>11.1f} "
@@ -120,7 +123,9 @@ def tokens_table(med: dict[str, model.Medians], summary: list[str]) -> str:
     for name, m in med.items():
         lines.append(f"{name:<8} {m.tokens:>7.0f} {m.ttft_ms:>9.1f} {m.decode_tps:>13.1f} {m.total_tps:>12.1f}")
     a, d = med["auxot"], med["direct"]
-    lines.append(f"{'ratio':<8} {'':>7} {a.ttft_ms - d.ttft_ms:>+9.1f} {a.decode_tps / d.decode_tps:>13.3f} {a.total_tps / d.total_tps:>12.3f}")
+    lines.append(
+        f"{'ratio':<8} {'':>7} {a.ttft_ms - d.ttft_ms:>+9.1f} {a.decode_tps / d.decode_tps:>13.3f} {a.total_tps / d.total_tps:>12.3f}"
+    )
     lines.append("(ratio row: TTFT added in ms; tokens/s auxot ÷ direct)")
     r = a.total_tps / d.total_tps
     summary.append(f"real model tokens/s ratio {r:.3f} (target ≥ {TARGET_TOKENS_RATIO}): {verdict(r >= TARGET_TOKENS_RATIO)}")

@@ -76,7 +76,10 @@ def decode_request(body: Any) -> ir.Request:
     for i, raw in enumerate(raw_messages):
         messages.extend(_decode_message(raw, f"messages[{i}]"))
 
-    stops = tuple(check.string(s, f"stop_sequences[{j}]", required=True) for j, s in enumerate(check.array(body.get("stop_sequences"), "stop_sequences")))
+    stops = tuple(
+        check.string(s, f"stop_sequences[{j}]", required=True)
+        for j, s in enumerate(check.array(body.get("stop_sequences"), "stop_sequences"))
+    )
     tool_choice, parallel = _decode_tool_choice(body.get("tool_choice"))
     tools = []
     for j, raw_tool in enumerate(check.array(body.get("tools"), "tools")):
@@ -180,14 +183,20 @@ def _decode_block(block: Any, path: str, role: str) -> ir.Part | None:
                     elif item.get("type") == "image":
                         inner.append(_decode_image(item, f"{path}.content[{k}]"))
                     else:
-                        raise InvalidRequest(f"{path}.content[{k}].type {item.get('type')!r} is not supported in a tool_result", param=f"{path}.content[{k}].type")
+                        raise InvalidRequest(
+                            f"{path}.content[{k}].type {item.get('type')!r} is not supported in a tool_result",
+                            param=f"{path}.content[{k}].type",
+                        )
             return ir.ToolResult(
                 check.string(block.get("tool_use_id"), f"{path}.tool_use_id", required=True),
                 tuple(inner),
                 bool(check.boolean(block.get("is_error"), f"{path}.is_error")),
             )
         case "thinking" if role == "assistant":
-            return ir.Thinking(check.string(block.get("thinking"), f"{path}.thinking", required=True), check.string(block.get("signature"), f"{path}.signature"))
+            return ir.Thinking(
+                check.string(block.get("thinking"), f"{path}.thinking", required=True),
+                check.string(block.get("signature"), f"{path}.signature"),
+            )
         case "redacted_thinking" if role == "assistant":
             return ir.Thinking("", check.string(block.get("data"), f"{path}.data", required=True), redacted=True)
         case _:

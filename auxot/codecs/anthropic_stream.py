@@ -139,13 +139,34 @@ class StreamEncoder:
                 # The hot path, one per token: the same bytes _event would make, from a template.
                 return (_TEXT_DELTA_HEAD + str(self._blocks.get(i, 0)) + _TEXT_DELTA_MID + ir.dumps(text) + "}}\n\n").encode()
             case ir.ToolArgumentsDelta(index=i, json=fragment):
-                return _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "input_json_delta", "partial_json": fragment}})
+                return _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": self._blocks.get(i, 0),
+                        "delta": {"type": "input_json_delta", "partial_json": fragment},
+                    },
+                )
             case ir.ThinkingDelta(index=i, text=text, signature=signature):
                 out = b""
                 if text:
-                    out += _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "thinking_delta", "thinking": text}})
+                    out += _event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": self._blocks.get(i, 0),
+                            "delta": {"type": "thinking_delta", "thinking": text},
+                        },
+                    )
                 if signature:
-                    out += _event("content_block_delta", {"type": "content_block_delta", "index": self._blocks.get(i, 0), "delta": {"type": "signature_delta", "signature": signature}})
+                    out += _event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": self._blocks.get(i, 0),
+                            "delta": {"type": "signature_delta", "signature": signature},
+                        },
+                    )
                 return out
             case ir.MessageStart(usage=usage):
                 self._usage = usage
@@ -156,9 +177,19 @@ class StreamEncoder:
                 }
                 return _event("message_start", {"type": "message_start", "message": message}) + _event("ping", {"type": "ping"})
             case ir.TextStart(index=i):
-                return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": {"type": "text", "text": ""}})
+                return _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": self._index(i), "content_block": {"type": "text", "text": ""}},
+                )
             case ir.ThinkingStart(index=i):
-                return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+                return _event(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": self._index(i),
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    },
+                )
             case ir.ToolCallStart(index=i, id=call_id, name=name):
                 block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
                 return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": block})

@@ -198,7 +198,10 @@ def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[ir.Tool]]:
             case "reasoning":
                 summary = check.array(item.get("summary"), f"{path}.summary")
                 text = "".join(s.get("text", "") for s in summary if isinstance(s, dict) and isinstance(s.get("text"), str))
-                add(ir.Role.ASSISTANT, ir.Thinking(text, item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None))
+                add(
+                    ir.Role.ASSISTANT,
+                    ir.Thinking(text, item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None),
+                )
             case _:
                 raise InvalidRequest(f"{path}.type {kind!r} is not supported", param=f"{path}.type")
     return messages, tools

@@ -107,7 +107,14 @@ class StreamEncoder:
                         "status": "in_progress"}
                 return self._open(block, item)
             case ir.ToolCallStart(index=block, id=call_id, name=name):
-                item = {"type": "function_call", "id": self._new_id("fc"), "call_id": call_id, "name": name, "arguments": "", "status": "in_progress"}
+                item = {
+                    "type": "function_call",
+                    "id": self._new_id("fc"),
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": "",
+                    "status": "in_progress",
+                }
                 return self._open(block, item)
             case ir.BlockStop(index=block):
                 return self._close(block)
@@ -148,7 +155,9 @@ class StreamEncoder:
         if final["type"] == "message":
             out += self._event("response.output_text.done", item_id=final["id"], output_index=index, content_index=0, text=text,
                                logprobs=final["content"][0]["logprobs"])
-            out += self._event("response.content_part.done", item_id=final["id"], output_index=index, content_index=0, part=final["content"][0])
+            out += self._event(
+                "response.content_part.done", item_id=final["id"], output_index=index, content_index=0, part=final["content"][0]
+            )
         elif final["type"] == "function_call":
             out += self._event("response.function_call_arguments.done", item_id=final["id"], output_index=index, arguments=text)
         elif final["type"] == "custom_tool_call":

@@ -33,13 +33,27 @@ async def messages(app: App, scope: Scope, receive: Receive, send: Send) -> None
         message_id = app.new_id("msg_auxot_")
         if request.stream:
             await relay(
-                receive, send, events, error_body=anthropic.error_body, record=record, ledger=usage.of(scope), stalled=app.stall_check(scope),
+                receive,
+                send,
+                events,
+                error_body=anthropic.error_body,
+                record=record,
+                ledger=usage.of(scope),
+                stalled=app.stall_check(scope),
                 stream=lambda model: anthropic_stream.StreamEncoder(message_id, model),
             )
         else:
             await relay(
-                receive, send, events, error_body=anthropic.error_body, stream=None, record=record, ledger=usage.of(scope), stalled=app.stall_check(scope),
-                fold=anthropic.encode_response, response_id=message_id,
+                receive,
+                send,
+                events,
+                error_body=anthropic.error_body,
+                stream=None,
+                record=record,
+                ledger=usage.of(scope),
+                stalled=app.stall_check(scope),
+                fold=anthropic.encode_response,
+                response_id=message_id,
             )
 
 

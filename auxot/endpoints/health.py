@@ -126,13 +126,14 @@ async def vhealth(app: App, scope: Scope, receive: Receive, send: Send) -> None:
     statuses = ", ".join(f"{html.escape(k)}: {int(v)}" for k, v in sorted(by_status.items())) or "none yet"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>auxot {'ok' if ok else 'UNAVAILABLE'}</title>
+<title>auxot {"ok" if ok else "UNAVAILABLE"}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;color:#1f2328}} table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #d0d7de;padding:6px 10px;text-align:left;vertical-align:top}} ul{{margin:4px 0;padding-left:1.2em;color:#cf222e}}</style>
+td,th{{border-bottom:1px solid #d0d7de;padding:6px 10px;text-align:left;vertical-align:top}}
+ul{{margin:4px 0;padding-left:1.2em;color:#cf222e}}</style>
 </head><body>
-<h1 style="color:{'#1a7f37' if ok else '#cf222e'}">auxot is {'serving' if ok else 'UNAVAILABLE: no provider can serve'}</h1>
-<p>{f"version {html.escape(__version__)} · up {_duration(state['uptime_s'])} · " if detailed else ""}queue {state['queue_depth']} waiting
- · requests by status: {statuses} · {time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>
+<h1 style="color:{"#1a7f37" if ok else "#cf222e"}">auxot is {"serving" if ok else "UNAVAILABLE: no provider can serve"}</h1>
+<p>{f"version {html.escape(__version__)} · up {_duration(state['uptime_s'])} · " if detailed else ""}queue {state["queue_depth"]} waiting
+ · requests by status: {statuses} · {time.strftime("%Y-%m-%d %H:%M:%S %Z")}</p>
 <table><tr><th>provider</th><th>tier</th><th>state</th><th>slots</th><th>requests</th><th>served</th><th>failed over</th>
 <th>models</th><th>facts and recent errors</th></tr>{rows}</table>
 <p><small>Machine-readable: <a href="/health">/health</a> · <a href="/metrics">/metrics</a>. This page refreshes every 5 s.</small></p>

@@ -32,13 +32,27 @@ async def chat_completions(app: App, scope: Scope, receive: Receive, send: Send)
         created = int(app.clock())
         if request.stream:
             await relay(
-                receive, send, events, error_body=openai_chat.error_body, record=record, ledger=usage.of(scope), stalled=app.stall_check(scope),
+                receive,
+                send,
+                events,
+                error_body=openai_chat.error_body,
+                record=record,
+                ledger=usage.of(scope),
+                stalled=app.stall_check(scope),
                 stream=lambda model: openai_chat_stream.StreamEncoder(response_id, created, model, request.include_usage),
             )
         else:
             await relay(
-                receive, send, events, error_body=openai_chat.error_body, stream=None, record=record, ledger=usage.of(scope), stalled=app.stall_check(scope),
-                fold=lambda response: openai_chat.encode_response(response, created), response_id=response_id,
+                receive,
+                send,
+                events,
+                error_body=openai_chat.error_body,
+                stream=None,
+                record=record,
+                ledger=usage.of(scope),
+                stalled=app.stall_check(scope),
+                fold=lambda response: openai_chat.encode_response(response, created),
+                response_id=response_id,
             )
 
 

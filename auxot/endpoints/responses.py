@@ -107,8 +107,10 @@ async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record:
         if not text.strip():
             raise InvalidRequest("input has nothing to compact", param="input")
         summary_request = ir.Request(
-            model=request.model, system=(ir.Text(COMPACT_PROMPT),),
-            messages=(ir.Message(ir.Role.USER, (ir.Text(text),)),), sampling=ir.Sampling(temperature=0.2, max_tokens=request.sampling.max_tokens or SUMMARY_MAX_TOKENS),
+            model=request.model,
+            system=(ir.Text(COMPACT_PROMPT),),
+            messages=(ir.Message(ir.Role.USER, (ir.Text(text),)),),
+            sampling=ir.Sampling(temperature=0.2, max_tokens=request.sampling.max_tokens or SUMMARY_MAX_TOKENS),
         )
         fold = ir.Fold(app.new_id("resp_"))
         events = app.scheduler.stream(summary_request, key=record.key_id or "", record=record, buffered=True)
