@@ -81,6 +81,26 @@ def _same(f: Findings, what: str, streamed: read.Reading, whole: read.Reading) -
                f"answer's (in {whole.input_tokens}, out {whole.output_tokens})")
 
 
+Count = Callable[..., "read.Reading | None"]  # (r, f, path, model, n, stream=…) → an answer to the counting prompt
+
+
+def _length_then_stream(r: Runner, f: Findings, path: str, model: Any, count: Count, stream: bool, what: str,
+                        length_stop: str) -> read.Reading | None:
+    """The length probe (N drawn at random), then for a streaming case the same
+    request streamed, which must say the same.  Returns the JSON answer when a
+    non-streaming case goes on to its own probes; None when the case is done."""
+    n = r.rng.randint(*TOKENS)
+    whole = count(r, f, path, model, n)
+    if whole is None or not _length(f, f"{what} {n}", whole, n, length_stop):
+        return None
+    if stream:
+        streamed = count(r, f, path, model, n, stream=True)
+        if streamed is not None:
+            _same(f, "stream vs JSON", streamed, whole)
+        return None
+    return whole
+
+
 # --- OpenAI Chat Completions ----------------------------------------------------
 
 
@@ -105,15 +125,10 @@ def openai_chat(r: Runner, f: Findings, path: str, body: dict[str, Any], answer:
     if fmt == "json_object":
         _json_mode(f, read.chat(answer))
         _json_schema(r, f, path, body["model"])
-    n = r.rng.randint(*TOKENS)
-    whole = _chat_count(r, f, path, body.get("model"), n)
-    if whole is None or not _length(f, f"max_tokens {n}", whole, n, "length"):
+    whole = _length_then_stream(r, f, path, body.get("model"), _chat_count, stream, "max_tokens", "length")
+    if whole is None:
         return
-    if stream:
-        streamed = _chat_count(r, f, path, body.get("model"), n, stream=True)
-        if streamed is not None:
-            _same(f, "stream vs JSON", streamed, whole)
-        return
+    n = whole.output_tokens or 0
     word = _stop_word(whole.text)
     if word is None:
         f.unsure(f"stop probe: the counting answer {whole.text!r} has nothing to stop on after its start")
@@ -235,15 +250,10 @@ def anthropic_message(r: Runner, f: Findings, path: str, body: dict[str, Any], a
     r.seen(f, doc)
     if stream and doc.start_input_tokens in (None, 0):
         f.fail(f"message_start reports {doc.start_input_tokens} input tokens: the count is due before the first token")
-    n = r.rng.randint(*TOKENS)
-    whole = _messages_count(r, f, path, body.get("model"), n)
-    if whole is None or not _length(f, f"max_tokens {n}", whole, n, "max_tokens"):
+    whole = _length_then_stream(r, f, path, body.get("model"), _messages_count, stream, "max_tokens", "max_tokens")
+    if whole is None:
         return
-    if stream:
-        streamed = _messages_count(r, f, path, body.get("model"), n, stream=True)
-        if streamed is not None:
-            _same(f, "stream vs JSON", streamed, whole)
-        return
+    n = whole.output_tokens or 0
     counted = _count_tokens(r, f, path, body)
     if counted is not None and counted != doc.input_tokens:
         f.fail(f"count_tokens says {counted} for the documented request; its answer's usage says {doc.input_tokens}")
@@ -330,14 +340,8 @@ def responses(r: Runner, f: Findings, path: str, body: dict[str, Any], answer: A
         return
     first = read.responses_stream(answer) if stream else read.responses(answer)
     r.seen(f, first)
-    n = r.rng.randint(*TOKENS)
-    whole = _responses_count(r, f, path, body.get("model"), n)
-    if whole is None or not _length(f, f"max_output_tokens {n}", whole, n, "max_output_tokens"):
-        return
-    if stream:
-        streamed = _responses_count(r, f, path, body.get("model"), n, stream=True)
-        if streamed is not None:
-            _same(f, "stream vs JSON", streamed, whole)
+    if _length_then_stream(r, f, path, body.get("model"), _responses_count, stream, "max_output_tokens",
+                           "max_output_tokens") is None:
         return
     follow = r.post(path, {"model": body.get("model"), "input": "And what did you just say?", "previous_response_id": first.id,
                            "max_output_tokens": 8})

@@ -180,9 +180,9 @@ class StreamEncoder:
 
     def encode(self, event: ir.Event) -> bytes:
         match event:
-            case ir.TextDelta(text=text, logprobs=()):
-                return self._chunk(f'{{"content":{ir.dumps(text)}}}')
-            case ir.TextDelta(text=text, logprobs=tokens):
+            case ir.TextDelta(text=text, logprobs=tokens):  # the hot path: one per token
+                if not tokens:
+                    return self._chunk(f'{{"content":{ir.dumps(text)}}}')
                 return self._chunk(f'{{"content":{ir.dumps(text)}}}',
                                    tokens=ir.dumps({"content": logprobs.encode(tokens), "refusal": None}))
             case ir.MessageStart(usage=usage, fingerprint=fingerprint):

@@ -356,9 +356,10 @@ def applied(req: ir.Request | None, provider: ir.Sampling | None) -> dict[str, f
 
 
 def response_object(response_id: str, model: str, created: int, req: ir.Request | None,
-                    echo: dict[str, Any] | None = None) -> dict[str, Any]:
+                    echo: dict[str, Any] | None = None, provider: ir.Sampling | None = None) -> dict[str, Any]:
     """A response object, in progress: every field the schema requires
-    (spec/responses.md §required), the request's settings repeated."""
+    (spec/responses.md §required), the request's settings repeated;
+    ``provider``: the sampling it says it applies (MessageStart)."""
     sampling = req.sampling if req else ir.Sampling()
     return {
         "id": response_id, "object": "response", "created_at": created, "completed_at": None, "status": "in_progress",
@@ -366,7 +367,7 @@ def response_object(response_id: str, model: str, created: int, req: ir.Request 
         "instructions": "\n\n".join(t.text for t in req.system) if req and req.system else None,
         "max_output_tokens": sampling.max_tokens,
         "parallel_tool_calls": req.parallel_tool_calls if req and req.parallel_tool_calls is not None else True,
-        **applied(req, None),
+        **applied(req, provider),
         "presence_penalty": sampling.presence_penalty or 0, "frequency_penalty": sampling.frequency_penalty or 0,
         "top_logprobs": sampling.logprobs or 0, "usage": None, "metadata": (req.metadata if req else None) or {},
         **(echo if echo is not None else settings({})),
@@ -376,8 +377,7 @@ def response_object(response_id: str, model: str, created: int, req: ir.Request 
 def encode_response(resp: ir.Response, created: int, req: ir.Request | None = None, item_ids: Callable[[str], str] | None = None,
                     echo: dict[str, Any] | None = None, completed: int | None = None) -> dict[str, Any]:
     new_id = item_ids or (lambda prefix: f"{prefix}_{resp.id}")
-    body = response_object(resp.id, resp.model, created, req, echo)
-    body.update(applied(req, resp.sampling))
+    body = response_object(resp.id, resp.model, created, req, echo, resp.sampling)
     prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc"}
     custom = custom_names(req)
     shares = iter(split_logprobs(resp.content, resp.logprobs))
