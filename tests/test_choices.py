@@ -9,6 +9,7 @@ from typing import AsyncIterator
 from auxot import choices, ir, sse
 from auxot.codecs import openai_chat
 from auxot.codecs.openai_chat_stream import StreamEncoder
+from auxot.fold import Fold
 
 
 def answer(text: str, stop: ir.StopReason) -> list[ir.Event]:
@@ -33,7 +34,7 @@ async def test_answers_come_one_after_another_with_the_prompt_counted_once() -> 
         "ChoiceStart", "TextStart", "TextDelta", "BlockStop", "ChoiceEnd", "MessageStop"]
     assert events[-1] == ir.MessageStop(ir.StopReason.MAX_TOKENS, usage=ir.Usage(10, 5, 4))
 
-    fold = ir.Fold("r")
+    fold = Fold("r")
     for event in events:
         fold.feed(event)
     body = openai_chat.encode_response(fold.result(), 1)

@@ -14,12 +14,13 @@ from auxot.capabilities import Capabilities, missing, needs
 from auxot.codecs import openai_chat, openai_chat_upstream, responses
 from auxot.codecs.upstream import UpstreamStream
 from auxot.errors import InvalidRequest
+from auxot.fold import Fold
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
 def folded(name: str = "llamacpp_logprobs.openai.sse") -> ir.Response:
-    fold = ir.Fold("r")
+    fold = Fold("r")
     for event in UpstreamStream("openai", lambda: "call").feed((GOLDEN / name).read_bytes()):
         fold.feed(event)
     return fold.result()

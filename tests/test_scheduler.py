@@ -25,6 +25,7 @@ from auxot.errors import (
     RequestRejected,
     UpstreamError,
 )
+from auxot.fold import Fold
 from auxot.scheduler import Scheduler
 
 
@@ -92,7 +93,7 @@ def request(model: str = "auto") -> ir.Request:
 
 async def ask(scheduler: Scheduler, model: str = "auto", key: str = "k", record: RequestRecord | None = None) -> str:
     """Run one request to the end; returns the text (the serving provider's name)."""
-    fold = ir.Fold("r")
+    fold = Fold("r")
     async for event in scheduler.stream(request(model), key=key, record=record):
         fold.feed(event)
     assert fold.stop is not None and fold.error is None

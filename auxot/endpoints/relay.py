@@ -13,7 +13,15 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import aclosing
-from typing import Any, AsyncIterator, AsyncGenerator, Awaitable, Callable, Iterable, Protocol
+from typing import (
+    Any,
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Protocol,
+)
 
 import trio
 
@@ -21,6 +29,7 @@ from .. import ir, routing, usage
 from ..accounting import RequestRecord
 from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
 from ..errors import AuxotError, ErrorKind, ProviderError
+from ..fold import Fold
 
 log = logging.getLogger("auxot.relay")
 
@@ -287,7 +296,7 @@ async def _fold(
     send: Send, events: AsyncIterator[ir.Event], fold: Callable[[ir.Response], dict[str, Any]], error_body: ErrorBody,
     response_id: str, record: RequestRecord,
 ) -> str:
-    acc = ir.Fold(response_id)
+    acc = Fold(response_id)
     try:
         async for event in events:
             acc.feed(event)

@@ -13,13 +13,14 @@ from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..codecs import responses
 from ..codecs.responses_stream import StreamEncoder
 from ..errors import AuxotError, InvalidRequest, ProviderError
+from ..fold import Fold
 from .relay import Watched, relay, send_error
 
 if TYPE_CHECKING:
     from ..app import App
 
 
-async def _folding(events: AsyncGenerator[ir.Event, None], fold: ir.Fold) -> AsyncGenerator[ir.Event, None]:
+async def _folding(events: AsyncGenerator[ir.Event, None], fold: Fold) -> AsyncGenerator[ir.Event, None]:
     async with aclosing(events):
         async for event in events:
             fold.feed(event)
@@ -40,7 +41,7 @@ async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
         record.model_requested = request.model
         response_id = app.new_id("resp_")
         created = int(app.clock())
-        fold = ir.Fold(response_id)
+        fold = Fold(response_id)
         events = _folding(app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream), fold)
         item_ids = lambda prefix: app.new_id(prefix + "_")  # noqa: E731
         if request.stream:
@@ -112,7 +113,7 @@ async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record:
             messages=(ir.Message(ir.Role.USER, (ir.Text(text),)),),
             sampling=ir.Sampling(temperature=0.2, max_tokens=request.sampling.max_tokens or SUMMARY_MAX_TOKENS),
         )
-        fold = ir.Fold(app.new_id("resp_"))
+        fold = Fold(app.new_id("resp_"))
         events = app.scheduler.stream(summary_request, key=record.key_id or "", record=record, buffered=True)
         async with aclosing(events) as events:
             async for event in Watched(events, record, usage.of(scope)):

@@ -28,6 +28,7 @@ from ..asgi import Receive, Scope, Send, refuse_websocket
 from ..codecs import responses
 from ..codecs.responses_stream import StreamEncoder
 from ..errors import AuxotError
+from ..fold import Fold
 from .relay import Watched
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ async def _run_turn(
     row, ``turn`` the metrics' record; ``echo`` the request's Responses-only settings."""
     response_id = app.new_id("resp_")
     encoder: StreamEncoder | None = None
-    fold = ir.Fold(response_id)
+    fold = Fold(response_id)
     try:
         # The relay's watcher notes first byte, provider and usage on both records.
         events = app.scheduler.stream(request, key=turn.key_id or "", record=turn)
