@@ -14,20 +14,22 @@ from typing import Awaitable, Callable, Iterator
 
 import trio
 
-from . import ir, usage
+from . import ir
 from .accounting import RequestRecord
+from .accounts import usage
+from .accounts.gate import Gate
+from .accounts.store import KeyRecord, Store
 from .asgi import ClientGone, Receive, Scope, Send, send_json
-from .auth import Gate
-from .codecs import anthropic as anthropic_codec
-from .codecs import openai_chat
 from .config import Config
-from .endpoints import anthropic, health, openai, responses, responses_ws, workers_ws
+from .dialects import anthropic as anthropic_codec
+from .dialects import openai_chat
+from .endpoints import anthropic, health, openai, responses, responses_ws
 from .errors import AuxotError, NotFound
 from .http_server import Connections
 from .metrics import Metrics
 from .response_store import ResponseStore
-from .scheduler import Provider, Scheduler
-from .store import KeyRecord, Store
+from .scheduling.scheduler import Provider, Scheduler
+from .workers import endpoint as workers_ws
 
 log = logging.getLogger("auxot.app")
 

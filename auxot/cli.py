@@ -11,10 +11,11 @@ from functools import partial
 
 import trio
 
-from . import __version__, ledger_table, provision, timespec
+from . import __version__, provision, timespec
+from .accounts import ledger_table
+from .accounts.store import Store, StoreError
 from .config import ConfigError, LlamaCppConfig, load
 from .instance_lock import InstanceLock, InstanceRunning
-from .store import Store, StoreError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -162,7 +163,7 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from . import worker
+    from .workers import main as worker
 
     return worker.main(args)
 
@@ -235,17 +236,11 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--drain-timeout", type=float, default=10.0,
                         help="on SIGTERM/SIGINT, seconds running jobs get to finish (a second signal stops at once)")
     worker.set_defaults(func=_worker)
-
-    sub.add_parser("bench", help="measure the router against the server ceiling and a direct upstream (bench --help)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # its own parser: flags pass through untouched
-        from . import bench
-
-        return bench.main(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="auxot %(levelname)s %(name)s: %(message)s")
     try:

@@ -189,7 +189,7 @@ class WorkersConfig:
 
     heartbeat_interval: float = 5.0  # each side pings the other this often
     heartbeat_timeout: float = 15.0  # silence this long and the peer is dropped
-    window: int = 64  # events per job the worker may send ahead of the client (auxot/flow.py)
+    window: int = 64  # events per job the worker may send ahead of the client (auxot/workers/flow.py)
     linger: float = 300.0  # a disconnected worker stays listed (answering 503) this long
     first_event_timeout: float = 600.0  # a job's wait for its first event
     idle_timeout: float = 300.0  # a job's wait between events

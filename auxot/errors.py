@@ -2,7 +2,7 @@
 
 Every error a client can see is an :class:`AuxotError`: it carries the HTTP status,
 a dialect-neutral ``kind`` and a message meant for a person.  Codecs render it in
-their dialect's error envelope (``codecs.*.error_body``); nothing else formats
+their dialect's error envelope (``dialects.*.error_body``); nothing else formats
 errors, and no traceback ever reaches a client.
 
 Foreign exceptions (OSError, h11 errors, trio timeouts, JSON errors) are mapped

@@ -25,15 +25,15 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from . import gpu, provision
+from .accounts.store import Store
+from .agents.provider import CliAgentProvider
 from .app import App
 from .config import CliAgentConfig, CloudConfig, Config, ConfigError, LlamaCppConfig
 from .http_server import Connections, serve_http
-from .providers.cli_agent import CliAgentProvider
 from .providers.cloud import CloudProvider
 from .providers.llama_host import share_of_cores
 from .providers.llamacpp import LlamaCppProvider
-from .scheduler import Provider, Scheduler
-from .store import Store
+from .scheduling.scheduler import Provider, Scheduler
 
 log = logging.getLogger("auxot.server")
 

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from test_openai_codec import json_values
 
 from auxot import ir
-from auxot.codecs import anthropic, anthropic_stream, anthropic_upstream, openai_chat, openai_chat_upstream
+from auxot.dialects import (
+    anthropic,
+    anthropic_stream,
+    anthropic_upstream,
+    openai_chat,
+    openai_chat_upstream,
+)
 from auxot.errors import AuxotError, InvalidRequest
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from auxot.accounts.store import Store
 from auxot.config import Config, LlamaCppConfig
 from auxot.http import Pool
 from auxot.providers.llamacpp import LlamaCppProvider
 from auxot.server import serve
-from auxot.store import Store
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import pytest
 import trio
 import trio.testing
 
+from auxot.accounts.store import Store
 from auxot.app import App
 from auxot.config import Config
-from auxot.scheduler import Scheduler
-from auxot.store import Store
+from auxot.scheduling.scheduler import Scheduler
 
 CHAT = "/api/openai/chat/completions"
 MESSAGES = "/api/anthropic/v1/messages"

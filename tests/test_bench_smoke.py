@@ -1,7 +1,7 @@
 """The benchmark harness runs end to end (tiny sizes, seconds): nginx upstream,
 the ceiling app and auxot as real processes, a real load generator.  It checks
 that every path answers the fixture correctly and that the tables and JSON come
-out; it measures nothing (figures come from `python -m auxot bench`)."""
+out; it measures nothing (figures come from `python -m tests.bench`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from auxot.bench import tools
+from tests.bench import tools
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
         pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "auxot", "bench", "nonstream", "relay", "streams", "pace", "--no-install", "--duration", "1",
+        [sys.executable, "-m", "tests.bench", "nonstream", "relay", "streams", "pace", "--no-install", "--duration", "1",
          "--concurrency", "1", "--chunks", "300", "--relay-runs", "1", "--streams", "20", "--hold", "1",
          "--pace-seconds", "1", "--pace-rate", "20", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
@@ -53,7 +53,7 @@ def test_hostile_bench_runs_every_scenario_and_meets_its_bars(tmp_path: Path) ->
     send_timeout + 2 s, a ledger row for every answer under poisoned traffic."""
     out = tmp_path / "hostile.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "auxot", "bench", "hostile", "--fuzz", "60", "--seconds", "2", "--send-timeout", "2",
+        [sys.executable, "-m", "tests.bench", "hostile", "--fuzz", "60", "--seconds", "2", "--send-timeout", "2",
          "--requests", "60", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )

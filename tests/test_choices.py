@@ -7,8 +7,8 @@ import json
 from typing import AsyncIterator
 
 from auxot import choices, ir, sse
-from auxot.codecs import openai_chat
-from auxot.codecs.openai_chat_stream import StreamEncoder
+from auxot.dialects import openai_chat
+from auxot.dialects.openai_chat_stream import StreamEncoder
 from auxot.fold import Fold
 
 

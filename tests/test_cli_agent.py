@@ -14,9 +14,9 @@ from loopback_server import LoopbackServer
 from router_process import group_members
 
 from auxot import ir
+from auxot.agents.provider import CliAgentProvider
 from auxot.config import CliAgentConfig
 from auxot.errors import ProviderTimeout, ProviderUnavailable, UpstreamError
-from auxot.providers.cli_agent import CliAgentProvider
 
 DOUBLE = str(Path(__file__).parent / "cursor_agent_double.py")
 REQUEST = ir.Request(model="auto", messages=(ir.Message(ir.Role.USER, (ir.Text("hi"),)),), stream=True)

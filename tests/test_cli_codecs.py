@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from auxot import ir
-from auxot.codecs import claude_code, codex_exec, cursor_agent, transcript
-from auxot.codecs.cli import Options, RunPaths
+from auxot.agents import claude_code, codex_exec, cursor_agent, transcript
+from auxot.agents.cli import Options, RunPaths
 from auxot.config import ConfigError, load
 from auxot.errors import CannotServe, ErrorKind
 

@@ -17,10 +17,10 @@ from certs import make_pki
 from cloud_double import API_KEY, CloudDouble, counted, header
 from loopback_server import LoopbackServer
 
+from auxot.accounts.store import Store
 from auxot.config import CloudConfig, Config, SchedulerConfig
 from auxot.providers.cloud import CloudProvider
 from auxot.server import serve
-from auxot.store import Store
 
 CLAUDE = "claude-haiku-4-5"
 GPT = "gpt-4o"

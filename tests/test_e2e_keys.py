@@ -27,7 +27,7 @@ import trio
 from router_process import RouterProcess
 from ws_client import WSClient
 
-from auxot.store import Store
+from auxot.accounts.store import Store
 
 MODEL = "SmolLM2-135M-Instruct"
 _addresses = itertools.count(2)

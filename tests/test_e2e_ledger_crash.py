@@ -21,7 +21,7 @@ from pathlib import Path
 
 from router_process import pid_alive, start_router
 
-from auxot.store import Store
+from auxot.accounts.store import Store
 
 CLIENTS = 4
 

@@ -14,11 +14,12 @@ import pytest
 import trio
 from router_process import RouterProcess
 
-from auxot import capabilities, ir, provision
+from auxot import ir, provision
 from auxot.config import LlamaCppConfig
 from auxot.errors import RequestRejected
+from auxot.providers import capabilities
 from auxot.providers.llamacpp import LlamaCppProvider
-from auxot.scheduler import Scheduler
+from auxot.scheduling.scheduler import Scheduler
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 

@@ -22,12 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auxot import ir
-from auxot.bench.bodies import MODEL, VALID, json_values, mutated
+from auxot.accounts.store import Store
 from auxot.app import App
-from auxot.codecs import anthropic_upstream, openai_chat_upstream
 from auxot.config import Config
-from auxot.scheduler import Scheduler
-from auxot.store import Store
+from auxot.dialects import anthropic_upstream, openai_chat_upstream
+from auxot.scheduling.scheduler import Scheduler
+from tests.bench.bodies import MODEL, VALID, json_values, mutated
+
 
 class InstantUpstream:
     """TEST DOUBLE of a provider's upstream: serializes the request as the real

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from auxot import sse
-from auxot.codecs import anthropic_stream, openai_chat_stream
-from auxot.codecs.responses_stream import StreamEncoder
+from auxot.dialects import anthropic_stream, openai_chat_stream
+from auxot.dialects.responses_stream import StreamEncoder
+from auxot.dialects.upstream import UpstreamStream
 from conformance import responses_schema
-from auxot.codecs.upstream import UpstreamStream
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUTS = sorted(p for p in GOLDEN.glob("*.sse") if "-to-" not in p.name)

@@ -1,4 +1,4 @@
-"""Group commit (auxot.group_commit): every writer returns only once its own row
+"""Group commit (auxot.accounts.group_commit): every writer returns only once its own row
 is committed; writers that arrive while a batch is being written share the
 next one; a failed write reaches exactly the writers whose rows it held."""
 
@@ -9,7 +9,7 @@ import threading
 import trio
 import trio.testing
 
-from auxot.group_commit import GroupCommit
+from auxot.accounts.group_commit import GroupCommit
 
 
 class Table:

@@ -5,7 +5,7 @@ clear error, that the connection is not held, and that nobody else pays.
 
 The upstream is the cloud TEST DOUBLE (plain HTTP here): it answers at once,
 so these run in the fast lane; the stalled reader is also run against the real
-llama-server by ``python -m auxot bench hostile``.
+llama-server by ``python -m tests.bench hostile``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import trio
 from cloud_double import API_KEY, CloudDouble
 from loopback_server import LoopbackServer
 
+from auxot.accounts.store import Store
 from auxot.config import CloudConfig, Config
 from auxot.providers.cloud import CloudProvider
-from auxot.scheduler import Scheduler
+from auxot.scheduling.scheduler import Scheduler
 from auxot.server import serve
-from auxot.store import Store
 
 MODEL = "claude-test"
 

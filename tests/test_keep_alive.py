@@ -18,10 +18,10 @@ from certs import make_pki
 from cloud_double import API_KEY, CloudDouble
 from loopback_server import LoopbackServer
 
+from auxot.accounts.store import Store
 from auxot.config import CloudConfig, Config
 from auxot.providers.cloud import CloudProvider
 from auxot.server import serve
-from auxot.store import Store
 
 GRACE = 30.0  # what a stop would wait on a connection that hypercorn does not close
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import trio
 
-from auxot.key_cache import KeyCache
-from auxot.store import USAGE_COLUMNS, Store
+from auxot.accounts.key_cache import KeyCache
+from auxot.accounts.store import USAGE_COLUMNS, Store
 
 
 async def test_revocation_from_another_connection_takes_effect_at_once(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from auxot import keys
-from auxot.store import MIGRATIONS, USAGE_COLUMNS, Store, StoreError
+from auxot.accounts import keys
+from auxot.accounts.store import MIGRATIONS, USAGE_COLUMNS, Store, StoreError
 
 
 def test_keys_have_256_bits_and_a_prefix() -> None:
@@ -70,11 +70,11 @@ def test_a_version_1_database_migrates_and_keeps_its_keys(tmp_path: Path) -> Non
 
 
 def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import auxot.store
+    import auxot.accounts.store
 
     path = tmp_path / "db.sqlite3"
     key = v1_database(path)
-    monkeypatch.setattr(auxot.store, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE broken (x); SELECT nonsense FROM nowhere"])
+    monkeypatch.setattr(auxot.accounts.store, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE broken (x); SELECT nonsense FROM nowhere"])
     with pytest.raises(Exception, match="nowhere"):
         Store(path)
     monkeypatch.undo()
@@ -167,7 +167,7 @@ def test_a_ledger_commit_that_would_wait_is_refused_at_once_and_done_in_a_thread
 
 
 def test_the_ledger_checkpoints_in_the_thread_path_only(tmp_path: Path) -> None:
-    from auxot import store as store_module
+    from auxot.accounts import store as store_module
 
     path = tmp_path / "db.sqlite3"
     store = Store(path)

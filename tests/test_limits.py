@@ -10,11 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auxot import ir, ledger_table, timespec
-from auxot.auth import permitted_model
+from auxot import ir, timespec
+from auxot.accounts import ledger_table
+from auxot.accounts.gate import permitted_model
+from auxot.accounts.limits import (
+    WINDOW,
+    FailureBackoff,
+    RateLimiter,
+    retry_after_header,
+)
+from auxot.accounts.usage import Record
 from auxot.errors import PermissionDenied
-from auxot.limits import WINDOW, FailureBackoff, RateLimiter, retry_after_header
-from auxot.usage import Record
 
 
 class FakeClock:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from auxot import ir, sse
-from auxot.capabilities import Capabilities, missing, needs
-from auxot.codecs import openai_chat, openai_chat_upstream, responses
-from auxot.codecs.upstream import UpstreamStream
+from auxot.dialects import openai_chat, openai_chat_upstream, responses
+from auxot.dialects.upstream import UpstreamStream
 from auxot.errors import InvalidRequest
 from auxot.fold import Fold
+from auxot.providers.capabilities import Capabilities, missing, needs
 
 GOLDEN = Path(__file__).parent / "golden"
 

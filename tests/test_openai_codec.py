@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from auxot import ir
-from auxot.codecs import openai_chat, openai_chat_upstream, openai_chat_stream
+from auxot.dialects import openai_chat, openai_chat_stream, openai_chat_upstream
 from auxot.errors import AuxotError, InvalidRequest
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from auxot import capabilities, ir
+from auxot import ir
 from auxot.errors import (
     CannotServe,
     ErrorKind,
@@ -18,7 +18,7 @@ from auxot.errors import (
     RequestRejected,
     UpstreamError,
 )
-from auxot.providers import outcome
+from auxot.providers import capabilities, outcome
 
 
 def body(message: str, kind: str, code: int) -> bytes:
@@ -97,7 +97,7 @@ def test_a_worker_s_fail_keeps_its_side_of_the_line() -> None:
     assert isinstance(lost, UpstreamError) and lost.status == 503 and lost.retriable
 
 
-# --- capabilities (auxot/capabilities.py) -------------------------------------------
+# --- capabilities (auxot/providers/capabilities.py) -------------------------------------------
 
 PNG = ir.Image(media_type="image/png", data="AAAA")
 
@@ -129,7 +129,7 @@ def test_the_prompt_bound_is_never_below_its_bytes() -> None:
 
 
 def test_llama_cpp_fields_need_a_llama_cpp_provider() -> None:
-    from auxot.codecs import openai_chat, openai_chat_upstream
+    from auxot.dialects import openai_chat, openai_chat_upstream
 
     req = openai_chat.decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "grammar": "root ::= x"})
     need = capabilities.needs(req)

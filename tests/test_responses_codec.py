@@ -8,8 +8,8 @@ from hypothesis import example, given, settings
 from test_openai_codec import json_values
 
 from auxot import ir, sse
-from auxot.codecs import responses
-from auxot.codecs.responses_stream import StreamEncoder
+from auxot.dialects import responses
+from auxot.dialects.responses_stream import StreamEncoder
 from auxot.errors import AuxotError, InvalidRequest
 from conformance import responses_schema
 

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from auxot import ir, routing
+from auxot import ir
 from auxot.accounting import RequestRecord
 from auxot.config import SchedulerConfig
 from auxot.errors import (
@@ -26,7 +26,8 @@ from auxot.errors import (
     UpstreamError,
 )
 from auxot.fold import Fold
-from auxot.scheduler import Scheduler
+from auxot.scheduling import routing
+from auxot.scheduling.scheduler import Scheduler
 
 
 class ScriptedProvider:

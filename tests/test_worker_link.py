@@ -19,8 +19,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from auxot import ir, provision
+from auxot.accounts.store import Store
 from auxot.app import App
-from auxot.codecs import worker_wire as wire
 from auxot.config import Config, LlamaCppConfig, WorkersConfig
 from auxot.errors import (
     ProviderError,
@@ -30,10 +30,10 @@ from auxot.errors import (
 )
 from auxot.http import websocket
 from auxot.providers.llamacpp import LlamaCppProvider
-from auxot.providers.worker import WorkerProvider
-from auxot.scheduler import Scheduler
-from auxot.store import Store
-from auxot.worker_session import Session
+from auxot.scheduling.scheduler import Scheduler
+from auxot.workers import wire
+from auxot.workers.provider import WorkerProvider
+from auxot.workers.session import Session
 
 WINDOW = 4
 NEVER_STOP = {"0": -100.0, "2": -100.0}

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auxot import ir
-from auxot.codecs import worker_wire as wire
-from auxot.flow import FlowError, ReceiveWindow, SendCredit
-from auxot.worker import Backoff
+from auxot.workers import wire
+from auxot.workers.flow import FlowError, ReceiveWindow, SendCredit
+from auxot.workers.main import Backoff
 
 # --- strategies for every IR type ---------------------------------------------
 

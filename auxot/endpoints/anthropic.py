@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .. import usage
+from ..accounts import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
-from ..codecs import anthropic, anthropic_stream
+from ..dialects import anthropic, anthropic_stream
 from ..errors import AuxotError, CannotServe
 from .relay import relay, send_error, served_models
 

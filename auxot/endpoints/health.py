@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..asgi import Receive, Scope, Send, header, send_json
-from ..codecs import openai_chat
+from ..dialects import openai_chat
 from ..errors import AuxotError
 
 if TYPE_CHECKING:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import choices, usage
+from .. import choices
+from ..accounts import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
-from ..codecs import openai_chat, openai_chat_stream
+from ..dialects import openai_chat, openai_chat_stream
 from ..errors import AuxotError
 from .relay import relay, send_error, served_models
 

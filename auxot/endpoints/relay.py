@@ -25,11 +25,13 @@ from typing import (
 
 import trio
 
-from .. import ir, routing, usage
+from .. import ir
 from ..accounting import RequestRecord
+from ..accounts import usage
 from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
 from ..errors import AuxotError, ErrorKind, ProviderError
 from ..fold import Fold
+from ..scheduling import routing
 
 log = logging.getLogger("auxot.relay")
 

@@ -7,11 +7,12 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from .. import ir, usage
+from .. import ir
 from ..accounting import RequestRecord
+from ..accounts import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
-from ..codecs import responses
-from ..codecs.responses_stream import StreamEncoder
+from ..dialects import responses
+from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError, InvalidRequest, ProviderError
 from ..fold import Fold
 from .relay import Watched, relay, send_error

@@ -22,18 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .. import ir, usage
+from .. import ir
 from ..accounting import RequestRecord
+from ..accounts import usage
 from ..asgi import Receive, Scope, Send, refuse_websocket
-from ..codecs import responses
-from ..codecs.responses_stream import StreamEncoder
+from ..dialects import responses
+from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from ..fold import Fold
 from .relay import Watched
 
 if TYPE_CHECKING:
+    from ..accounts.store import KeyRecord
     from ..app import App
-    from ..store import KeyRecord
 
 log = logging.getLogger("auxot.responses_ws")
 

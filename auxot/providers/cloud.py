@@ -20,10 +20,9 @@ from typing import AsyncGenerator, Callable
 
 import trio
 
-from .. import ir, routing
-from ..capabilities import Capabilities
-from ..codecs import anthropic_upstream, openai_chat_upstream
+from .. import ir
 from ..config import CloudConfig
+from ..dialects import anthropic_upstream, openai_chat_upstream
 from ..errors import (
     AuxotError,
     CannotServe,
@@ -32,7 +31,9 @@ from ..errors import (
     UpstreamError,
 )
 from ..http import Pool, Timeouts
+from ..scheduling import routing
 from . import outcome
+from .capabilities import Capabilities
 from .exchange import stream_exchange
 
 log = logging.getLogger("auxot.cloud")

@@ -10,7 +10,7 @@ import dataclasses
 from typing import AsyncGenerator, Callable
 
 from .. import ir
-from ..codecs.upstream import UpstreamStream
+from ..dialects.upstream import UpstreamStream
 from ..errors import (
     ConnectError,
     ErrorKind,

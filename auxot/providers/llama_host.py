@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import ir
-from ..capabilities import Capabilities
 from ..config import LlamaCppConfig
+from .capabilities import Capabilities
 
 
 def capabilities_from_props(props: dict[str, object], config: LlamaCppConfig) -> Capabilities:

@@ -34,13 +34,19 @@ import trio
 
 from .. import embedded, gpu, ir
 from ..child import Child
-from ..codecs import anthropic_upstream, openai_chat_upstream
 from ..config import LlamaCppConfig
+from ..dialects import anthropic_upstream, openai_chat_upstream
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
 from . import forced_tool, outcome
-from .llama_host import capabilities_from_props, free_port, listens_on, sampling_defaults, thread_args
 from .exchange import stream_exchange
+from .llama_host import (
+    capabilities_from_props,
+    free_port,
+    listens_on,
+    sampling_defaults,
+    thread_args,
+)
 
 log = logging.getLogger("auxot.llamacpp")
 

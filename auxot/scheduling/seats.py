@@ -1,0 +1,127 @@
+"""The scheduler's book on each provider (:class:`Seat`) and on each waiting
+request (:class:`Waiter`), and the protocol a provider implements.
+
+A seat knows its provider's slots in use, consecutive failures and how long it
+sits out; what counts as healthy, free or worth waiting for.  The decisions that
+use these facts are in :mod:`auxot.scheduling.scheduler` and :mod:`auxot.scheduling.routing`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any, AsyncGenerator, Protocol
+
+import trio
+
+from .. import ir
+from ..errors import AuxotError
+from ..providers.capabilities import UNKNOWN, Capabilities
+
+
+class Provider(Protocol):
+    name: str
+    kind: str
+    tier: str
+    @property
+    def state(self) -> str: ...  # stopped | starting | ready | stopping | unavailable
+    models: tuple[str, ...]
+    slots_total: int
+    capabilities: Capabilities  # what it can take, as far as it knows (optional: unknown if absent)
+
+    async def run(self, *, task_status: Any = ...) -> None: ...
+    def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]: ...
+    def served_model(self, requested: str) -> str: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+class Seat:
+    """The scheduler's book on one provider."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.in_use = 0
+        self.failures = 0  # consecutive failures before a first event
+        self.unhealthy_until = -math.inf
+        self.recent_errors: collections.deque[tuple[float, str]] = collections.deque(maxlen=10)
+        self.last_used = -math.inf
+        self.scope: trio.CancelScope | None = None  # its supervisor, while it runs
+        self.supervised = False
+        self.unloading = False
+        self.served = 0
+        self.failed_over = 0
+        self.service_ewma: float | None = None  # seconds per request, for Retry-After
+        self.failed_in_life: object = None  # the provider's ``lives`` when it last failed
+
+    # What routing.candidates ranks by.
+    @property
+    def tier(self) -> str:
+        return self.provider.tier
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.provider.models
+
+    @property
+    def order(self) -> int:
+        return int(getattr(self.provider, "order", 0))
+
+    @property
+    def slots_total(self) -> int:
+        return max(1, int(getattr(self.provider, "slots_total", 1)))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return getattr(self.provider, "capabilities", UNKNOWN)
+
+    @property
+    def lazy(self) -> bool:
+        return bool(getattr(self.provider, "lazy", False))
+
+    @property
+    def idle_ttl(self) -> float:
+        return float(getattr(self.provider, "idle_ttl", 0) or 0)
+
+    def sitting_out(self, now: float) -> bool:
+        if now >= self.unhealthy_until:
+            return False
+        lives = getattr(self.provider, "lives", None)
+        if lives is not None and lives != self.failed_in_life and self.provider.state == "ready":
+            self.unhealthy_until = -math.inf  # ready again since it failed: a fresh process, a fresh chance
+            return False
+        return True
+
+    def healthy(self, now: float) -> bool:
+        return self.provider.state == "ready" and not self.unloading and not self.sitting_out(now)
+
+    def free(self, now: float) -> bool:
+        return self.healthy(now) and self.in_use < self.slots_total
+
+    def waitable(self, now: float) -> bool:
+        """Worth waiting for: ready (perhaps busy or sitting out), starting,
+        coming back after a crash, or stopped and startable on demand.  A
+        provider that keeps failing to start is not: its waiters get its reason."""
+        state = self.provider.state
+        if state in ("ready", "starting"):
+            return True
+        if not self.supervised:
+            return state == "stopped" and now >= self.unhealthy_until
+        return bool(getattr(self.provider, "coming_back", False))
+
+    def reason(self) -> str:
+        why = getattr(self.provider, "why_unavailable", None)
+        return str(why()) if callable(why) else f"provider {self.provider.name!r} is {self.provider.state}"
+
+    def note_error(self, now: float, message: str) -> None:
+        self.recent_errors.append((now, message))
+
+
+class Waiter:
+    __slots__ = ("key", "seats", "granted", "refusal", "event")
+
+    def __init__(self, key: str, seats: list[Seat]) -> None:
+        self.key = key
+        self.seats = seats
+        self.granted: Seat | None = None
+        self.refusal: AuxotError | None = None  # why it will not be served after all (nobody can, or shutdown)
+        self.event = trio.Event()

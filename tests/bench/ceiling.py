@@ -1,0 +1,101 @@
+"""The server ceiling: an almost empty ASGI app on hypercorn with the settings
+``auxot serve`` uses, run as its own process (``python -m tests.bench.ceiling``;
+it prints its base URL when it listens).
+
+It reads the request body and answers the same fixed JSON the upstream does;
+``POST /hold...`` instead streams the hold fixture, one chunk every
+``hold_seconds / hold_chunks`` (the open-streams scenario's ceiling).  What it
+costs is what hypercorn and trio cost per request, nothing of auxot's.
+
+With ``--upstream URL`` it is the *floor* instead: the same app, but each
+non-streamed answer is fetched from ``URL/v1/chat/completions`` (nginx's fixed
+JSON) through auxot's own HTTP client (``auxot.http.Pool``, h11 over a trio
+socket, keep-alive) and passed back untouched.  No parsing, no auth, no
+ledger: what any router built on hypercorn, trio and h11 must pay at least.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from auxot.asgi import SSE_HEADERS, Receive, Scope, Send
+from auxot.http import Pool
+
+from . import fixtures
+
+BODY = fixtures.CHAT_JSON.encode()
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+
+def hypercorn_config() -> HypercornConfig:
+    """The settings of auxot.server.serve (keep in step with it), bound to a free port."""
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.graceful_timeout = 10.0
+    hc.accesslog = None
+    hc.keep_alive_timeout = 75
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+def make_app(hold_seconds: float, hold_chunks: int, upstream: str | None = None) -> Any:
+    pool = Pool(upstream, max_connections=4096) if upstream else None
+    pieces = [p.encode() + b"\n\n" for p in fixtures.sse_tokens(fixtures.token_texts(hold_chunks)).split("\n\n") if p]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if not scope["path"].startswith("/hold"):
+            status, headers, answer = 200, HEADERS, BODY
+            if pool is not None:  # the floor: the same answer, fetched through one upstream hop
+                content_type = ("Content-Type", "application/json")
+                async with pool.request("POST", "/v1/chat/completions", headers=[content_type], body=body) as response:
+                    answer = await response.read()
+                status = response.status
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await trio.sleep(hold_seconds / len(pieces))
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+async def main(hold_seconds: float, hold_chunks: int, upstream: str | None) -> None:
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve, make_app(hold_seconds, hold_chunks, upstream), hypercorn_config())
+        print(binds[0], flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.ceiling")
+    parser.add_argument("--hold-seconds", type=float, default=30.0)
+    parser.add_argument("--hold-chunks", type=int, default=60)
+    parser.add_argument("--upstream", help="the floor: fetch each answer from this base URL through auxot.http.Pool")
+    args = parser.parse_args()
+    try:
+        trio.run(main, args.hold_seconds, args.hold_chunks, args.upstream)
+    except KeyboardInterrupt:
+        pass
