@@ -11,8 +11,12 @@ into this hierarchy once, at the boundary where they occur.
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class ErrorKind:
+
+class ErrorKind(StrEnum):
+    """What went wrong, in no dialect's words (each codec maps it to its own)."""
+
     INVALID_REQUEST = "invalid_request"
     AUTHENTICATION = "authentication"
     PERMISSION = "permission"
@@ -26,8 +30,8 @@ class ErrorKind:
 
 
 class AuxotError(Exception):
-    status = 500
-    kind = ErrorKind.INTERNAL
+    status: int = 500
+    kind: str = ErrorKind.INTERNAL  # an ErrorKind, or a kind a worker or an upstream named
 
     def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -61,6 +65,10 @@ class PermissionDenied(ClientError):
 class NotFound(ClientError):
     status = 404
     kind = ErrorKind.NOT_FOUND
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
 
 
 class RequestTimeout(ClientError):
@@ -102,7 +110,7 @@ class ProviderError(AuxotError):
     out with back-off) or only against this request on it."""
 
     status = 502
-    kind = ErrorKind.UPSTREAM
+    kind: str = ErrorKind.UPSTREAM
     retriable = False
     penalize = True
 

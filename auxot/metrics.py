@@ -1,5 +1,5 @@
 """Prometheus text exposition (format 0.0.4), by hand: counters and histograms
-fed from finished :class:`~auxot.accounting.RequestRecord` s, gauges read from
+fed from finished :class:`~auxot.request.Record` s, gauges read from
 the scheduler when scraped.  Pure: no trio, no I/O.
 
     auxot_requests_total{endpoint,status,provider}      counter
@@ -21,7 +21,7 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
-from .accounting import RequestRecord
+from .request import Record
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -97,20 +97,20 @@ class Metrics:
     def __init__(self) -> None:
         self.requests = Counter("auxot_requests_total", "API requests by endpoint, HTTP status and serving provider.")
         self.duration = Histogram("auxot_request_duration_seconds", "Time from request to the end of the answer.")
-        self.ttft = Histogram("auxot_time_to_first_token_seconds", "Time from request to the first event from the provider.")
+        self.ttft = Histogram("auxot_time_to_first_token_seconds", "Time from request to the first output token.")
         self.tokens = Counter("auxot_tokens_total", "Tokens in (prompt) and out (completion), by provider.")
 
-    def observe(self, record: RequestRecord) -> None:
+    def observe(self, record: Record) -> None:
         provider = record.provider or "none"
         self.requests.inc((("endpoint", record.endpoint), ("status", str(record.status or 499)), ("provider", provider)))
         if record.latency_s is not None:
             self.duration.observe((("endpoint", record.endpoint),), record.latency_s)
         if record.ttft_s is not None and record.provider:
             self.ttft.observe((("endpoint", record.endpoint), ("provider", provider)), record.ttft_s)
-        if record.usage.input_tokens:
-            self.tokens.inc((("direction", "in"), ("provider", provider)), record.usage.input_tokens)
-        if record.usage.output_tokens:
-            self.tokens.inc((("direction", "out"), ("provider", provider)), record.usage.output_tokens)
+        if record.input_tokens:
+            self.tokens.inc((("direction", "in"), ("provider", provider)), record.input_tokens)
+        if record.output_tokens:
+            self.tokens.inc((("direction", "out"), ("provider", provider)), record.output_tokens)
 
     def render(self, providers: Sequence[dict[str, Any]], queue_depth: int, rejections: dict[str, int], uptime: float) -> str:
         lines: list[str] = []

@@ -218,9 +218,9 @@ def test_health_vhealth_and_metrics(tmp_path: Path) -> None:
             assert "SmolLM2-135M-Instruct" in resp.read().decode()
         with urllib.request.urlopen(router.base_url + "/metrics", timeout=5) as resp:
             metrics = resp.read().decode()
-        assert 'auxot_requests_total{endpoint="openai.chat",status="200",provider="local"} 1' in metrics
-        assert 'auxot_requests_total{endpoint="openai.chat",status="404",provider="none"} 1' in metrics
-        assert 'auxot_time_to_first_token_seconds_count{endpoint="openai.chat",provider="local"} 1' in metrics
+        assert 'auxot_requests_total{endpoint="openai.chat_completions",status="200",provider="local"} 1' in metrics
+        assert 'auxot_requests_total{endpoint="openai.chat_completions",status="404",provider="none"} 1' in metrics
+        assert 'auxot_time_to_first_token_seconds_count{endpoint="openai.chat_completions",provider="local"} 1' in metrics
         assert 'auxot_tokens_total{direction="out",provider="local"}' in metrics
         assert 'auxot_provider_slots{provider="local",state="total"} 1' in metrics and "auxot_queue_depth 0" in metrics
     finally:

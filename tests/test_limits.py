@@ -19,7 +19,7 @@ from auxot.accounts.limits import (
     RateLimiter,
     retry_after_header,
 )
-from auxot.accounts.usage import Record
+from auxot.request import Record
 from auxot.errors import PermissionDenied
 
 

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from auxot import ir
-from auxot.accounting import RequestRecord
+from auxot.request import Record
 from auxot.endpoints.relay import (
     DIRECT_CHUNKS,
     FAST_CHUNKS_PER_S,
@@ -88,7 +88,7 @@ async def test_short_and_long_streams_arrive_whole_and_in_order(deltas: int, cut
 
     encoder = TaggingEncoder()
     with trio.fail_after(10):
-        outcome = await _stream(send, answer(deltas, cut), lambda model: encoder, lambda err: {}, RequestRecord("t"))
+        outcome = await _stream(send, answer(deltas, cut), lambda model: encoder, lambda err: {}, Record("t"))
     assert messages[0]["type"] == "http.response.start" and messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     lines = b"".join(m["body"] for m in messages[1:]).splitlines()
     assert [int(line.split(b":")[0]) for line in lines] == list(range(1, encoder.n + 1))
@@ -111,7 +111,7 @@ async def test_only_fast_streams_get_the_coalescing_writer(autojump_clock: trio.
         await trio.sleep(pace * 3 if len(messages) % 20 == 0 else 0)  # now and then a slow write lets chunks queue
 
     encoder = TaggingEncoder()
-    outcome = await _stream(send, answer(5 * DIRECT_CHUNKS, every=pace), lambda model: encoder, lambda err: {}, RequestRecord("t"))
+    outcome = await _stream(send, answer(5 * DIRECT_CHUNKS, every=pace), lambda model: encoder, lambda err: {}, Record("t"))
     bodies = [m["body"] for m in messages[1:-1]]
     lines = b"".join(bodies).splitlines()
     assert outcome == "ok" and [int(line.split(b":")[0]) for line in lines] == list(range(1, encoder.n + 1))

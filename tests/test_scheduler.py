@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from auxot import ir
-from auxot.accounting import RequestRecord
+from auxot.request import Record
 from auxot.config import SchedulerConfig
 from auxot.errors import (
     InvalidRequest,
@@ -92,7 +92,7 @@ def request(model: str = "auto") -> ir.Request:
     return ir.Request(model=model, messages=(ir.Message(ir.Role.USER, (ir.Text("hi"),)),))
 
 
-async def ask(scheduler: Scheduler, model: str = "auto", key: str = "k", record: RequestRecord | None = None) -> str:
+async def ask(scheduler: Scheduler, model: str = "auto", key: str = "k", record: Record | None = None) -> str:
     """Run one request to the end; returns the text (the serving provider's name)."""
     fold = Fold("r")
     async for event in scheduler.stream(request(model), key=key, record=record):
@@ -224,7 +224,7 @@ async def test_failover_before_the_first_byte_is_invisible_and_the_failed_provid
     s = Scheduler([cloud, gpu], SchedulerConfig(failure_backoff=10))
     async with trio.open_nursery() as n:
         await n.start(s.run)
-        record = RequestRecord("test")
+        record = Record("test")
         assert await ask(s, record=record) == "cloud"
         assert (record.attempts, record.failovers, record.provider, record.model_served) == (2, 1, "cloud", "m")
         gpu.fail = None
@@ -391,7 +391,7 @@ async def test_a_provider_breaking_off_mid_answer(autojump_clock: trio.testing.M
         await n.start(s.run)
         events = [e async for e in s.stream(request())]
         assert isinstance(events[0], ir.MessageStart) and isinstance(events[-1], ir.StreamError)
-        record = RequestRecord("test")
+        record = Record("test")
         buffered = [e async for e in s.stream(request(), record=record, buffered=True)]
         assert ir.TextDelta(0, "cloud") in buffered and not any(isinstance(e, ir.StreamError) for e in buffered)
         assert (record.provider, record.attempts, record.failovers) == ("cloud", 2, 1)

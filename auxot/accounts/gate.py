@@ -5,7 +5,7 @@
                                    from one client address are answered ever later
     admit(scope, key, request)   → the request, or 403 (model not allowed for the
                                    key) or 429 with Retry-After (over rpm / tpm)
-    start / metered / finish     → one usage row per metered request, committed
+    start / metered / finish     → one usage row per request record, committed
                                    before the last byte of the answer is sent
 
 Database calls run in a worker thread (``trio.to_thread``), or on the event loop
@@ -29,8 +29,8 @@ import trio
 from .. import ir
 from ..asgi import Scope, Send, header
 from ..errors import AuthenticationFailed, PermissionDenied, RateLimited
+from ..request import Record
 from ..scheduling import routing
-from . import usage
 from .group_commit import GroupCommit
 from .key_cache import KeyCache
 from .keys import shape_problem
@@ -90,8 +90,6 @@ class Gate:
             if delay > 0:
                 await trio.sleep(delay)
             raise
-        if (record := usage.of(scope)) is not None:
-            record.key_id = key.id
         return key
 
     async def _identify(self, scope: Scope, x_api_key: bool) -> KeyRecord:
@@ -126,11 +124,9 @@ class Gate:
 
     # --- permission and limits -----------------------------------------------
 
-    def admit(self, scope: Scope, key: KeyRecord, request: ir.Request, providers: Sequence[Any]) -> ir.Request:
+    def admit(self, key: KeyRecord, request: ir.Request, providers: Sequence[Any]) -> ir.Request:
         """The request as it will be served (``auto`` narrowed to the key's models),
         or PermissionDenied / RateLimited.  An admitted request counts against rpm."""
-        if (record := usage.of(scope)) is not None:
-            record.model_requested = request.model
         if key.models:
             model = permitted_model(key.models, request.model, providers)
             if model != request.model:
@@ -143,10 +139,10 @@ class Gate:
 
     # --- the usage ledger ----------------------------------------------------
 
-    def start(self, endpoint: str) -> usage.Record:
-        return usage.Record(endpoint, self.wall_clock(), trio.current_time())
+    def start(self, endpoint: str) -> Record:
+        return Record(endpoint, self.wall_clock(), trio.current_time())
 
-    def metered(self, record: usage.Record, send: Send) -> Send:
+    def metered(self, record: Record, send: Send) -> Send:
         """``send``, noting the status, and writing the ledger row just before the
         last body message: a client that saw its answer end has its row."""
 
@@ -159,7 +155,7 @@ class Gate:
 
         return send_metered
 
-    async def finish(self, record: usage.Record) -> None:
+    async def finish(self, record: Record) -> None:
         """Once per record: charge the key's tokens and commit its ledger row.
         Requests that never authenticated leave no row (they are in the log)."""
         if record.ended is not None:

@@ -36,7 +36,7 @@ STOP_REASONS = {
 }
 
 # mapping §errors
-ERROR_TYPES = {
+ERROR_TYPES: dict[str, str] = {
     ErrorKind.INVALID_REQUEST: "invalid_request_error",
     ErrorKind.AUTHENTICATION: "authentication_error",
     ErrorKind.PERMISSION: "permission_error",

@@ -31,7 +31,7 @@ STOP_TO_FINISH = {
 }
 
 # mapping §errors
-ERROR_TYPES = {
+ERROR_TYPES: dict[str, str] = {
     ErrorKind.INVALID_REQUEST: "invalid_request_error",
     ErrorKind.AUTHENTICATION: "authentication_error",
     ErrorKind.PERMISSION: "permission_error",
@@ -43,7 +43,7 @@ ERROR_TYPES = {
     ErrorKind.TIMEOUT: "timeout",
     ErrorKind.INTERNAL: "server_error",
 }
-ERROR_CODES = {
+ERROR_CODES: dict[str, str] = {
     ErrorKind.AUTHENTICATION: "invalid_api_key",
     ErrorKind.REQUEST_TOO_LARGE: "request_too_large",
     ErrorKind.RATE_LIMIT: "rate_limit_exceeded",

@@ -21,13 +21,13 @@ from ..dialects import openai_chat
 from ..errors import AuxotError
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services import Services
 
 
 PUBLIC_PROVIDER_FIELDS = ("name", "tier", "state", "healthy", "slots_used", "slots_total")
 
 
-def _state(app: App, detailed: bool = True) -> dict[str, Any]:
+def _state(app: Services, detailed: bool = True) -> dict[str, Any]:
     providers = app.scheduler.snapshot()
     ok = app.scheduler.can_serve()
     if not detailed:
@@ -45,7 +45,7 @@ def _state(app: App, detailed: bool = True) -> dict[str, Any]:
     }
 
 
-async def _detailed(app: App, scope: Scope, send: Send) -> bool | None:
+async def _detailed(app: Services, scope: Scope, send: Send) -> bool | None:
     """Whether the caller showed a valid key; None once a key that is not valid
     has been answered 401."""
     if header(scope, b"authorization") is None:
@@ -58,14 +58,14 @@ async def _detailed(app: App, scope: Scope, send: Send) -> bool | None:
     return True
 
 
-async def health(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def health(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
     if (detailed := await _detailed(app, scope, send)) is None:
         return
     body = _state(app, detailed)
     await send_json(send, 200 if body["status"] == "ok" else 503, body)
 
 
-async def metrics(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def metrics(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
     text = app.metrics.render(
         app.scheduler.snapshot(), len(app.scheduler.queue),
         {"full": app.scheduler.rejected_full, "timeout": app.scheduler.rejected_timeout},
@@ -111,7 +111,7 @@ def _provider_row(p: dict[str, Any], requests: dict[str, float]) -> str:
     )
 
 
-async def vhealth(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def vhealth(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
     if (detailed := await _detailed(app, scope, send)) is None:
         return
     state = _state(app, detailed)

@@ -26,11 +26,10 @@ from typing import (
 import trio
 
 from .. import ir
-from ..accounting import RequestRecord
-from ..accounts import usage
 from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
-from ..errors import AuxotError, ErrorKind, ProviderError
+from ..errors import AuxotError, ErrorKind, ProviderError, UpstreamError
 from ..fold import Fold
+from ..request import Record
 from ..scheduling import routing
 
 log = logging.getLogger("auxot.relay")
@@ -58,7 +57,7 @@ def error_headers(err: AuxotError) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def served_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
+def served_headers(record: Record) -> list[tuple[bytes, bytes]]:
     """Who served, for operators and the fault-injection bench; never anything secret."""
     headers = []
     if record.provider:
@@ -74,35 +73,26 @@ def served_models(providers: Iterable[Any], allowed: tuple[str, ...]) -> list[tu
     return [(p, m) for p in providers for m in routing.listed(p) if not allowed or m in allowed]
 
 
-async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record: RequestRecord | None = None) -> None:
+async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record: Record | None = None) -> None:
     if record is not None:
         record.status = err.status
     await send_json(send, err.status, error_body(err), error_headers(err))
 
 
 class Watched:
-    """Passes events through, noting the first one's time and the usage on the
-    record, and showing each to the ledger's record (one layer for both)."""
+    """Passes events through, showing each to the request's record (first
+    token, tokens in and out, stop or error)."""
 
-    def __init__(self, events: AsyncGenerator[ir.Event, None], record: RequestRecord, ledger: usage.Record | None) -> None:
+    def __init__(self, events: AsyncGenerator[ir.Event, None], record: Record) -> None:
         self._events = events
         self._record = record
-        self._ledger = ledger
 
     def __aiter__(self) -> Watched:
         return self
 
     async def __anext__(self) -> ir.Event:
         event = await anext(self._events)
-        now = trio.current_time()
-        if self._record.first_byte_at is None:
-            self._record.first_byte_at = now
-        if self._ledger is not None:
-            if self._ledger.provider is None:  # who served, as the scheduler found it
-                self._ledger.provider, self._ledger.model_served = self._record.provider, self._record.model_served
-            self._ledger.observe(event, now)
-        if isinstance(event, (ir.MessageStart, ir.MessageStop)):
-            self._record.note_usage(event.usage)
+        self._record.observe(event, trio.current_time())
         return event
 
 
@@ -115,45 +105,37 @@ async def relay(
     stream: EncoderFactory | None,
     fold: Callable[[ir.Response], dict[str, Any]] | None = None,
     response_id: str = "",
-    record: RequestRecord | None = None,
-    ledger: usage.Record | None = None,
+    record: Record,
     stalled: Callable[[], bool] = lambda: False,
 ) -> str:
-    """Returns an outcome word for logs and metrics: ok, error, disconnected,
-    stalled (also noted on ``record`` with the status, first byte and usage).
-    The ``ledger`` record, if given, sees every event (tokens, first token,
-    stop).  ``stalled`` says whether a disconnect was the server closing a
+    """Returns an outcome word for logs: ok, error, disconnected, stalled.  The
+    request's ``record`` sees every event (tokens, first token, stop) and the
+    status.  ``stalled`` says whether a disconnect was the server closing a
     client that stopped reading (``http_server``)."""
-    record = record if record is not None else RequestRecord("")
     outcome = "disconnected"
-    watched = Watched(events, record, ledger)
+    watched = Watched(events, record)
     send = _final_message_shielded(send)
-    try:
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
 
-            async def watch() -> None:
-                nonlocal outcome
-                await wait_disconnect(receive)
-                if stalled():  # known now, before the ledger row is written on the way out
-                    outcome = "stalled"
-                    if ledger is not None:
-                        ledger.stalled = True
-                    log.info("a client stopped reading its answer; its request was cancelled and its slot freed")
-                nursery.cancel_scope.cancel()
+        async def watch() -> None:
+            nonlocal outcome
+            await wait_disconnect(receive)
+            if stalled():  # known now, before the ledger row is written on the way out
+                outcome = "stalled"
+                record.stalled = True
+                log.info("a client stopped reading its answer; its request was cancelled and its slot freed")
+            nursery.cancel_scope.cancel()
 
-            nursery.start_soon(watch)
-            try:
-                async with aclosing(events):
-                    if stream is not None:
-                        outcome = await _stream(send, watched, stream, error_body, record)
-                    else:
-                        assert fold is not None
-                        outcome = await _fold(send, watched, fold, error_body, response_id, record)
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
-        record.outcome = outcome
-        record.ended_at = trio.current_time()
+        nursery.start_soon(watch)
+        try:
+            async with aclosing(events):
+                if stream is not None:
+                    outcome = await _stream(send, watched, stream, error_body, record)
+                else:
+                    assert fold is not None
+                    outcome = await _fold(send, watched, fold, error_body, response_id, record)
+        finally:
+            nursery.cancel_scope.cancel()
     return outcome
 
 
@@ -178,7 +160,7 @@ def _final_message_shielded(send: Send) -> Send:
 
 
 async def _stream(
-    send: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody, record: RequestRecord,
+    send: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody, record: Record,
 ) -> str:
     try:
         first = await anext(events)
@@ -296,7 +278,7 @@ async def _write_coalesced(send: Send, chunks: trio.MemoryReceiveChannel[bytes])
 
 async def _fold(
     send: Send, events: AsyncIterator[ir.Event], fold: Callable[[ir.Response], dict[str, Any]], error_body: ErrorBody,
-    response_id: str, record: RequestRecord,
+    response_id: str, record: Record,
 ) -> str:
     acc = Fold(response_id)
     try:
@@ -310,9 +292,7 @@ async def _fold(
         await send_error(send, AuxotError("internal error; see the router's log"), error_body, record)
         return "error"
     if acc.error is not None:
-        failed = ProviderError(acc.error.message)
-        failed.kind = acc.error.kind
-        await send_error(send, failed, error_body, record)
+        await send_error(send, UpstreamError(acc.error.message, kind=acc.error.kind), error_body, record)
         return "error"
     if acc.stop is None:
         await send_error(send, ProviderError("the provider ended without finishing its answer"), error_body, record)

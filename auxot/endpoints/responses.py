@@ -1,64 +1,22 @@
-"""OpenAI Responses surface: ``POST /v1/responses`` (+ ``/api/openai/responses``,
-``/api/openai/v1/responses``) and ``POST …/responses/compact``."""
+"""OpenAI Responses surface, where it differs from the pipeline: ``POST
+…/responses/compact``.  (``POST /v1/responses`` is ``pipeline.generate`` with
+``dialects.table.RESPONSES``.)"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from .. import ir
-from ..accounting import RequestRecord
-from ..accounts import usage
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..dialects import responses
-from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError, InvalidRequest, ProviderError
 from ..fold import Fold
-from .relay import Watched, relay, send_error
+from ..request import Record
+from .relay import Watched, send_error
 
 if TYPE_CHECKING:
-    from ..app import App
-
-
-async def _folding(events: AsyncGenerator[ir.Event, None], fold: Fold) -> AsyncGenerator[ir.Event, None]:
-    async with aclosing(events):
-        async for event in events:
-            fold.feed(event)
-            yield event
-
-
-async def create(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    with app.record("responses") as record:
-        try:
-            key = await app.authenticate(scope)
-            record.key_id = key.id
-            body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
-            request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
-            echo = responses.settings(body)
-        except AuxotError as err:
-            await send_error(send, err, responses.error_body, record)
-            return
-        record.model_requested = request.model
-        response_id = app.new_id("resp_")
-        created = int(app.clock())
-        fold = Fold(response_id)
-        events = _folding(app.scheduler.stream(request, key=record.key_id, record=record, buffered=not request.stream), fold)
-        item_ids = lambda prefix: app.new_id(prefix + "_")  # noqa: E731
-        if request.stream:
-            await relay(
-                receive, send, events, error_body=responses.error_body, record=record, ledger=usage.of(scope),
-                stalled=app.stall_check(scope),
-                stream=lambda model: StreamEncoder(response_id, created, model, request, item_ids, echo=echo, clock=app.clock),
-            )
-        else:
-            await relay(
-                receive, send, events, error_body=responses.error_body, stream=None, response_id=response_id, record=record,
-                ledger=usage.of(scope), stalled=app.stall_check(scope),
-                fold=lambda resp: responses.encode_response(resp, created, request, item_ids, echo, int(app.clock())),
-            )
-        if fold.stop is not None and fold.error is None and echo["store"]:
-            app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
+    from ..services import Services
 
 
 SUMMARY_MAX_TOKENS = 512  # unless the request sets max_output_tokens
@@ -86,21 +44,22 @@ def transcript(messages: tuple[ir.Message, ...]) -> str:
     return "\n".join(lines)
 
 
-async def compact(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def compact(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
     """The algorithm (spec/responses.md §compact): the last user message is kept
     verbatim; everything before it is summarised by the provider into one user
     message; the output is the new, shorter input."""
-    with app.record("responses.compact") as record:
-        await _compact(app, scope, receive, send, record)
+    async with app.record("responses.compact") as record:
+        await _compact(app, scope, receive, app.gate.metered(record, send), record)
 
 
-async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
+async def _compact(app: Services, scope: Scope, receive: Receive, send: Send, record: Record) -> None:
     try:
         key = await app.authenticate(scope)
         record.key_id = key.id
         body = await read_json(scope, receive, app.config.max_body_bytes, app.config.body_timeout)
-        request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
+        request = responses.decode_request(body, history=app.responses.get)
         record.model_requested = request.model
+        request = app.gate.admit(key, request, app.providers)
         messages = request.messages
         keep: tuple[ir.Message, ...] = ()
         if len(messages) > 1 and messages[-1].role is ir.Role.USER:
@@ -117,7 +76,7 @@ async def _compact(app: App, scope: Scope, receive: Receive, send: Send, record:
         fold = Fold(app.new_id("resp_"))
         events = app.scheduler.stream(summary_request, key=record.key_id or "", record=record, buffered=True)
         async with aclosing(events) as events:
-            async for event in Watched(events, record, usage.of(scope)):
+            async for event in Watched(events, record):
                 fold.feed(event)
         if fold.error is not None or fold.stop is None:
             raise ProviderError(fold.error.message if fold.error else "the provider ended without a summary")

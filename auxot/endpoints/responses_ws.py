@@ -23,18 +23,17 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import ir
-from ..accounting import RequestRecord
-from ..accounts import usage
 from ..asgi import Receive, Scope, Send, refuse_websocket
 from ..dialects import responses
 from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from ..fold import Fold
+from ..request import Record
 from .relay import Watched
 
 if TYPE_CHECKING:
     from ..accounts.store import KeyRecord
-    from ..app import App
+    from ..services import Services
 
 log = logging.getLogger("auxot.responses_ws")
 
@@ -44,7 +43,7 @@ class _Close(Exception):
         self.code, self.reason = code, reason
 
 
-async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def websocket(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     try:
@@ -69,29 +68,25 @@ async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> Non
         async with frames_out:
             async for message in frames_out:
                 close = None
-                # One ledger row per turn, committed before the turn's last frame is sent
-                # (or here, if the turn ends some other way).
-                record = app.gate.start("responses.websocket")
-                record.key_id = key.id
-                scope[usage.SCOPE_KEY] = record
+                # One record per turn: its ledger row is committed before the turn's last
+                # frame is sent (or when the turn ends, if it ends some other way).
                 try:
-                    await _turn(app, key, scope, message, send)
-                except _Close as exc:
-                    close = exc
+                    async with app.record("responses.websocket") as record:
+                        record.key_id = key.id
+                        try:
+                            await _turn(app, key, record, message, send)
+                        except _Close as exc:  # the client broke the protocol
+                            record.status, close = 400, exc
                 except Exception:
                     log.exception("websocket turn failed")
                     close = _Close(1011, "internal error; see the router's log")
-                finally:
-                    await app.gate.finish(record)
                 if close is not None:
                     await send({"type": "websocket.close", "code": close.code, "reason": close.reason})
                     nursery.cancel_scope.cancel()
                     return
 
 
-async def _turn(app: App, key: KeyRecord, scope: Scope, message: dict[str, Any], send: Send) -> None:
-    record = usage.of(scope)
-    assert record is not None
+async def _turn(app: Services, key: KeyRecord, record: Record, message: dict[str, Any], send: Send) -> None:
     if message.get("text") is None:
         raise _Close(1003, "send response.create as a text frame")
     try:
@@ -107,33 +102,31 @@ async def _turn(app: App, key: KeyRecord, scope: Scope, message: dict[str, Any],
         return
     body = frame.get("response") if isinstance(frame.get("response"), dict) else {k: v for k, v in frame.items() if k != "type"}
     try:
-        request = app.admit(scope, key, responses.decode_request(body, history=app.responses.get))
+        request = responses.decode_request(body, history=app.responses.get)
         echo = responses.settings(body)
+        record.model_requested = request.model
+        request = app.gate.admit(key, request, app.providers)
     except AuxotError as err:
         record.status = err.status
         await app.gate.finish(record)
         await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
-    with app.record("responses.ws") as turn:
-        turn.key_id, turn.model_requested = key.id, request.model
-        await _run_turn(app, echo, request, record, turn, send)
+    await _run_turn(app, echo, request, record, send)
 
 
-async def _run_turn(
-    app: App, echo: dict[str, Any], request: ir.Request, record: usage.Record, turn: RequestRecord, send: Send,
-) -> None:
-    """One turn: the scheduler's events as frames.  ``record`` is the ledger's
-    row, ``turn`` the metrics' record; ``echo`` the request's Responses-only settings."""
+async def _run_turn(app: Services, echo: dict[str, Any], request: ir.Request, record: Record, send: Send) -> None:
+    """One turn: the scheduler's events as frames.  ``echo``: the request's
+    Responses-only settings."""
     response_id = app.new_id("resp_")
     encoder: StreamEncoder | None = None
     fold = Fold(response_id)
     try:
-        # The relay's watcher notes first byte, provider and usage on both records.
-        events = app.scheduler.stream(request, key=turn.key_id or "", record=turn)
+        # The relay's watcher notes first token, provider and usage on the record.
+        events = app.scheduler.stream(request, key=record.key_id or "", record=record)
         async with aclosing(events):
-            async for event in Watched(events, turn, record):
+            async for event in Watched(events, record):
                 if encoder is None:  # the first event names the model that serves
-                    turn.status = record.status = 200  # from here on a failure is told in the stream
+                    record.status = 200  # from here on a failure is told in the stream
                     model = event.model if isinstance(event, ir.MessageStart) else request.model
                     encoder = StreamEncoder(response_id, int(app.clock()), model, request,
                                             lambda prefix: app.new_id(prefix + "_"), framing="lines", echo=echo, clock=app.clock)
@@ -143,19 +136,16 @@ async def _run_turn(
                 for line in encoder.encode(event).splitlines():
                     await send({"type": "websocket.send", "text": line.decode()})
     except AuxotError as err:
-        turn.outcome = "error"
         if encoder is not None:  # the turn had started: end it as failed, like the HTTP stream does
             record.saw_error = True
             await app.gate.finish(record)
             for line in encoder.encode(ir.StreamError(err.kind, err.message)).splitlines():
                 await send({"type": "websocket.send", "text": line.decode()})
         else:
-            record.status = turn.status = err.status
+            record.status = err.status
             await app.gate.finish(record)
             await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
-    if fold.error is not None:
-        turn.outcome = "error"
     if fold.stop is not None and fold.error is None and echo["store"]:
         app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
 

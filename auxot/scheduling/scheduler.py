@@ -38,7 +38,7 @@ from typing import Any, AsyncGenerator, Sequence
 import trio
 
 from .. import ir
-from ..accounting import RequestRecord
+from ..request import OUTPUT, Record
 from ..config import SchedulerConfig
 from ..errors import (
     AuxotError,
@@ -302,7 +302,7 @@ class Scheduler:
     # --- serving ----------------------------------------------------------
 
     async def stream(
-        self, request: ir.Request, *, key: str = "", record: RequestRecord | None = None, buffered: bool = False,
+        self, request: ir.Request, *, key: str = "", record: Record | None = None, buffered: bool = False,
     ) -> AsyncGenerator[ir.Event, None]:
         """The request's events from whoever serves it.  The first event is
         always ``MessageStart`` naming the served model.  Raises before the
@@ -313,7 +313,7 @@ class Scheduler:
         client that asked for one JSON body), so a provider failing halfway is
         still invisible — the answer is collected here and, if the provider
         breaks off, asked of the next one."""
-        record = record if record is not None else RequestRecord("")
+        record = record if record is not None else Record("")
         seats = await fitting.able(request, routing.candidates(request.model, self.seats, unknown_model=self.config.unknown_model))
         deadline = trio.current_time() + self.config.queue_timeout
         tried: list[Seat] = []
@@ -342,8 +342,6 @@ class Scheduler:
                     if err is None:
                         record.provider, record.provider_tier = provider.name, provider.tier
                         record.model_served = provider.served_model(request.model)
-                        if buffered and record.first_byte_at is None:
-                            record.first_byte_at = trio.current_time()
                         head: list[ir.Event] = [dataclasses.replace(first, model=record.model_served)
                                                 if isinstance(first, ir.MessageStart) else ir.MessageStart(record.model_served)]
                         if not isinstance(first, ir.MessageStart):
@@ -363,6 +361,8 @@ class Scheduler:
                             elif isinstance(event, ir.MessageStop):
                                 finished = True
                             if buffered:
+                                if record.first_token is None and isinstance(event, OUTPUT):
+                                    record.first_token = trio.current_time()  # the relay sees it only at the end
                                 kept.append(event)
                             else:
                                 yield event
@@ -385,6 +385,7 @@ class Scheduler:
             else:  # this request is what it cannot serve; it stays in line for others
                 seat.note_error(trio.current_time(), err.message)
             record.failovers += 1
+            record.first_token = None  # a token of the answer that was dropped
             tried.append(seat)
             last_error = err
         assert last_error is not None

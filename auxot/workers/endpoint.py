@@ -36,9 +36,10 @@ from ..errors import AuthenticationFailed, AuxotError
 from . import wire
 from .flow import FlowError
 from .provider import WorkerProvider
+from .registry import WorkerRegistry
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services import Services
 
 log = logging.getLogger("auxot.workers")
 
@@ -46,57 +47,10 @@ HELLO_TIMEOUT = 10.0
 OUTBOX = 64  # frames queued for the writer (jobs, credits, cancels, pings)
 
 
-# --- the one place workers enter and leave the scheduler ----------------------
-
-
-def _add_provider(app: App, provider: WorkerProvider) -> None:
-    app.scheduler.add(provider)
-
-
-def _remove_provider(app: App, provider: WorkerProvider) -> None:
-    app.scheduler.remove(provider)
-
-
-class WorkerRegistry:
-    """The workers listed by name: connected ones, and lost ones lingering."""
-
-    def __init__(self) -> None:
-        self.workers: dict[str, WorkerProvider] = {}
-
-    def name_for(self, wanted: str, instance: str | None) -> str:
-        """``wanted``, unless a connected worker holds it.  The same worker process
-        reconnecting (same ``instance``: its old connection is stale, the router
-        just has not noticed yet) takes it over; another machine with the same
-        name must not knock the first off, and gets ``wanted-2``, ``-3``…"""
-        name, n = wanted, 1
-        while (held := self.workers.get(name)) is not None and held.connected:
-            if instance is not None and held.instance == instance:
-                held.disconnect("replaced by a new connection from the same worker")
-                break
-            n += 1
-            name = f"{wanted}-{n}"
-        return name
-
-    def attach(self, app: App, provider: WorkerProvider) -> None:
-        self.prune(app)
-        lingering = self.workers.get(provider.name)
-        if lingering is not None:  # the same worker, back: it replaces its old entry
-            _remove_provider(app, lingering)
-        self.workers[provider.name] = provider
-        _add_provider(app, provider)
-
-    def prune(self, app: App) -> None:
-        now = app.clock()
-        for name, worker in list(self.workers.items()):
-            if not worker.connected and now - (worker.disconnected_at or now) >= app.config.workers.linger:
-                del self.workers[name]
-                _remove_provider(app, worker)
-
-
 # --- the endpoint -----------------------------------------------------------
 
 
-async def authenticate(app: App, scope: Scope) -> str:
+async def authenticate(app: Services, scope: Scope) -> str:
     """The key id of a valid, unrevoked worker key in ``Authorization: Bearer``."""
     value = header(scope, b"authorization")
     if value is None:
@@ -155,7 +109,7 @@ class _Connection:
         self.scope.cancel()
 
 
-async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def websocket(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     try:
@@ -189,7 +143,7 @@ async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> Non
     )
     conn.on_end = provider.connection_lost
     provider.disconnect = lambda reason: conn.end(wire.CLOSE_GOING_AWAY, reason)
-    registry.attach(app, provider)
+    registry.attach(provider)
     log.info("worker %s connected from %s: models %s, %d slots, version %s",
              provider.name, provider.address, ", ".join(provider.models), provider.slots_total, provider.version)
     try:
@@ -203,7 +157,7 @@ async def websocket(app: App, scope: Scope, receive: Receive, send: Send) -> Non
             await _read(receive, conn, provider)
     finally:
         conn.end(conn.close_code, conn.close_reason)  # (a no-op if it had ended already)
-        registry.prune(app)
+        registry.prune()
         if conn.close_code is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await send({"type": "websocket.close", "code": conn.close_code, "reason": conn.close_reason[:120]})
@@ -237,7 +191,7 @@ async def _read(receive: Receive, conn: _Connection, provider: WorkerProvider) -
             return
 
 
-async def _heartbeat(app: App, conn: _Connection, provider: WorkerProvider) -> None:
+async def _heartbeat(app: Services, conn: _Connection, provider: WorkerProvider) -> None:
     settings = app.config.workers
     seq = 0
     while True:
@@ -251,10 +205,10 @@ async def _heartbeat(app: App, conn: _Connection, provider: WorkerProvider) -> N
             return
         seq += 1
         await conn.send_frame(wire.ping(seq))
-        app.workers.prune(app)
+        app.workers.prune()
 
 
-async def _close_on_shutdown(app: App, conn: _Connection, provider: WorkerProvider) -> None:
+async def _close_on_shutdown(app: Services, conn: _Connection, provider: WorkerProvider) -> None:
     """Jobs in flight may finish (hypercorn gives them graceful_timeout); then
     the worker is told to go, so shutdown does not wait on an idle socket."""
     await app.shutdown.wait()

@@ -1,13 +1,14 @@
-"""What one API request did, for the usage ledger: a small mutable record that
-travels with the request and is filled by whoever learns a fact.
+"""What one API request did (or one WebSocket turn): ONE record, passed
+explicitly from the pipeline to whoever learns a fact, filled in as it goes.
 
-    app (metered endpoints)   endpoint, start time, HTTP status
-    auth                      key id, model asked
-    scheduler / endpoint      provider, model served
-    relay (its Watched)       time to first token, tokens in / out, stop or error
+    pipeline        endpoint, start times, key, model asked
+    scheduler       provider and its tier, model served, attempts, failovers, time queued
+    relay (Watched) first token, tokens in / out, stop or error, a stalled reader
+    gate            HTTP status (its ``metered`` send), then the ledger row
 
-When the request ends the record becomes one ledger row (``Record.row``).  Pure:
-no I/O and no trio; times come from whoever fills the record.
+When the request ends the record becomes one usage-ledger row (:meth:`row`) and
+feeds the metrics.  Pure: no I/O and no trio; times come from whoever fills it
+(``started`` and the other monotonic times are trio's clock).
 """
 
 from __future__ import annotations
@@ -15,29 +16,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ir
-
-SCOPE_KEY = "auxot.accounts.usage"  # where the app puts the record in a metered request's ASGI scope
+from . import ir
 
 # Events that carry output: the first of them marks the time to first token.
-_OUTPUT = (ir.TextDelta, ir.ThinkingDelta, ir.ToolArgumentsDelta, ir.ToolCallStart)
+OUTPUT = (ir.TextDelta, ir.ThinkingDelta, ir.ToolArgumentsDelta, ir.ToolCallStart)
 
 
 @dataclass
 class Record:
-    endpoint: str  # which surface, e.g. "openai.chat_completions"
-    started_at: float  # wall clock (seconds since the epoch): the ledger's time
-    started: float  # monotonic: latencies are measured from here
+    endpoint: str  # which surface: the ledger's "endpoint" column and the metrics' label, e.g. "openai.chat_completions"
+    started_at: float = 0.0  # wall clock (seconds since the epoch): the ledger's time
+    started: float = 0.0  # monotonic: latencies are measured from here
     key_id: str | None = None
-    model_requested: str | None = None
-    model_served: str | None = None
+    model_requested: str | None = None  # as the client asked (before a key's model list narrowed "auto")
     provider: str | None = None
+    provider_tier: str | None = None
+    model_served: str | None = None
+    attempts: int = 0  # providers tried, including the one that served
+    failovers: int = 0  # of those, how many failed before the first byte
+    queued_s: float = 0.0  # time spent waiting for a slot
+    status: int | None = None  # the HTTP status sent (or a WebSocket turn's); None if nothing was
     input_tokens: int | None = None  # as the IR counts them: not including cached tokens
     output_tokens: int | None = None
     cached_tokens: int | None = None  # prompt tokens read from (or written to) the provider's cache
     first_token: float | None = None  # monotonic
     ended: float | None = None  # monotonic
-    status: int | None = None  # the HTTP status sent (or a WebSocket turn's), None if nothing was
     output_events: int = 0
     saw_stop: bool = False
     saw_error: bool = False
@@ -46,7 +49,7 @@ class Record:
 
     def observe(self, event: ir.Event, now: float) -> None:
         self.saw_events = True
-        if isinstance(event, _OUTPUT):
+        if isinstance(event, OUTPUT):
             self.output_events += 1
             if self.first_token is None:
                 self.first_token = now
@@ -89,6 +92,14 @@ class Record:
             return "disconnected"
         return "ok"
 
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token is None else self.first_token - self.started
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.ended is None else self.ended - self.started
+
     def charged_tokens(self) -> int:
         """Tokens counted against the key's per-minute limit.  A stream cut before
         the provider reported usage is charged one token per output event seen."""
@@ -105,16 +116,3 @@ class Record:
             "input_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens, "output_tokens": self.output_tokens,
             "ttft_ms": ms(self.first_token), "latency_ms": ms(self.ended), "status": self.status, "outcome": self.outcome,
         }
-
-
-def of(scope: dict[str, Any]) -> Record | None:
-    """The record of a metered request, or None."""
-    return scope.get(SCOPE_KEY)
-
-
-def served_by(scope: dict[str, Any], provider: str, model: str) -> Record | None:
-    """Note who serves a metered request; returns its record (None if not metered)."""
-    record = of(scope)
-    if record is not None:
-        record.provider, record.model_served = provider, model
-    return record
