@@ -14,7 +14,8 @@ import trio
 from . import __version__, provision, timespec
 from .accounts import ledger_table
 from .accounts.store import Store, StoreError
-from .config import ConfigError, LlamaCppConfig, load
+from .config import ConfigError, LlamaCppConfig
+from .config_file import load
 from .instance_lock import InstanceLock, InstanceRunning
 
 

@@ -20,9 +20,9 @@ from . import choices, ir
 from .asgi import Receive, Scope, Send, read_json
 from .dialects import responses
 from .dialects.table import Answer, Dialect
-from .endpoints.relay import relay, send_error
 from .errors import AuxotError
 from .fold import Fold
+from .relay import relay, send_error
 
 if TYPE_CHECKING:
     from .services import Services

@@ -12,7 +12,8 @@ import pytest
 from auxot import ir
 from auxot.agents import claude_code, codex_exec, cursor_agent, transcript
 from auxot.agents.cli import Options, RunPaths
-from auxot.config import ConfigError, load
+from auxot.config import ConfigError
+from auxot.config_file import load
 from auxot.errors import CannotServe, ErrorKind
 
 GOLDEN = Path(__file__).parent / "golden" / "cli"

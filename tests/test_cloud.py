@@ -211,7 +211,8 @@ async def test_models_are_discovered_from_the_upstream(cloud) -> None:  # type: 
 
 
 def test_cloud_providers_from_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auxot.config import ConfigError, load
+    from auxot.config import ConfigError
+    from auxot.config_file import load
 
     monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-from-env")
     path = tmp_path / "auxot.toml"
@@ -246,7 +247,8 @@ async def test_responses_client_streams_from_an_anthropic_upstream(cloud) -> Non
 
 
 def test_default_max_tokens_from_toml(tmp_path: Path) -> None:
-    from auxot.config import LlamaCppConfig, load
+    from auxot.config import LlamaCppConfig
+    from auxot.config_file import load
 
     path = tmp_path / "auxot.toml"
     path.write_text('[[providers]]\nkind = "llamacpp"\ndefault_max_tokens = 64\n')

@@ -91,7 +91,7 @@ def test_llama_server_dies_with_a_killed_router(tmp_path: Path) -> None:
 
 def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUXOT_DATA_DIR", str(tmp_path / "env-data"))
-    from auxot.config import load
+    from auxot.config_file import load
 
     assert load().data_dir == tmp_path / "env-data"
     assert load(data_dir=str(tmp_path / "flag")).data_dir == tmp_path / "flag"

@@ -9,7 +9,8 @@ from pathlib import Path
 import trio
 
 from auxot.accounts.key_cache import KeyCache
-from auxot.accounts.store import USAGE_COLUMNS, Store
+from auxot.accounts.schema import USAGE_COLUMNS
+from auxot.accounts.store import Store
 
 
 async def test_revocation_from_another_connection_takes_effect_at_once(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from auxot.accounts import keys
-from auxot.accounts.store import MIGRATIONS, USAGE_COLUMNS, Store, StoreError
+from auxot.accounts.schema import MIGRATIONS, USAGE_COLUMNS
+from auxot.accounts.store import Store, StoreError
 
 
 def test_keys_have_256_bits_and_a_prefix() -> None:

@@ -12,12 +12,7 @@ import trio.testing
 
 from auxot import ir
 from auxot.request import Record
-from auxot.endpoints.relay import (
-    DIRECT_CHUNKS,
-    FAST_CHUNKS_PER_S,
-    _stream,
-    _write_coalesced,
-)
+from auxot.relay import DIRECT_CHUNKS, FAST_CHUNKS_PER_S, _stream, _write_coalesced
 from auxot.errors import ProviderError
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from auxot import gpu
-from auxot.config import CloudConfig, ConfigError, LlamaCppConfig, SchedulerConfig, load
+from auxot.config import CloudConfig, ConfigError, LlamaCppConfig, SchedulerConfig
+from auxot.config_file import load
 
 
 def write(tmp_path: Path, text: str) -> str:

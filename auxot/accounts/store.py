@@ -23,77 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import keys
-
-MIGRATIONS: list[str | tuple[str, ...]] = [
-    # 1: API keys, stored as a digest only.
-    """
-    CREATE TABLE api_keys (
-        id TEXT PRIMARY KEY,
-        digest TEXT NOT NULL UNIQUE,
-        prefix TEXT NOT NULL,
-        name TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        revoked_at REAL
-    );
-    """,
-    # 2: per-key team, expiry, allowed models and limits; rotation; the usage ledger.
-    """
-    ALTER TABLE api_keys ADD COLUMN team TEXT;
-    ALTER TABLE api_keys ADD COLUMN expires_at REAL;
-    ALTER TABLE api_keys ADD COLUMN models TEXT;
-    ALTER TABLE api_keys ADD COLUMN rpm INTEGER;
-    ALTER TABLE api_keys ADD COLUMN tpm INTEGER;
-    ALTER TABLE api_keys ADD COLUMN rotated_at REAL;
-    ALTER TABLE api_keys ADD COLUMN previous_digest TEXT;
-    CREATE INDEX api_keys_previous_digest ON api_keys (previous_digest);
-    CREATE TABLE usage (
-        id INTEGER PRIMARY KEY,
-        started_at REAL NOT NULL,
-        key_id TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        model_requested TEXT,
-        model_served TEXT,
-        provider TEXT,
-        input_tokens INTEGER,  -- every prompt token, cached ones included
-        cached_tokens INTEGER,  -- of which read from or written to the provider's prompt cache
-        output_tokens INTEGER,
-        ttft_ms REAL,
-        latency_ms REAL,
-        status INTEGER,
-        outcome TEXT NOT NULL
-    );
-    CREATE INDEX usage_by_time ON usage (started_at);
-    CREATE INDEX usage_by_key ON usage (key_id, started_at);
-    """,
-    # 3: worker keys (remote GPU workers at /ws): their own table, so a worker key can
-    # never call the API and an API key can never register a worker.
-    """
-    CREATE TABLE IF NOT EXISTS worker_keys (
-        id TEXT PRIMARY KEY,
-        digest TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        revoked_at REAL
-    );
-    """,
-    # 4: a counter every change to api_keys moves, by trigger, whichever process
-    # makes it; the key cache compares it instead of reading the table (statements
-    # listed one by one: a trigger's body has semicolons of its own).
-    (
-        "CREATE TABLE key_epoch (n INTEGER NOT NULL)",
-        "INSERT INTO key_epoch (n) VALUES (0)",
-        *(f"CREATE TRIGGER api_keys_epoch_{what.lower()} AFTER {what} ON api_keys"
-          " BEGIN UPDATE key_epoch SET n = n + 1; END" for what in ("INSERT", "UPDATE", "DELETE")),
-    ),
-]
-
-_KEY_COLUMNS = "id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at"
-USAGE_COLUMNS = (
-    "started_at", "key_id", "endpoint", "model_requested", "model_served", "provider",
-    "input_tokens", "cached_tokens", "output_tokens", "ttft_ms", "latency_ms", "status", "outcome",
-)
-USAGE_INSERT = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
-
+from .schema import KEY_COLUMNS, MIGRATIONS, USAGE_COLUMNS, USAGE_INSERT
 
 LEDGER_TEXT_MAX = 256  # characters: no text a request brings may grow the ledger by more
 
@@ -228,12 +158,12 @@ class Store:
 
     def list_keys(self) -> list[KeyRecord]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
+            rows = self._db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
         return [KeyRecord.from_row(row) for row in rows]
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            row = self._db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         return None if row is None else KeyRecord.from_row(row)
 
     def revoke_key(self, key_id: str) -> bool:
@@ -253,7 +183,7 @@ class Store:
                 "UPDATE api_keys SET previous_digest = digest, digest = ?, rotated_at = ? WHERE id = ?",
                 (keys.digest(key), time.time(), key_id),
             )
-            record = self._db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            record = self._db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         return KeyRecord.from_row(record), key
 
     def lookup(self, key: str) -> KeyRecord | None:
@@ -265,10 +195,10 @@ class Store:
         """Like :meth:`lookup`, but also recognises a secret that was rotated away."""
         presented = keys.digest(key)
         with self._lock:
-            row = self._db.execute(f"SELECT {_KEY_COLUMNS}, digest FROM api_keys WHERE digest = ?", (presented,)).fetchone()
+            row = self._db.execute(f"SELECT {KEY_COLUMNS}, digest FROM api_keys WHERE digest = ?", (presented,)).fetchone()
             if row is None:
                 row = self._db.execute(
-                    f"SELECT {_KEY_COLUMNS}, previous_digest FROM api_keys WHERE previous_digest = ?", (presented,)
+                    f"SELECT {KEY_COLUMNS}, previous_digest FROM api_keys WHERE previous_digest = ?", (presented,)
                 ).fetchone()
                 rotated_away = True
             else:

@@ -19,7 +19,14 @@ from typing import Any, Callable, Protocol
 
 from .. import ir
 from ..errors import AuxotError
-from . import anthropic, anthropic_stream, openai_chat, openai_chat_stream, responses, responses_stream
+from . import (
+    anthropic,
+    anthropic_stream,
+    openai_chat,
+    openai_chat_stream,
+    responses,
+    responses_stream,
+)
 
 History = Callable[[str], "list[ir.Message] | None"]  # previous_response_id → the conversation so far
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..dialects import anthropic
 from ..errors import AuxotError, CannotServe
-from .relay import send_error, served_models
+from ..relay import send_error
+from ..scheduling.routing import served_models
 
 if TYPE_CHECKING:
     from ..services import Services

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from ..asgi import Receive, Scope, Send, send_json
 from ..dialects import openai_chat
 from ..errors import AuxotError
-from .relay import send_error, served_models
+from ..relay import send_error
+from ..scheduling.routing import served_models
 
 if TYPE_CHECKING:
     from ..services import Services

@@ -12,8 +12,8 @@ from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..dialects import responses
 from ..errors import AuxotError, InvalidRequest, ProviderError
 from ..fold import Fold
+from ..relay import Watched, send_error
 from ..request import Record
-from .relay import Watched, send_error
 
 if TYPE_CHECKING:
     from ..services import Services

@@ -28,8 +28,8 @@ from ..dialects import responses
 from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from ..fold import Fold
+from ..relay import Watched
 from ..request import Record
-from .relay import Watched
 
 if TYPE_CHECKING:
     from ..accounts.store import KeyRecord

@@ -34,6 +34,7 @@ from ..errors import (
     AuxotError,
     CannotServe,
     ErrorKind,
+    ProviderError,
     ProviderTimeout,
     RequestRejected,
     UpstreamError,
@@ -114,3 +115,16 @@ def from_wire(who: str, error: dict[str, Any]) -> AuxotError:
     if status == 400:
         return CannotServe(message)
     return UpstreamError(message, status=status, retriable=retriable, kind=error["kind"])
+
+
+def failover_able(err: ProviderError) -> bool:
+    """May the scheduler ask another provider after this error?"""
+    return bool(err.retriable) or err.status == 429
+
+
+def provider_fault(err: AuxotError) -> ProviderError:
+    """``err`` if the provider is at fault; raised at once if the request is
+    (nothing was sent to the client yet, and no other provider would differ)."""
+    if not isinstance(err, ProviderError):
+        raise err
+    return err

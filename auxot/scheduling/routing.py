@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
-from typing import Callable, Generic, Iterator, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from ..errors import NotFound, ProviderUnavailable
 
@@ -143,3 +143,9 @@ class FairQueue(Generic[W]):
                 progress = True
                 break  # start the rotation again from the front
         return grants
+
+
+def served_models(providers: Iterable[Any], allowed: tuple[str, ...]) -> list[tuple[Any, str]]:
+    """(provider, model id) for a models list: ids, not glob aliases, and only
+    those the key may use (``allowed``; empty: all)."""
+    return [(p, m) for p in providers for m in listed(p) if not allowed or m in allowed]

@@ -38,7 +38,6 @@ from typing import Any, AsyncGenerator, Sequence
 import trio
 
 from .. import ir
-from ..request import OUTPUT, Record
 from ..config import SchedulerConfig
 from ..errors import (
     AuxotError,
@@ -48,6 +47,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..providers import outcome
+from ..request import OUTPUT, Record
 from . import fitting, routing
 from .seats import Provider, Seat, Waiter
 
@@ -55,18 +55,6 @@ log = logging.getLogger("auxot.scheduler")
 
 TICK = 0.1  # how often readiness, backoff expiry and idle unloads are looked at
 UNKNOWN_RETRY_AFTER = 5.0  # seconds, when no provider's return can be foreseen (starting, or gone)
-
-
-def _failover_able(err: ProviderError) -> bool:
-    return bool(err.retriable) or err.status == 429
-
-
-def _provider_fault(err: AuxotError) -> ProviderError:
-    """``err`` if the provider is at fault; raised at once if the request is
-    (nothing was sent to the client yet, and no other provider would differ)."""
-    if not isinstance(err, ProviderError):
-        raise err
-    return err
 
 
 class Scheduler:
@@ -334,7 +322,7 @@ class Scheduler:
                     try:
                         first = await anext(events)
                         if isinstance(first, ir.StreamError):
-                            err = _provider_fault(outcome.from_stream_error(provider.name, first.kind, first.message))
+                            err = outcome.provider_fault(outcome.from_stream_error(provider.name, first.kind, first.message))
                     except StopAsyncIteration:
                         err = UpstreamError(f"{provider.name} returned an empty stream", retriable=True)
                     except ProviderError as exc:
@@ -356,7 +344,7 @@ class Scheduler:
                             if isinstance(event, ir.StreamError):
                                 seat.note_error(trio.current_time(), event.message)
                                 if buffered:  # nothing has reached the client: ask someone else
-                                    err = _provider_fault(outcome.from_stream_error(provider.name, event.kind, event.message))
+                                    err = outcome.provider_fault(outcome.from_stream_error(provider.name, event.kind, event.message))
                                     break
                             elif isinstance(event, ir.MessageStop):
                                 finished = True
@@ -378,7 +366,7 @@ class Scheduler:
                 self._release(seat)
             if err is None:
                 return
-            if not _failover_able(err):
+            if not outcome.failover_able(err):
                 raise err
             if err.penalize:
                 self._failed(seat, err)
@@ -395,20 +383,7 @@ class Scheduler:
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = trio.current_time()
-        out = []
-        for seat in self.seats:
-            facts = dict(seat.provider.health())
-            facts.update({
-                "tier": seat.provider.tier, "state": seat.provider.state,
-                "slots_used": seat.in_use, "slots_total": seat.slots_total,
-                "healthy": seat.healthy(now),
-                "sitting_out_s": round(seat.unhealthy_until - now, 1) if seat.sitting_out(now) else 0,
-                "consecutive_failures": seat.failures, "served": seat.served, "failed_over": seat.failed_over,
-                "lazy": seat.lazy, "idle_ttl": seat.idle_ttl or None, "capabilities": seat.capabilities.as_dict(),
-                "recent_errors": [{"ago_s": round(now - t, 1), "message": m} for t, m in seat.recent_errors],
-            })
-            out.append(facts)
-        return out
+        return [seat.facts(now) for seat in self.seats]
 
     def can_serve(self) -> bool:
         now = trio.current_time()

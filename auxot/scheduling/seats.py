@@ -112,6 +112,20 @@ class Seat:
         why = getattr(self.provider, "why_unavailable", None)
         return str(why()) if callable(why) else f"provider {self.provider.name!r} is {self.provider.state}"
 
+    def facts(self, now: float) -> dict[str, Any]:
+        """What /health and /metrics show of this seat: its provider's own facts and the scheduler's."""
+        facts = dict(self.provider.health())
+        facts.update({
+            "tier": self.provider.tier, "state": self.provider.state,
+            "slots_used": self.in_use, "slots_total": self.slots_total,
+            "healthy": self.healthy(now),
+            "sitting_out_s": round(self.unhealthy_until - now, 1) if self.sitting_out(now) else 0,
+            "consecutive_failures": self.failures, "served": self.served, "failed_over": self.failed_over,
+            "lazy": self.lazy, "idle_ttl": self.idle_ttl or None, "capabilities": self.capabilities.as_dict(),
+            "recent_errors": [{"ago_s": round(now - t, 1), "message": m} for t, m in self.recent_errors],
+        })
+        return facts
+
     def note_error(self, now: float, message: str) -> None:
         self.recent_errors.append((now, message))
 

@@ -19,18 +19,16 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Iterable,
     Protocol,
 )
 
 import trio
 
-from .. import ir
-from ..asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
-from ..errors import AuxotError, ErrorKind, ProviderError, UpstreamError
-from ..fold import Fold
-from ..request import Record
-from ..scheduling import routing
+from . import ir
+from .asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
+from .errors import AuxotError, ErrorKind, ProviderError, UpstreamError
+from .fold import Fold
+from .request import Record
 
 log = logging.getLogger("auxot.relay")
 
@@ -65,12 +63,6 @@ def served_headers(record: Record) -> list[tuple[bytes, bytes]]:
     if record.attempts > 1:
         headers.append((b"x-auxot-attempts", str(record.attempts).encode()))
     return headers
-
-
-def served_models(providers: Iterable[Any], allowed: tuple[str, ...]) -> list[tuple[Any, str]]:
-    """(provider, model id) for a models list: ids, not glob aliases, and only
-    those the key may use (``allowed``; empty: all)."""
-    return [(p, m) for p in providers for m in routing.listed(p) if not allowed or m in allowed]
 
 
 async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record: Record | None = None) -> None:
