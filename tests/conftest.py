@@ -2,13 +2,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 # Property tests check what is generated, not how fast: a loaded 2-core CI machine
 # must not fail them on Hypothesis's per-example deadline or its slow-input check.
@@ -63,7 +60,7 @@ LLAMA_KEY = "llama-" + secrets.token_urlsafe(16)
 def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One `python -m auxot serve` with the real llama-server and SmolLM2, shared
     by the end-to-end tests; on teardown it must exit 0 and leave no child."""
-    from router_process import pid_alive, start_router
+    from tests.support.router_process import pid_alive, start_router
 
     # SmolLM2 at temperature 1 can ramble until its context is full when a request
     # sets no limit (several documented examples don't); cap it so tests stay quick.

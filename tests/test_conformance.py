@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from router_process import RouterProcess
 
 from conformance import checks
 from conformance.__main__ import accepted_models
 from conformance.cases import load
-from conformance.runner import Result, Runner
-from conformance.json_prefix import json_prefix
-from conformance.selftest import run_against, self_test
 from conformance.curl import parse, path_of
+from conformance.json_prefix import json_prefix
+from conformance.runner import Result, Runner
+from conformance.selftest import run_against, self_test
+from tests.support import ROOT
+from tests.support.router_process import RouterProcess
 
 
 def test_every_spec_case_parses_with_its_source() -> None:
@@ -136,7 +137,7 @@ def test_command_line_report_and_exit_status(router: RouterProcess, tmp_path: Pa
     proc = subprocess.run(
         [sys.executable, "-m", "conformance", "--base-url", router.base_url, "--api-key", router.key or "",
          "--only", "error-*", "--report", str(report)],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent,
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "case" in proc.stdout and "PASS" in proc.stdout
@@ -145,7 +146,7 @@ def test_command_line_report_and_exit_status(router: RouterProcess, tmp_path: Pa
     failing = subprocess.run(
         [sys.executable, "-m", "conformance", "--base-url", router.base_url, "--api-key", "user." + "B" * 43,
          "--only", "openai-minimal-curl", "--report", str(tmp_path / "r.xml")],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent,
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert failing.returncode == 1 and "FAIL" in failing.stdout and "expected HTTP 200, got 401" in failing.stdout
     assert (tmp_path / "r.xml").read_text().count("<failure") == 1

@@ -11,9 +11,9 @@ import trio
 import trio.testing
 
 from auxot import ir
-from auxot.request import Record
-from auxot.relay import DIRECT_CHUNKS, FAST_CHUNKS_PER_S, _stream, _write_coalesced
 from auxot.errors import ProviderError
+from auxot.relay import DIRECT_CHUNKS, FAST_CHUNKS_PER_S, _stream, _write_coalesced
+from auxot.request import Record
 
 
 async def test_a_lone_chunk_is_sent_at_once_and_a_backlog_goes_out_as_one_message() -> None:
