@@ -3,7 +3,7 @@ that asked for a single JSON answer.  Pure and incremental."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 from .ir import (
     BlockStop,
@@ -32,6 +32,25 @@ from .ir import (
 __all__ = ["Fold"]
 
 
+@dataclass
+class _Block:
+    """One content block as it streams in: its pieces, joined at the end."""
+
+    kind: str  # text | thinking | tool
+    pieces: list[str] = field(default_factory=list)
+    signature: str | None = None  # thinking
+    call_id: str = ""  # tool
+    name: str = ""  # tool
+
+    def part(self) -> Text | Thinking | ToolCall:
+        joined = "".join(self.pieces)
+        if self.kind == "text":
+            return Text(joined)
+        if self.kind == "thinking":
+            return Thinking(joined, self.signature)
+        return ToolCall(self.call_id, self.name, joined or "{}")
+
+
 class Fold:
     """Accumulate a stream of events into a :class:`Response` (for clients that
     asked for a single JSON answer).  Pure and incremental."""
@@ -42,11 +61,11 @@ class Fold:
         self.fingerprint: str | None = None
         self.sampling: Sampling | None = None
         self.usage = Usage()
-        self.blocks: dict[int, list[Any]] = {}
+        self.blocks: dict[int, _Block] = {}
         self.stop: MessageStop | None = None
         self.error: StreamError | None = None
         self.logprobs: list[TokenLogprob] | None = None
-        self.choices: list[tuple[dict[int, list[Any]], list[TokenLogprob] | None, ChoiceEnd]] = []  # ended ones
+        self.choices: list[tuple[dict[int, _Block], list[TokenLogprob] | None, ChoiceEnd]] = []  # ended ones
 
     def feed(self, event: Event) -> None:
         match event:
@@ -56,23 +75,23 @@ class Fold:
                 self.fingerprint = fingerprint
                 self.sampling = sampling
             case TextStart(index=i):
-                self.blocks[i] = ["text", []]
+                self.blocks[i] = _Block("text")
             case ThinkingStart(index=i):
-                self.blocks[i] = ["thinking", [], None]
+                self.blocks[i] = _Block("thinking")
             case ToolCallStart(index=i, id=call_id, name=name):
-                self.blocks[i] = ["tool", [], call_id, name]
+                self.blocks[i] = _Block("tool", call_id=call_id, name=name)
             case TextDelta(index=i, text=text, logprobs=logprobs):
-                self.blocks[i][1].append(text)
+                self.blocks[i].pieces.append(text)
                 if logprobs:
                     if self.logprobs is None:
                         self.logprobs = []
                     self.logprobs.extend(logprobs)
             case ToolArgumentsDelta(index=i, json=text):
-                self.blocks[i][1].append(text)
+                self.blocks[i].pieces.append(text)
             case ThinkingDelta(index=i, text=text, signature=signature):
-                self.blocks[i][1].append(text)
+                self.blocks[i].pieces.append(text)
                 if signature is not None:
-                    self.blocks[i][2] = signature
+                    self.blocks[i].signature = signature
             case BlockStop():
                 pass
             case MessageStop():
@@ -101,14 +120,5 @@ class Fold:
                         logprobs, sampling=self.sampling)
 
 
-def _content(blocks: dict[int, list[Any]]) -> tuple[Text | Thinking | ToolCall, ...]:
-    content: list[Text | Thinking | ToolCall] = []
-    for _, block in sorted(blocks.items()):
-        joined = "".join(block[1])
-        if block[0] == "text":
-            content.append(Text(joined))
-        elif block[0] == "thinking":
-            content.append(Thinking(joined, block[2]))
-        else:
-            content.append(ToolCall(block[2], block[3], joined or "{}"))
-    return tuple(content)
+def _content(blocks: dict[int, _Block]) -> tuple[Text | Thinking | ToolCall, ...]:
+    return tuple(block.part() for _, block in sorted(blocks.items()))

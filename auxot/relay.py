@@ -19,7 +19,6 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Protocol,
 )
 
 import trio
@@ -27,14 +26,11 @@ import trio
 from . import ir
 from .asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
 from .errors import AuxotError, ErrorKind, ProviderError, UpstreamError
+from .dialects.table import StreamEncoder
 from .fold import Fold
 from .request import Record
 
 log = logging.getLogger("auxot.relay")
-
-
-class StreamEncoder(Protocol):
-    def encode(self, event: ir.Event) -> bytes: ...
 
 
 ErrorBody = Callable[[AuxotError], dict[str, Any]]

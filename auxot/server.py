@@ -151,6 +151,3 @@ def ensure_first_key(store: Store) -> str | None:
     _, key = store.create_key("first key (created by serve)")
     return key
 
-
-def default_db(data_dir: Path) -> Path:
-    return data_dir / "auxot.sqlite3"

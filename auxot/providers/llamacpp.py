@@ -283,12 +283,6 @@ class LlamaCppProvider:
             await process.wait()
             await process.aclose()
 
-    async def wait_ready(self, timeout: float) -> bool:
-        with trio.move_on_after(timeout):
-            await self._ready.wait()
-            return True
-        return False
-
     async def props(self) -> dict[str, object]:
         """llama-server's own account of itself (``GET /props``): context size,
         slots, build, modalities, what its chat template can carry.  A worker
