@@ -23,7 +23,6 @@ from auxot.dialects.upstream import UpstreamStream
 from conformance import responses_schema
 from tests.support import GOLDEN
 
-GOLDEN = GOLDEN
 INPUTS = sorted(p for p in GOLDEN.glob("*.sse") if "-to-" not in p.name)
 CLIENTS = ("openai", "anthropic", "responses")
 
@@ -155,3 +154,17 @@ def test_responses_client_gets_items_in_order_with_rising_sequence_numbers() -> 
 def test_responses_goldens_carry_every_required_field(path: Path) -> None:
     events = [json.loads(e.data) for e in sse.Decoder().feed(path.read_bytes())]
     assert events and responses_schema.stream_problems(events) == []
+
+
+@pytest.mark.parametrize("name", ["cut_midstream.openai", "overloaded_midstream.anthropic"])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_error_streams_end_in_the_dialects_error_never_a_normal_stop(name: str, client: str) -> None:
+    upstream = name.split(".")[1]
+    out = translate((GOLDEN / f"{name}.sse").read_bytes(), upstream, client, seed=11).decode()
+    last = [line for line in out.splitlines() if line.startswith(("event:", "data:"))][-2:]
+    if client == "anthropic":
+        assert last[0] == "event: error" and "message_stop" not in out
+    elif client == "openai":
+        assert last[-1].startswith('data: {"error":') and '"finish_reason":"stop"' not in out and "[DONE]" not in out
+    else:
+        assert last[0] == "event: response.failed" and "response.completed" not in out

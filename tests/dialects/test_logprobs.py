@@ -16,7 +16,6 @@ from auxot.fold import Fold
 from auxot.providers.capabilities import Capabilities, missing, needs
 from tests.support import GOLDEN
 
-GOLDEN = GOLDEN
 
 
 def folded(name: str = "llamacpp_logprobs.openai.sse") -> ir.Response:

@@ -15,7 +15,6 @@ import pytest
 from tests.bench import tools
 from tests.support import ROOT
 
-ROOT = ROOT
 
 
 def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
