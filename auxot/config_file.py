@@ -13,8 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
-    CLI_KINDS, DEFAULT_PORT, TIERS, CliAgentConfig, CloudConfig, Config, ConfigError, LlamaCppConfig, ProviderConfig,
-    SchedulerConfig, WorkersConfig, user_data_dir,
+    CLI_KINDS,
+    DEFAULT_PORT,
+    TIERS,
+    CliAgentConfig,
+    CloudConfig,
+    Config,
+    ConfigError,
+    LlamaCppConfig,
+    ProviderConfig,
+    SchedulerConfig,
+    WorkersConfig,
+    user_data_dir,
 )
 
 

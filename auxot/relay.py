@@ -25,8 +25,8 @@ import trio
 
 from . import ir
 from .asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
-from .errors import AuxotError, ErrorKind, ProviderError, UpstreamError
 from .dialects.table import StreamEncoder
+from .errors import AuxotError, ErrorKind, ProviderError, UpstreamError
 from .fold import Fold
 from .request import Record
 

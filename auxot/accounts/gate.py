@@ -29,6 +29,7 @@ import trio
 from .. import ir
 from ..asgi import Scope, Send, header
 from ..errors import AuthenticationFailed, PermissionDenied, RateLimited
+from ..providers.base import ProviderState
 from ..request import Record
 from ..scheduling import routing
 from .group_commit import GroupCommit
@@ -56,7 +57,7 @@ def permitted_model(allowed: Sequence[str], model: str, providers: Sequence[Any]
         if model in allowed:
             return model
         raise PermissionDenied(f"This API key may not use model {model!r}; it may use: {', '.join(allowed)}", param="model")
-    ranked = sorted(enumerate(providers), key=lambda ip: (ip[1].state != "ready", routing.rank(ip[1], ip[0])))
+    ranked = sorted(enumerate(providers), key=lambda ip: (ip[1].state != ProviderState.READY, routing.rank(ip[1], ip[0])))
     for _, provider in ranked:
         for candidate in allowed:
             if candidate in provider.models:

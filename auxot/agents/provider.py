@@ -51,6 +51,7 @@ from ..errors import (
     ProviderUnavailable,
     UpstreamError,
 )
+from ..providers.base import ProviderBase, ProviderState
 from ..providers.capabilities import Capabilities
 from ..scheduling import routing
 from . import claude_code, codex_exec, cursor_agent
@@ -91,7 +92,7 @@ def error_for(event: ir.StreamError) -> ProviderError:
     return UpstreamError(event.message, status=502, retriable=True)
 
 
-class CliAgentProvider:
+class CliAgentProvider(ProviderBase):
     def __init__(self, config: CliAgentConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.tier = config.tier
@@ -105,7 +106,7 @@ class CliAgentProvider:
                                          logprobs=False)
         self.models = config.models
         self.slots_total = config.slots
-        self.state = "stopped"
+        self.state = ProviderState.STOPPED
         self.binary: str | None = None
         self.version: str | None = None
         self.reason: str | None = None  # why it is unavailable
@@ -117,20 +118,20 @@ class CliAgentProvider:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Probe the CLI (found? ``--version``?), report started, and re-probe now
         and then: a CLI installed or repaired later becomes available."""
-        self.state = "starting"
+        self.state = ProviderState.STARTING
         try:
             await self.probe()
             task_status.started()
             while True:
-                await trio.sleep(60 if self.state == "unavailable" else 900)
+                await trio.sleep(60 if self.state == ProviderState.UNAVAILABLE else 900)
                 await self.probe()
         finally:
-            self.state = "stopped"
+            self.state = ProviderState.STOPPED
 
     async def probe(self) -> None:
         self.binary = find_binary(self.kind, self.config.binary)
         if self.binary is None:
-            self.state, self.version = "unavailable", None
+            self.state, self.version = ProviderState.UNAVAILABLE, None
             self.reason = f"no {self.config.binary or DEFAULT_BINARIES[self.kind]!r} executable found (set binary = ... or PATH)"
             log.warning("%s: %s", self.name, self.reason)
             return
@@ -141,18 +142,18 @@ class CliAgentProvider:
                     done = await trio.run_process([self.binary, "--version"], capture_stdout=True, capture_stderr=True,
                                                   check=False, env=env, cwd=home, stdin=subprocess.DEVNULL)
             except (OSError, trio.TooSlowError) as exc:
-                self.state, self.version, self.reason = "unavailable", None, f"{self.binary} --version failed: {exc}"
+                self.state, self.version, self.reason = ProviderState.UNAVAILABLE, None, f"{self.binary} --version failed: {exc}"
                 log.warning("%s: %s", self.name, self.reason)
                 return
         output = done.stdout.decode("utf-8", "replace").strip()
         if done.returncode != 0 or not output:
             tail = done.stderr.decode("utf-8", "replace").strip()[-200:]
-            self.state, self.version = "unavailable", None
+            self.state, self.version = ProviderState.UNAVAILABLE, None
             self.reason = f"{self.binary} --version exited with status {done.returncode}: {tail}"
             log.warning("%s: %s", self.name, self.reason)
             return
         self.version = output.splitlines()[0][:200]
-        self.state, self.reason = "ready", None
+        self.state, self.reason = ProviderState.READY, None
         log.info("%s: %s %s ready (%s)", self.name, self.kind, self.binary, self.version)
 
     def served_model(self, requested: str) -> str:
@@ -163,7 +164,7 @@ class CliAgentProvider:
         return {
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
             "slots_used": len(self._runs), "slots_total": self.slots_total,
-            "binary": self.binary, "version": self.version, "available": self.state == "ready", "reason": self.reason,
+            "binary": self.binary, "version": self.version, "available": self.state == ProviderState.READY, "reason": self.reason,
             "allow_tools": self.config.allow_tools,
             "runs": [{"pid": pid, "age_s": round(now - began, 1)} for pid, began in self._runs.items()],
         }
@@ -183,7 +184,7 @@ class CliAgentProvider:
                 return cursor_agent.invocation(req, opts, paths, cli_config=settings), cursor_agent.StreamDecoder()
 
     async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
-        if self.state != "ready" or self.binary is None:
+        if self.state != ProviderState.READY or self.binary is None:
             raise ProviderUnavailable(f"{self.kind} provider {self.name!r} is {self.state}" + (f": {self.reason}" if self.reason else ""))
         if req.tools and req.tool_choice is not None and req.tool_choice.mode in ("required", "tool"):
             # The client's tools are not offered to a CLI's model (mapping §cli-tools), so a

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..asgi import Receive, Scope, Send, read_json, send_json
 from ..dialects import anthropic
-from ..errors import AuxotError, CannotServe
+from ..errors import AuxotError
 from ..relay import send_error
 from ..scheduling.routing import served_models
 
@@ -32,10 +32,7 @@ async def count_tokens(app: Services, scope: Scope, receive: Receive, send: Send
             request = app.gate.admit(key, request, app.providers)
             provider = app.scheduler.choose(request.model)
             record.provider, record.model_served = provider.name, provider.served_model(request.model)
-            counter = getattr(provider, "count_tokens", None)
-            if counter is None:
-                raise CannotServe(f"provider {provider.name!r} cannot count tokens")
-            tokens = await counter(request)
+            tokens = await provider.count_tokens(request)
         except AuxotError as err:
             await send_error(send, err, anthropic.error_body, record)
             return

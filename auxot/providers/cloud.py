@@ -33,6 +33,7 @@ from ..errors import (
 from ..http import Pool, Timeouts
 from ..scheduling import routing
 from . import outcome
+from .base import ProviderBase, ProviderState
 from .capabilities import Capabilities
 from .exchange import stream_exchange
 
@@ -43,7 +44,7 @@ log = logging.getLogger("auxot.cloud")
 _COUNT_TOKENS_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 
-class CloudProvider:
+class CloudProvider(ProviderBase):
     def __init__(self, config: CloudConfig, id_factory: Callable[[], str]) -> None:
         self.config = config
         self.tier = config.tier
@@ -52,7 +53,7 @@ class CloudProvider:
         self.name = config.name
         self.kind = config.kind
         self.models = config.models
-        self.state = "ready" if config.models else "starting"  # discovery pending
+        self.state = ProviderState.READY if config.models else ProviderState.STARTING  # discovery pending
         # An OpenAI-compatible upstream may itself be a llama-server: the operator says so.
         self.capabilities = Capabilities(images=config.images, context=config.context,
                                          llama_extensions=config.llama_extensions,
@@ -99,7 +100,7 @@ class CloudProvider:
             log.warning("%s: model discovery failed: %s", self.name, getattr(exc, "message", exc))
             found = []
         self.models = tuple(dict.fromkeys((*self.config.models, *found)))
-        self.state = "ready" if self.models else "unavailable"
+        self.state = ProviderState.READY if self.models else ProviderState.UNAVAILABLE
         log.info("%s: serving %d models", self.name, len(self.models))
 
     def _auth_headers(self) -> list[tuple[str, str]]:
@@ -128,7 +129,7 @@ class CloudProvider:
         return path, headers, json.dumps(body, ensure_ascii=False).encode()
 
     async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
-        if self.state != "ready":
+        if self.state != ProviderState.READY:
             raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         path, headers, body = self._request(req)
         async for event in stream_exchange(
@@ -141,7 +142,7 @@ class CloudProvider:
         """Exact prompt tokens from an Anthropic upstream (``POST
         /v1/messages/count_tokens``).  OpenAI's API has no such endpoint, and an
         estimate passed off as a count would be a fake answer: that is an error."""
-        if self.state != "ready":
+        if self.state != ProviderState.READY:
             raise ProviderUnavailable(f"{self.name}: no models known yet (discovery {self.state})")
         if self.config.dialect != "anthropic":
             raise CannotServe(f"provider {self.name!r} cannot count tokens: its upstream ({self.config.dialect}) has no "

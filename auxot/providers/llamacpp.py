@@ -39,6 +39,7 @@ from ..dialects import anthropic_upstream, openai_chat_upstream
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
 from . import forced_tool, outcome
+from .base import ProviderBase, ProviderState
 from .exchange import stream_exchange
 from .llama_host import (
     capabilities_from_props,
@@ -72,7 +73,7 @@ def says_stop_sequence(req: ir.Request) -> bool:
     )
 
 
-class LlamaCppProvider:
+class LlamaCppProvider(ProviderBase):
     kind = "llamacpp"
 
     def __init__(
@@ -95,11 +96,11 @@ class LlamaCppProvider:
         self.model = config.alias
         self.models = (config.alias, *config.aliases)
         self._new_id = id_factory
-        self.state = "stopped"
+        self.state = ProviderState.STOPPED
         self.port: int | None = None
         self.pid: int | None = None
         self.restarts = 0
-        self.lives = 0  # times a child became ready: a failure seen in one life says nothing of the next
+        self.lives: int = 0  # times a child became ready: a failure seen in one life says nothing of the next
         self.coming_back = False  # restarting after a run that was ready: worth waiting for
         self._port_taken = False  # the last start lost its port to another process
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
@@ -156,13 +157,13 @@ class LlamaCppProvider:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP)
         finally:
-            self.state = "stopped"
+            self.state = ProviderState.STOPPED
 
     async def _run_once(self, settled: Callable[[], None]) -> bool:
         """Start the child, wait for it to be ready, then until it exits.
         Returns whether it ever became ready."""
         port = free_port()
-        self.state = "starting"
+        self.state = ProviderState.STARTING
         self.port = port
         self._port_taken = False  # another process holds it: set from its stderr or the health probe
         # llama-server has no auth of its own: each life gets a secret only this
@@ -191,7 +192,7 @@ class LlamaCppProvider:
                     self.capabilities = capabilities_from_props(props, self.config)
                     self.defaults = sampling_defaults(props)
                     self.lives += 1
-                    self.state = "ready"
+                    self.state = ProviderState.READY
                     self._ready.set()
                     log.info("%s: llama-server ready on 127.0.0.1:%d (pid %d)", self.name, port, process.pid)
                     settled()
@@ -203,9 +204,9 @@ class LlamaCppProvider:
                 nursery.cancel_scope.cancel()
         finally:
             self._ready = trio.Event()
-            self.state = "stopping"
+            self.state = ProviderState.STOPPING
             await self._stop(process)
-            self.state = "stopped"
+            self.state = ProviderState.STOPPED
             self.pid = None
             if self.pidfile is not None:
                 self.pidfile.unlink(missing_ok=True)
@@ -304,9 +305,9 @@ class LlamaCppProvider:
     def health(self) -> dict[str, object]:
         return {
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
-            "restarts": self.restarts, "pid": self.pid, "port": self.port if self.state == "ready" else None,
+            "restarts": self.restarts, "pid": self.pid, "port": self.port if self.state == ProviderState.READY else None,
             "accelerator": self.accelerator.as_dict(), "model_file": self.model_path.name,
-            "problem": None if self.state == "ready" else self.why_unavailable(),
+            "problem": None if self.state == ProviderState.READY else self.why_unavailable(),
         }
 
     def why_unavailable(self) -> str:
@@ -314,7 +315,7 @@ class LlamaCppProvider:
         time there is none yet; once it has exited, its last words say it."""
         detail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
         hint = ""
-        if detail and (self.state != "starting" or self.restarts):
+        if detail and (self.state != ProviderState.STARTING or self.restarts):
             again = f"; restarted {self.restarts} times" if self.restarts else ""
             hint = f" ({self.model_path.name}{again}; last log line: {detail[:200]})"
         return f"llama-server provider {self.name!r} is {self.state}, not ready to serve{hint}"
@@ -327,7 +328,7 @@ class LlamaCppProvider:
     async def count_tokens(self, req: ir.Request) -> int:
         """Exact prompt tokens: llama-server renders its own chat template
         (``/apply-template``) and tokenizes the result (``/tokenize``)."""
-        if self.state != "ready" or self._pool is None:
+        if self.state != ProviderState.READY or self._pool is None:
             raise self._unavailable()
         body = openai_chat_upstream.encode_request(req, self.model)
         body.pop("stream", None)
@@ -356,7 +357,7 @@ class LlamaCppProvider:
         """Serve one request: IR in, IR events out.  Errors before the first
         event are raised (the endpoint answers with a JSON error); afterwards
         they become a StreamError event."""
-        if self.state != "ready" or self._pool is None:
+        if self.state != ProviderState.READY or self._pool is None:
             raise self._unavailable()
         if req.sampling.max_tokens is None and self.config.default_max_tokens:
             req = dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, max_tokens=self.config.default_max_tokens))

@@ -11,6 +11,7 @@ import trio
 from .. import ir
 from ..errors import AuxotError, InvalidRequest
 from ..providers import capabilities
+from ..providers.base import ProviderState
 from .seats import Seat
 
 COUNT_TIMEOUT = 10.0  # a prompt's token count, when its length must be checked against a context
@@ -47,12 +48,11 @@ async def able(request: ir.Request, seats: list[Seat]) -> list[Seat]:
 async def _count(seat: Seat, request: ir.Request) -> int | None:
     """The prompt's tokens by the provider's own tokenizer, or None if it
     cannot say now (then the provider is tried, and says so itself)."""
-    counter = getattr(seat.provider, "count_tokens", None)
-    if counter is None or seat.provider.state != "ready":
+    if seat.provider.state != ProviderState.READY:
         return None
     with trio.move_on_after(COUNT_TIMEOUT):
         try:
-            return int(await counter(request))
+            return int(await seat.provider.count_tokens(request))
         except AuxotError:
             return None
     return None

@@ -19,7 +19,16 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from fnmatch import fnmatchcase
-from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Generic,
+    Iterable,
+    Iterator,
+    Protocol,
+    Sequence,
+    TypeVar,
+)
 
 from ..errors import NotFound, ProviderUnavailable
 
@@ -33,12 +42,15 @@ class Routable(Protocol):
     @property
     def models(self) -> tuple[str, ...]: ...
 
+    @property
+    def order(self) -> int: ...
+
 
 R = TypeVar("R", bound=Routable)
 
 
 def rank(provider: Routable, index: int) -> tuple[int, int, int]:
-    return (TIER_ORDER.get(provider.tier, len(TIER_ORDER)), int(getattr(provider, "order", 0)), index)
+    return (TIER_ORDER.get(provider.tier, len(TIER_ORDER)), provider.order, index)
 
 
 GLOB = frozenset("*?[")

@@ -47,9 +47,10 @@ from ..errors import (
     UpstreamError,
 )
 from ..providers import outcome
+from ..providers.base import Provider, ProviderState
 from ..request import OUTPUT, Record
 from . import fitting, routing
-from .seats import Provider, Seat, Waiter
+from .seats import Seat, Waiter
 
 log = logging.getLogger("auxot.scheduler")
 
@@ -144,7 +145,7 @@ class Scheduler:
             now = trio.current_time()
             wanted = {id(s) for w in self.queue for s in w.seats}
             for seat in self.seats:
-                ready = seat.provider.state == "ready"
+                ready = seat.provider.state == ProviderState.READY
                 if (seat.idle_ttl and seat.scope is not None and not seat.unloading and seat.in_use == 0
                         and id(seat) not in wanted and now - seat.last_used >= seat.idle_ttl and ready):
                     log.info("%s: idle for %.0fs; stopping it until the next request", seat.provider.name, seat.idle_ttl)
@@ -213,7 +214,7 @@ class Scheduler:
         if seats and not any(s.healthy(now) for s in seats):
             # A ready provider sitting out is back when its back-off ends; one that is
             # starting, gone or stopped gives no date.
-            returns = [s.unhealthy_until - now for s in seats if s.provider.state == "ready" and s.sitting_out(now)]
+            returns = [s.unhealthy_until - now for s in seats if s.provider.state == ProviderState.READY and s.sitting_out(now)]
             back = min(returns) if returns else UNKNOWN_RETRY_AFTER
         times = [s.service_ewma for s in seats if s.service_ewma]
         per_request = sum(times) / len(times) if times else 0.0
@@ -283,7 +284,7 @@ class Scheduler:
         if err.retry_after:
             pause = max(pause, float(err.retry_after))
         seat.unhealthy_until = now + pause
-        seat.failed_in_life = getattr(seat.provider, "lives", None)
+        seat.failed_in_life = seat.provider.lives
         seat.note_error(now, err.message)
         log.warning("%s failed (%s); it sits out %.1fs", seat.provider.name, err.message, pause)
 

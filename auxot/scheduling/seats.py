@@ -1,5 +1,5 @@
 """The scheduler's book on each provider (:class:`Seat`) and on each waiting
-request (:class:`Waiter`), and the protocol a provider implements.
+request (:class:`Waiter`), of the providers (:mod:`auxot.providers.base`).
 
 A seat knows its provider's slots in use, consecutive failures and how long it
 sits out; what counts as healthy, free or worth waiting for.  The decisions that
@@ -10,29 +10,13 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any, AsyncGenerator, Protocol
+from typing import Any
 
 import trio
 
-from .. import ir
 from ..errors import AuxotError
-from ..providers.capabilities import UNKNOWN, Capabilities
-
-
-class Provider(Protocol):
-    name: str
-    kind: str
-    tier: str
-    @property
-    def state(self) -> str: ...  # stopped | starting | ready | stopping | unavailable
-    models: tuple[str, ...]
-    slots_total: int
-    capabilities: Capabilities  # what it can take, as far as it knows (optional: unknown if absent)
-
-    async def run(self, *, task_status: Any = ...) -> None: ...
-    def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]: ...
-    def served_model(self, requested: str) -> str: ...
-    def health(self) -> dict[str, Any]: ...
+from ..providers.base import Provider, ProviderState
+from ..providers.capabilities import Capabilities
 
 
 class Seat:
@@ -64,35 +48,35 @@ class Seat:
 
     @property
     def order(self) -> int:
-        return int(getattr(self.provider, "order", 0))
+        return self.provider.order
 
     @property
     def slots_total(self) -> int:
-        return max(1, int(getattr(self.provider, "slots_total", 1)))
+        return max(1, self.provider.slots_total)
 
     @property
     def capabilities(self) -> Capabilities:
-        return getattr(self.provider, "capabilities", UNKNOWN)
+        return self.provider.capabilities
 
     @property
     def lazy(self) -> bool:
-        return bool(getattr(self.provider, "lazy", False))
+        return self.provider.lazy
 
     @property
     def idle_ttl(self) -> float:
-        return float(getattr(self.provider, "idle_ttl", 0) or 0)
+        return float(self.provider.idle_ttl or 0)
 
     def sitting_out(self, now: float) -> bool:
         if now >= self.unhealthy_until:
             return False
-        lives = getattr(self.provider, "lives", None)
-        if lives is not None and lives != self.failed_in_life and self.provider.state == "ready":
+        lives = self.provider.lives
+        if lives is not None and lives != self.failed_in_life and self.provider.state == ProviderState.READY:
             self.unhealthy_until = -math.inf  # ready again since it failed: a fresh process, a fresh chance
             return False
         return True
 
     def healthy(self, now: float) -> bool:
-        return self.provider.state == "ready" and not self.unloading and not self.sitting_out(now)
+        return self.provider.state == ProviderState.READY and not self.unloading and not self.sitting_out(now)
 
     def free(self, now: float) -> bool:
         return self.healthy(now) and self.in_use < self.slots_total
@@ -102,15 +86,14 @@ class Seat:
         coming back after a crash, or stopped and startable on demand.  A
         provider that keeps failing to start is not: its waiters get its reason."""
         state = self.provider.state
-        if state in ("ready", "starting"):
+        if state in (ProviderState.READY, ProviderState.STARTING):
             return True
         if not self.supervised:
-            return state == "stopped" and now >= self.unhealthy_until
-        return bool(getattr(self.provider, "coming_back", False))
+            return state == ProviderState.STOPPED and now >= self.unhealthy_until
+        return self.provider.coming_back
 
     def reason(self) -> str:
-        why = getattr(self.provider, "why_unavailable", None)
-        return str(why()) if callable(why) else f"provider {self.provider.name!r} is {self.provider.state}"
+        return self.provider.why_unavailable()
 
     def facts(self, now: float) -> dict[str, Any]:
         """What /health and /metrics show of this seat: its provider's own facts and the scheduler's."""

@@ -33,6 +33,7 @@ from ..accounts.keys import worker_shape_problem
 from ..asgi import Receive, Scope, Send, header, refuse_websocket
 from ..dialects import openai_chat
 from ..errors import AuthenticationFailed, AuxotError
+from ..providers.base import ProviderState
 from . import wire
 from .flow import FlowError
 from .provider import WorkerProvider
@@ -171,7 +172,7 @@ async def _read(receive: Receive, conn: _Connection, provider: WorkerProvider) -
             # A draining worker says "stopping" in its pings, then leaves with a going-away
             # close; hypercorn's ASGI reports every peer close as 1000 or 1006, so the
             # state it last reported is what tells a drain from a crash.
-            drained = provider.worker_state == "stopping" or message.get("code") == wire.CLOSE_GOING_AWAY
+            drained = provider.worker_state == ProviderState.STOPPING or message.get("code") == wire.CLOSE_GOING_AWAY
             conn.end(None, "drained: the worker finished its jobs and left" if drained
                      else f"lost: the connection closed (code {message.get('code')})")
             return

@@ -43,6 +43,7 @@ from ..errors import ConnectError, WebSocketClosed, WebSocketRejected
 from ..http import websocket
 from ..http.network import open_stream
 from ..instance_lock import InstanceLock, InstanceRunning
+from ..providers.base import ProviderState
 from ..providers.llama_host import llama_servers_on_host, sets_threads, share_of_cores
 from ..providers.llamacpp import LlamaCppProvider
 from . import wire
@@ -121,7 +122,7 @@ class Backoff:
 
 async def _facts(provider: LlamaCppProvider, accel: gpu.Accelerator) -> tuple[int, int | None, dict[str, Any]]:
     """Slots, context size and facts for the hello, from llama-server itself when it is up."""
-    props = await provider.props() if provider.state == "ready" else {}
+    props = await provider.props() if provider.state == ProviderState.READY else {}
     settings = props.get("default_generation_settings")
     slots = props.get("total_slots")
     return (

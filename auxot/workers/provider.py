@@ -37,6 +37,7 @@ from ..errors import (
     ProviderUnavailable,
 )
 from ..providers import outcome
+from ..providers.base import ProviderBase, ProviderState
 from ..providers.capabilities import Capabilities
 from . import wire
 from .flow import FlowError, ReceiveWindow
@@ -105,7 +106,7 @@ def _capabilities(facts: dict[str, Any]) -> Capabilities:
     )
 
 
-class WorkerProvider:
+class WorkerProvider(ProviderBase):
     kind = "worker"
     tier = "gpu"
 
@@ -147,10 +148,11 @@ class WorkerProvider:
     # --- the provider protocol ----------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> str:  # type: ignore[override]  # from the worker's reports and the connection
         if not self.connected:
             return "unavailable"
-        return self.worker_state if self.worker_state in ("ready", "starting", "stopping", "stopped") else "unavailable"
+        known = (ProviderState.READY, ProviderState.STARTING, ProviderState.STOPPING, ProviderState.STOPPED)
+        return self.worker_state if self.worker_state in known else ProviderState.UNAVAILABLE
 
     @property
     def load(self) -> float:
@@ -184,12 +186,12 @@ class WorkerProvider:
         if not self.connected:
             ago = self._clock() - (self.disconnected_at or self._clock())
             return f"worker {self.name!r} disconnected {ago:.0f}s ago ({self.disconnect_reason}) and has not come back"
-        if self.worker_state == "stopping":
+        if self.worker_state == ProviderState.STOPPING:
             return f"worker {self.name!r} is stopping (draining its last jobs) and takes no new ones"
         return f"worker {self.name!r} is connected but its llama-server is {self.worker_state}, not ready to serve"
 
     async def stream(self, req: ir.Request) -> AsyncGenerator[ir.Event, None]:
-        if self.state != "ready":
+        if self.state != ProviderState.READY:
             raise _unavailable(self.why_unavailable())
         job_id = f"j{next(self._ids)}"
         job = _Job(self.settings.window)
@@ -238,7 +240,7 @@ class WorkerProvider:
     async def count_tokens(self, req: ir.Request) -> int:
         """Exact prompt tokens, counted by the worker's llama-server (its chat
         template and tokenizer), for a worker that announced "count_tokens"."""
-        if self.state != "ready":
+        if self.state != ProviderState.READY:
             raise _unavailable(self.why_unavailable())
         if "count_tokens" not in self.features:
             raise CannotServe(f"worker {self.name!r} (auxot {self.version}) cannot count tokens; a newer worker can")

@@ -30,6 +30,7 @@ import trio
 from .. import __version__, ir
 from ..errors import AuxotError, ErrorKind, ProviderError, WebSocketClosed
 from ..http.websocket import WebSocket
+from ..providers.base import ProviderState
 from . import wire
 from .flow import FlowError, SendCredit
 
@@ -101,7 +102,7 @@ class Session:
 
     @property
     def state(self) -> str:
-        return "stopping" if self.draining else self.provider.state
+        return ProviderState.STOPPING if self.draining else self.provider.state
 
     async def serve(self) -> WebSocketClosed:
         """Serve jobs until the connection ends; returns why it ended."""

@@ -17,7 +17,19 @@ from typing import Any
 
 from .. import ir
 from .wire_ir import (  # the field checkers, shared with the messages below
-    Check, WireError, _bool, _int, _list, _num, _obj, _opt, _str, decode_event, decode_request, encode_event, encode_request,
+    Check,
+    WireError,
+    _bool,
+    _int,
+    _list,
+    _num,
+    _obj,
+    _opt,
+    _str,
+    decode_event,
+    decode_request,
+    encode_event,
+    encode_request,
 )
 
 PROTOCOL_VERSION = 1

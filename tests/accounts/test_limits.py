@@ -166,6 +166,7 @@ class P:
     tier: str
     state: str
     models: tuple[str, ...]
+    order: int = 0
 
 
 def test_auto_under_a_key_limited_to_some_models() -> None:

@@ -26,11 +26,12 @@ from auxot.accounts.store import Store
 from auxot.app import App
 from auxot.config import Config
 from auxot.dialects import anthropic_upstream, openai_chat_upstream
+from auxot.providers.base import ProviderBase
 from auxot.scheduling.scheduler import Scheduler
 from tests.bench.bodies import MODEL, VALID, json_values, mutated
 
 
-class InstantUpstream:
+class InstantUpstream(ProviderBase):
     """TEST DOUBLE of a provider's upstream: serializes the request as the real
     providers do (both upstream dialects), then streams a fixed short answer."""
 

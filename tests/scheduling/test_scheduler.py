@@ -25,12 +25,13 @@ from auxot.errors import (
     UpstreamError,
 )
 from auxot.fold import Fold
+from auxot.providers.base import ProviderBase
 from auxot.request import Record
 from auxot.scheduling import routing
 from auxot.scheduling.scheduler import Scheduler
 
 
-class ScriptedProvider:
+class ScriptedProvider(ProviderBase):
     """A provider double: answers "<name>" after ``delay`` seconds, or raises ``fail``."""
 
     kind = "scripted"
