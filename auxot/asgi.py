@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from .errors import InvalidRequest, RequestTimeout, RequestTooLarge
-from .ir import dumps
+from .sse import dumps
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -17,7 +17,6 @@ Pure: no I/O and no trio.  Everything here is a frozen dataclass; ``fold.Fold``
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -307,13 +306,3 @@ def merge_usage(first: Usage, later: Usage) -> Usage:
         later.cache_read_tokens if later.cache_read_tokens is not None else first.cache_read_tokens,
         later.cache_write_tokens if later.cache_write_tokens is not None else first.cache_write_tokens,
     )
-
-
-# One encoder for the process: json.dumps with non-default options builds a new
-# JSONEncoder on every call, and this runs once per streamed chunk.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON, as every dialect sends it."""
-    return _ENCODER.encode(obj)

@@ -10,7 +10,8 @@ leading space after the colon is dropped.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import json
+from typing import Any, NamedTuple
 
 
 class Event(NamedTuple):
@@ -132,3 +133,13 @@ class Decoder:
             if value.isdigit():
                 self._retry = int(value)
         return None
+
+
+# One encoder for the process: json.dumps with non-default options builds a new
+# JSONEncoder on every call, and this runs once per streamed chunk.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, as every dialect's event data carries it."""
+    return _ENCODER.encode(obj)

@@ -50,7 +50,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_report_header(config: pytest.Config) -> str:
     from auxot import provision
 
-    return f"auxot: llama-server={provision.find_llama_server(os.environ.get('AUXOT_LLAMA_SERVER'))} model={provision.find_model(os.environ.get('AUXOT_MODEL'))}"
+    return (
+        f"auxot: llama-server={provision.find_llama_server(os.environ.get('AUXOT_LLAMA_SERVER'))} "
+        f"model={provision.find_model(os.environ.get('AUXOT_MODEL'))}"
+    )
 
 
 LLAMA_KEY = "llama-" + secrets.token_urlsafe(16)

@@ -148,7 +148,9 @@ def garbage_bodies(seed: int, n: int) -> list[bytes]:
     return bodies
 
 
-@pytest.mark.parametrize("path", [CHAT, "/api/anthropic/v1/messages", "/api/anthropic/v1/messages/count_tokens", "/v1/responses", "/v1/responses/compact"])
+@pytest.mark.parametrize(
+    "path", [CHAT, "/api/anthropic/v1/messages", "/api/anthropic/v1/messages/count_tokens", "/v1/responses", "/v1/responses/compact"]
+)
 async def test_garbage_bodies_get_4xx_never_5xx(router, path: str) -> None:  # type: ignore[no-untyped-def]
     pool, key, _ = router
     for body in garbage_bodies(seed=1234, n=120):

@@ -37,7 +37,9 @@ def test_every_spec_case_parses_with_its_source() -> None:
 
 def test_curl_parsing_of_documented_forms() -> None:
     cmd = parse('curl -sS "https://H/api/openai/chat/completions" \\\n-H "Authorization: Bearer k" -d \'{"a": 1}\' | jq .x')
-    assert (cmd.method, cmd.url, cmd.headers, cmd.data) == ("POST", "https://H/api/openai/chat/completions", [("Authorization", "Bearer k")], '{"a": 1}')
+    assert (cmd.method, cmd.url, cmd.headers, cmd.data) == (
+        "POST", "https://H/api/openai/chat/completions", [("Authorization", "Bearer k")], '{"a": 1}',
+    )
     assert path_of("$AUXOT_BASE_URL/api/openai/models") == "/api/openai/models"
     assert parse("curl -X POST http://localhost:8080/v1/responses").method == "POST"
 

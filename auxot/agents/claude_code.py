@@ -164,7 +164,7 @@ class StreamDecoder:
         if self._message is None:
             return []
         out: list[ir.Event] = []
-        for e in self._message.feed(event.get("type"), event):
+        for e in self._message.feed(event):
             out += self._place(e)
         return out
 

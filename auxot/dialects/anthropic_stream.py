@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import ir
+from .. import ir, sse
 from ..errors import ErrorKind
 from .anthropic import (
     decode_stop_reason,
@@ -35,10 +35,11 @@ class StreamDecoder:
         self._stop: ir.MessageStop | None = None
         self._done = False
 
-    def feed(self, name: str | None, data: Any) -> list[ir.Event]:
+    def feed(self, data: Any) -> list[ir.Event]:
+        """One event's decoded JSON (its ``type`` says which event it is)."""
         if not isinstance(data, dict) or self._done:
             return []
-        kind = data.get("type", name)
+        kind = data.get("type")
         raw_index = data.get("index")
         index = raw_index if isinstance(raw_index, int) else 0
         match kind:
@@ -107,7 +108,7 @@ class StreamDecoder:
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {ir.dumps(payload)}\n\n".encode()
+    return f"event: {name}\ndata: {sse.dumps(payload)}\n\n".encode()
 
 
 _TEXT_DELTA_HEAD = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
@@ -137,7 +138,7 @@ class StreamEncoder:
         match event:
             case ir.TextDelta(index=i, text=text):
                 # The hot path, one per token: the same bytes _event would make, from a template.
-                return (_TEXT_DELTA_HEAD + str(self._blocks.get(i, 0)) + _TEXT_DELTA_MID + ir.dumps(text) + "}}\n\n").encode()
+                return (_TEXT_DELTA_HEAD + str(self._blocks.get(i, 0)) + _TEXT_DELTA_MID + sse.dumps(text) + "}}\n\n").encode()
             case ir.ToolArgumentsDelta(index=i, json=fragment):
                 return _event(
                     "content_block_delta",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable
 
-from .. import ir
+from .. import ir, sse
 from ..errors import ErrorKind
 from . import logprobs
 from .openai_chat import (
@@ -163,7 +163,7 @@ class StreamEncoder:
     """IR events → Chat Completions SSE bytes (``data: {...}`` … ``data: [DONE]``)."""
 
     def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
-        self._head = f'{{"id":{ir.dumps(response_id)},"object":"chat.completion.chunk","created":{created},"model":{ir.dumps(model)}'
+        self._head = f'{{"id":{sse.dumps(response_id)},"object":"chat.completion.chunk","created":{created},"model":{sse.dumps(model)}'
         self._prefix = self._head + ',"choices":['
         self._include_usage = include_usage
         self._tool_numbers: dict[int, int] = {}
@@ -182,23 +182,23 @@ class StreamEncoder:
         match event:
             case ir.TextDelta(text=text, logprobs=tokens):  # the hot path: one per token
                 if not tokens:
-                    return self._chunk(f'{{"content":{ir.dumps(text)}}}')
-                return self._chunk(f'{{"content":{ir.dumps(text)}}}',
-                                   tokens=ir.dumps({"content": logprobs.encode(tokens), "refusal": None}))
+                    return self._chunk(f'{{"content":{sse.dumps(text)}}}')
+                return self._chunk(f'{{"content":{sse.dumps(text)}}}',
+                                   tokens=sse.dumps({"content": logprobs.encode(tokens), "refusal": None}))
             case ir.MessageStart(usage=usage, fingerprint=fingerprint):
                 self._usage = usage
                 if fingerprint is not None:  # the upstream's build, in every chunk (mapping §fingerprint)
-                    self._prefix = f'{self._head},"system_fingerprint":{ir.dumps(fingerprint)},"choices":['
+                    self._prefix = f'{self._head},"system_fingerprint":{sse.dumps(fingerprint)},"choices":['
                 return self._chunk('{"role":"assistant","content":""}')
             case ir.ThinkingDelta(text=text):
-                return self._chunk(f'{{"reasoning_content":{ir.dumps(text)}}}') if text else b""
+                return self._chunk(f'{{"reasoning_content":{sse.dumps(text)}}}') if text else b""
             case ir.ToolCallStart(index=block, id=call_id, name=name):
                 number = self._tool_numbers[block] = next(self._tools)
                 call = {"index": number, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-                return self._chunk(ir.dumps({"tool_calls": [call]}))
+                return self._chunk(sse.dumps({"tool_calls": [call]}))
             case ir.ToolArgumentsDelta(index=block, json=fragment):
                 call = {"index": self._tool_numbers.get(block, 0), "function": {"arguments": fragment}}
-                return self._chunk(ir.dumps({"tool_calls": [call]}))
+                return self._chunk(sse.dumps({"tool_calls": [call]}))
             case ir.ChoiceStart(choice=choice):
                 self._choices = True
                 self._tool_numbers, self._tools = {}, itertools.count()
@@ -209,17 +209,17 @@ class StreamEncoder:
             case ir.ChoiceEnd(stop_reason=stop):
                 return self._chunk("{}", STOP_TO_FINISH.get(stop, "stop") if stop else "stop")
             case ir.MessageStop(stop_reason=stop, usage=usage) if self._choices:
-                usage_json = ir.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
+                usage_json = sse.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
                 out = f"data: {self._prefix}],\"usage\":{usage_json}}}\n\n".encode() if self._include_usage else b""
                 return out + b"data: [DONE]\n\n"
             case ir.MessageStop(stop_reason=stop, usage=usage):
-                usage_json = ir.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
+                usage_json = sse.dumps(encode_usage(ir.merge_usage(self._usage, usage)))
                 out = self._chunk("{}", STOP_TO_FINISH.get(stop, "stop") if stop else "stop", usage_json)
                 if self._include_usage:
                     out += f"data: {self._prefix}],\"usage\":{usage_json}}}\n\n".encode()
                 return out + b"data: [DONE]\n\n"
             case ir.StreamError(kind=kind, message=message):
                 # mapping §stream-errors: an error payload, then the stream ends without [DONE].
-                return f"data: {ir.dumps(error_fields(kind, message))}\n\n".encode()
+                return f"data: {sse.dumps(error_fields(kind, message))}\n\n".encode()
             case _:
                 return b""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import ir
+from .. import ir, sse
 from . import logprobs
 from .responses import (
     applied,
@@ -56,8 +56,8 @@ class StreamEncoder:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
         self._seq += 1
         if self._framing == "lines":
-            return ir.dumps(payload).encode() + b"\n"  # JSON escapes newlines, so one line per event
-        return f"event: {kind}\ndata: {ir.dumps(payload)}\n\n".encode()
+            return sse.dumps(payload).encode() + b"\n"  # JSON escapes newlines, so one line per event
+        return f"event: {kind}\ndata: {sse.dumps(payload)}\n\n".encode()
 
     def _open(self, block: int, item: dict[str, Any]) -> bytes:
         self._items[block] = item

@@ -1,7 +1,9 @@
 """An upstream's SSE body, in either provider dialect, as IR events.
 
 Pure and incremental: ``feed`` bytes as they arrive, ``end`` when the body
-closes.  Providers that speak OpenAI Chat (llama-server, OpenAI-compatible
+closes.  The SSE framing and the JSON are read here, once; each dialect's
+decoder has one interface, ``feed(payload) -> list[ir.Event]`` and ``end()``
+(so the Anthropic decoder also reads Claude Code's JSON lines).  Providers that speak OpenAI Chat (llama-server, OpenAI-compatible
 clouds) or Anthropic Messages use this one class, so every provider dialect
 reaches every client dialect through the IR.
 """
@@ -43,10 +45,9 @@ class UpstreamStream:
                 payload = json.loads(event.data)
             except ValueError:
                 return out + self._fail(f"upstream sent an event that is not JSON: {event.data[:80]!r}")
-            if self.dialect == "openai":
-                produced = self._openai.feed(payload)
-            else:
-                produced = self._anthropic.feed(event.event, payload)
+            if self.dialect == "anthropic" and isinstance(payload, dict) and "type" not in payload and event.event:
+                payload["type"] = event.event  # the SSE event name says what the data does not
+            produced = (self._openai if self.dialect == "openai" else self._anthropic).feed(payload)
             out += produced
             # A stop or an error is always the last event a decoder produces for a payload.
             if produced and isinstance(produced[-1], (ir.MessageStop, ir.StreamError)):

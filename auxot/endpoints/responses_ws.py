@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .. import ir
+from .. import ir, sse
 from ..asgi import Receive, Scope, Send, refuse_websocket
 from ..dialects import responses
 from ..dialects.responses_stream import StreamEncoder
@@ -156,4 +156,4 @@ async def _error_frame(
     payload: dict[str, Any] = {"type": "error", "status": status, "error": {"type": kind, "message": message, "param": param}}
     if retry_after is not None:
         payload["retry_after"] = retry_after  # the HTTP Retry-After, in seconds
-    await send({"type": "websocket.send", "text": ir.dumps(payload)})
+    await send({"type": "websocket.send", "text": sse.dumps(payload)})

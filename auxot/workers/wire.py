@@ -46,7 +46,7 @@ class Message:
         return self.body["job"]  # type: ignore[no-any-return]
 
 
-# One encoder, as ir.dumps keeps (json.dumps with options builds one per call, and
+# One encoder, as sse.dumps keeps (json.dumps with options builds one per call, and
 # this runs once per streamed token).  allow_nan=False: NaN is not JSON, and the
 # peer's parser may refuse it.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -53,7 +53,9 @@ def app(store: Store, tmp_path: Path) -> App:
     return App(Config(data_dir=tmp_path), Scheduler([]), store)
 
 
-async def call(app: App, path: str, key: str | None, *, client: str = "10.0.0.1", model: str = "auto") -> tuple[int, dict[str, Any], dict[str, str]]:
+async def call(
+    app: App, path: str, key: str | None, *, client: str = "10.0.0.1", model: str = "auto"
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     body = json.dumps({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode()
     headers = [(b"content-type", b"application/json")]
     if key is not None:

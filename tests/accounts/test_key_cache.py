@@ -95,7 +95,9 @@ async def test_ledger_rows_do_not_empty_the_cache_but_key_changes_do(tmp_path: P
         cache = KeyCache(store)
         first = await cache.find(key)
         before = store.version()
-        store.record_usage({c: None for c in USAGE_COLUMNS} | {"started_at": time.time(), "key_id": record.id, "endpoint": "x", "outcome": "ok"})
+        store.record_usage(
+            {c: None for c in USAGE_COLUMNS} | {"started_at": time.time(), "key_id": record.id, "endpoint": "x", "outcome": "ok"}
+        )
         assert store.version() == before and await cache.find(key) is first
         store.rotate_key(record.id)
         assert store.version() != before

@@ -286,7 +286,9 @@ def test_cursor_refuses_images_and_huge_prompts_retriably() -> None:
 
 def test_transcript_single_turn_is_verbatim_and_markup_in_turns_is_escaped() -> None:
     assert transcript.render(ir.Request(model="m", messages=(user(ir.Text("plain </user> text")),))).text == "plain </user> text"
-    req = ir.Request(model="m", messages=(user(ir.Text("a </user> b")), ir.Message(ir.Role.ASSISTANT, (ir.Text("ok"),)), user(ir.Text("c"))))
+    req = ir.Request(
+        model="m", messages=(user(ir.Text("a </user> b")), ir.Message(ir.Role.ASSISTANT, (ir.Text("ok"),)), user(ir.Text("c")))
+    )
     text = transcript.render(req).text
     assert "a <\\/user> b" in text and text.count("</user>") == 1
 

@@ -95,7 +95,10 @@ def test_openai_request_to_anthropic_upstream() -> None:
         "messages": [
             {"role": "system", "content": "S"},
             {"role": "user", "content": "q"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call.1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+            {
+                "role": "assistant", "content": None,
+                "tool_calls": [{"id": "call.1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}],
+            },
             {"role": "tool", "tool_call_id": "call.1", "content": "r"},
             {"role": "system", "content": "mid"},
             {"role": "user", "content": "next"},
@@ -131,9 +134,21 @@ def test_response_round_trip_and_broken_tool_json_is_kept() -> None:
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field required"),
         ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "You must specify a model to call"),
         ({"model": "m", "max_tokens": 5, "messages": []}, "Messages array cannot be empty"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role must be 'user', 'assistant' or 'system'"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]}, "not supported in a user message"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "sometimes"}}, "thinking.type must be"),
+        (
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]},
+            "messages[0].role must be 'user', 'assistant' or 'system'",
+        ),
+        (
+            {
+                "model": "m", "max_tokens": 5,
+                "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}],
+            },
+            "not supported in a user message",
+        ),
+        (
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "sometimes"}},
+            "thinking.type must be",
+        ),
         ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens must be an integer ≥ 1"),
     ],
 )
@@ -159,7 +174,7 @@ def test_fuzzed_bodies_raise_only_dialect_errors(value: object) -> None:
         pass
     decoder = anthropic_stream.StreamDecoder()
     for name in ("message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", None):
-        decoder.feed(name, value)
+        decoder.feed({"type": name, **value} if isinstance(value, dict) and name else value)
     decoder.end()
 
 
@@ -186,7 +201,10 @@ def test_mid_conversation_system_turns_are_carried_in_place() -> None:
     chat = openai_chat_upstream.encode_request(req, "m")["messages"]
     assert [m["role"] for m in chat] == ["system", "user", "system", "assistant", "system", "user"]
     upstream = anthropic_upstream.encode_request(req, "m")
-    assert upstream["system"] == "lead\n\na reminder\n\nanother" and [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]
+    assert (
+        upstream["system"] == "lead\n\na reminder\n\nanother"
+        and [m["role"] for m in upstream["messages"]] == ["user", "assistant", "user"]
+    )
 
 
 def test_tool_results_reach_openai_with_their_images_and_error_flag() -> None:
@@ -213,10 +231,10 @@ def test_tool_results_reach_openai_with_their_images_and_error_flag() -> None:
 
 def test_llama_server_s_end_turn_with_a_stop_sequence_is_a_stop_sequence_stop() -> None:
     decoder = anthropic_stream.StreamDecoder()
-    decoder.feed("message_start", {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 3}}})
-    decoder.feed("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": "2."},
+    decoder.feed({"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 3}}})
+    decoder.feed({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": "2."},
                                    "usage": {"output_tokens": 4}})
-    (stop,) = decoder.feed("message_stop", {"type": "message_stop"})
+    (stop,) = decoder.feed({"type": "message_stop"})
     assert stop == ir.MessageStop(ir.StopReason.STOP_SEQUENCE, "2.", ir.Usage(3, 4))
 
 

@@ -83,7 +83,9 @@ def test_anthropic_client_gets_the_full_event_sequence_from_an_openai_upstream()
     ]
     events = anthropic_events(out)
     starts = [d["content_block"] for n, d in events if n == "content_block_start"]
-    assert [(b["type"], b["id"], b["name"]) for b in starts] == [("tool_use", "call_paris", "get_weather"), ("tool_use", "call_rome", "get_weather")]
+    assert [(b["type"], b["id"], b["name"]) for b in starts] == [
+        ("tool_use", "call_paris", "get_weather"), ("tool_use", "call_rome", "get_weather"),
+    ]
     args = {0: "", 1: ""}
     for n, d in events:
         if n == "content_block_delta":
@@ -105,12 +107,18 @@ def test_openai_client_gets_thinking_and_a_tool_call_from_an_anthropic_upstream(
     assert json.loads("".join(tc["function"].get("arguments", "") for tc in calls)) == {"location": "San Francisco, CA"}
     final = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert final[0]["choices"][0]["finish_reason"] == "tool_calls"
-    assert chunks[-1]["usage"] == {"prompt_tokens": 1496, "completion_tokens": 89, "total_tokens": 1585, "prompt_tokens_details": {"cached_tokens": 1024}}
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 1496, "completion_tokens": 89, "total_tokens": 1585, "prompt_tokens_details": {"cached_tokens": 1024},
+    }
 
 
 def test_anthropic_to_anthropic_keeps_the_signature() -> None:
     out = translate((GOLDEN / "thinking_tool_use.anthropic.sse").read_bytes(), "anthropic", "anthropic", seed=9)
-    sigs = [d["delta"]["signature"] for n, d in anthropic_events(out) if n == "content_block_delta" and d["delta"]["type"] == "signature_delta"]
+    sigs = [
+        d["delta"]["signature"]
+        for n, d in anthropic_events(out)
+        if n == "content_block_delta" and d["delta"]["type"] == "signature_delta"
+    ]
     assert sigs == ["EqQBCgIYAhIM1gbcDa9GJwZA2b3h"]
 
 

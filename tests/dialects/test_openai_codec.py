@@ -32,7 +32,10 @@ def full_request() -> dict:
             {"role": "developer", "content": "Mid-conversation instruction."},
             {"role": "user", "content": "And now?"},
         ],
-        "tools": [{"type": "function", "function": {"name": "f", "description": "F", "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}],
+        "tools": [{
+            "type": "function",
+            "function": {"name": "f", "description": "F", "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+        }],
         "tool_choice": {"type": "function", "function": {"name": "f"}},
         "parallel_tool_calls": False,
         "temperature": 0.5, "top_p": 0.9, "max_tokens": 100, "presence_penalty": 0.1, "frequency_penalty": 0.2,
@@ -89,7 +92,9 @@ def test_response_round_trip() -> None:
     )
     encoded = openai_chat.encode_response(resp, 1)
     assert encoded["choices"][0]["finish_reason"] == "tool_calls"
-    assert encoded["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 2}}
+    assert encoded["usage"] == {
+        "prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 2},
+    }
     assert openai_chat.decode_response(encoded) == resp
 
 

@@ -33,7 +33,9 @@ def test_items_decode_into_the_ir() -> None:
         "reasoning": {"effort": "low"},
     })
     assert req.system == (ir.Text("Be brief."),)
-    assert [m.role for m in req.messages] == [ir.Role.SYSTEM, ir.Role.USER, ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.ASSISTANT, ir.Role.USER]
+    assert [m.role for m in req.messages] == [
+        ir.Role.SYSTEM, ir.Role.USER, ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.ASSISTANT, ir.Role.USER,
+    ]
     assert req.messages[1].content[1] == ir.Image(media_type="image/png", data="AAAA")
     assert req.messages[2].content == (ir.Thinking("call the tool"), ir.ToolCall("call_1", "get_weather", '{"city":"Paris"}'))
     assert req.messages[3].content == (ir.ToolResult("call_1", (ir.Text("18C"),)),)

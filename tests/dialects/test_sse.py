@@ -42,7 +42,10 @@ def test_oversized_event_is_refused() -> None:
         raise AssertionError("an oversized event must raise")
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",))), min_size=1, max_size=5), st.integers(0, 1000))
+@given(
+    st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",))), min_size=1, max_size=5),
+    st.integers(0, 1000),
+)
 def test_encode_then_decode_is_identity(payloads: list[str], seed: int) -> None:
     raw = b"".join(sse.encode(p, event="e") for p in payloads)
     assert [e.data for e in feed_in_pieces(raw, seed)] == payloads
@@ -53,7 +56,9 @@ def test_multiline_payload_survives() -> None:
 
 
 _FIELD = st.sampled_from(["data", "data:", "data: ", "event: ", "id: ", "retry: ", ": ", "x: ", "data:  "])
-_LINE = st.builds(lambda f, v: f + v, _FIELD, st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=8))
+_LINE = st.builds(
+    lambda f, v: f + v, _FIELD, st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=8)
+)
 
 
 @given(st.lists(st.one_of(_LINE, st.just("")), max_size=30), st.integers(0, 1000))

@@ -30,7 +30,9 @@ def test_messages_create(client: anthropic.Anthropic) -> None:
 
 def test_stream_event_sequence(client: anthropic.Anthropic) -> None:
     names = []
-    with client.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "Write a haiku about servers."}]) as stream:
+    with client.messages.stream(
+        model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "Write a haiku about servers."}]
+    ) as stream:
         for event in stream:
             names.append(event.type)
         final = stream.get_final_message()
@@ -65,7 +67,9 @@ def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
 def test_errors_in_anthropic_shape(router: RouterProcess, client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.post("/v1/messages", body={"model": "auto", "messages": [{"role": "user", "content": "x"}]}, cast_to=object)
-    assert bad.value.status_code == 400 and bad.value.body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+    assert bad.value.status_code == 400 and bad.value.body["error"] == {
+        "type": "invalid_request_error", "message": "max_tokens: Field required",
+    }
     with pytest.raises(anthropic.NotFoundError, match="Model not found: no-such-model"):
         client.messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     wrong = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key="user." + "A" * 43, max_retries=0)
@@ -76,7 +80,9 @@ def test_errors_in_anthropic_shape(router: RouterProcess, client: anthropic.Anth
 
 def test_bearer_beta_query_and_probe(router: RouterProcess) -> None:
     bearer = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", auth_token=router.key, api_key=None, max_retries=0)
-    m = bearer.beta.messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": "Hi"}], betas=["interleaved-thinking-2025-05-14"])
+    m = bearer.beta.messages.create(
+        model="auto", max_tokens=5, messages=[{"role": "user", "content": "Hi"}], betas=["interleaved-thinking-2025-05-14"]
+    )
     assert m.content
     req = urllib.request.Request(router.base_url + "/api/anthropic", method="HEAD")
     with urllib.request.urlopen(req, timeout=10) as resp:

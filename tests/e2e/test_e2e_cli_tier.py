@@ -167,7 +167,9 @@ def test_auto_streams_from_claude_code_through_the_anthropic_endpoint(router_a: 
     assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0
 
 
-def test_the_whole_conversation_reaches_the_cli_upstream_as_sent(router_a: RouterProcess, proxy: RecordingProxy, claude_sdk: anthropic.Anthropic) -> None:
+def test_the_whole_conversation_reaches_the_cli_upstream_as_sent(
+    router_a: RouterProcess, proxy: RecordingProxy, claude_sdk: anthropic.Anthropic
+) -> None:
     """System, prior turns, a tool call and its result go through Claude Code's
     session file and reach its upstream as the content blocks the client sent."""
     history = [

@@ -204,7 +204,9 @@ def test_the_ledger_has_one_row_per_request_and_usage_prints_it(router: RouterPr
     for row in (first, second, third):
         assert row["status"] == 200 and row["outcome"] == "ok"
         assert 0 < row["ttft_ms"] <= row["latency_ms"] < 60_000
-    assert (missing["status"], missing["outcome"], missing["model_requested"], missing["input_tokens"]) == (404, "error", "no-such-model", None)
+    assert (missing["status"], missing["outcome"], missing["model_requested"], missing["input_tokens"]) == (
+        404, "error", "no-such-model", None,
+    )
 
     out = auxot(router, "usage", "--key", key_id)
     lines = out.splitlines()

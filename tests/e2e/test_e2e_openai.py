@@ -37,7 +37,8 @@ def test_sync_sdk_non_streaming(client: openai.OpenAI) -> None:
 
 def test_sync_sdk_streaming_with_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Write a haiku about servers."}],
+        model=MODEL,
+        messages=[{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Write a haiku about servers."}],
         max_tokens=30, stream=True, stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -51,7 +52,9 @@ def test_sync_sdk_streaming_with_usage(client: openai.OpenAI) -> None:
 def test_openai_aliases_and_raw_sse_framing(router: RouterProcess) -> None:
     body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": True}).encode()
     for path in ("/v1/chat/completions", "/api/openai/v1/chat/completions", "/api/chat/completions"):
-        req = urllib.request.Request(router.base_url + path, data=body, headers={"Authorization": f"Bearer {router.key}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            router.base_url + path, data=body, headers={"Authorization": f"Bearer {router.key}", "Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=60) as resp:
             assert resp.headers["Content-Type"].startswith("text/event-stream")
             assert resp.headers["Cache-Control"] == "no-cache" and resp.headers["X-Accel-Buffering"] == "no"
@@ -67,7 +70,9 @@ async def test_async_sdk_stream_and_not(router: RouterProcess) -> None:
     with trio.fail_after(60):
         r = await client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=10)
         assert r.choices[0].message.content
-        stream = await client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=10, stream=True)
+        stream = await client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=10, stream=True
+        )
         pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
         assert "".join(pieces)
         models = await client.models.list()

@@ -46,7 +46,9 @@ async def test_several_turns_on_one_connection(router: RouterProcess) -> None:
         assert second[-1]["type"] in ("response.completed", "response.incomplete")
         assert second[-1]["response"]["usage"]["input_tokens"] > first[-1]["response"]["usage"]["input_tokens"]
         bad = await turn(ws, model="auto")  # a refused request: an error frame, the connection stays open
-        assert bad == [{"type": "error", "status": 400, "error": {"type": "invalid_request_error", "message": "input is required", "param": "input"}}]
+        assert bad == [
+            {"type": "error", "status": 400, "error": {"type": "invalid_request_error", "message": "input is required", "param": "input"}},
+        ]
         third = await turn(ws, model="auto", input="Hi", max_output_tokens=5)
         assert third[-1]["type"] in ("response.completed", "response.incomplete")
         await ws.aclose()

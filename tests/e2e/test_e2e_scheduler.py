@@ -97,7 +97,8 @@ def test_sigkill_between_requests_is_invisible_to_clients(two_llamas: RouterProc
 
 def test_sigkill_mid_stream_ends_that_stream_with_an_error_and_others_carry_on(two_llamas: RouterProcess) -> None:
     router = two_llamas
-    req = urllib.request.Request(router.base_url + "/v1/chat/completions", data=json.dumps(hello(3000, stream=True, logit_bias=NEVER_STOP)).encode(),
+    req = urllib.request.Request(router.base_url + "/v1/chat/completions",
+                                 data=json.dumps(hello(3000, stream=True, logit_bias=NEVER_STOP)).encode(),
                                  headers={"Authorization": f"Bearer {router.key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         serving = resp.headers["x-auxot-provider"]

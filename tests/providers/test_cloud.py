@@ -138,7 +138,9 @@ async def test_upstream_failures_in_the_clients_dialect(cloud, mode: str, status
 async def test_a_certificate_from_the_wrong_ca_is_rejected(cloud, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, _, _, upstream, _ = cloud
     other = make_pki(tmp_path / "other", label="other")
-    provider = CloudProvider(CloudConfig("wrong-ca", "anthropic", f"https://127.0.0.1:{upstream.port}", (CLAUDE,), ca_bundle=str(other.ca_pem)), lambda: "x")
+    provider = CloudProvider(
+        CloudConfig("wrong-ca", "anthropic", f"https://127.0.0.1:{upstream.port}", (CLAUDE,), ca_bundle=str(other.ca_pem)), lambda: "x"
+    )
     from auxot import ir
     from auxot.errors import ProviderUnavailable
 
