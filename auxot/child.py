@@ -51,12 +51,13 @@ _DIE_WITH_PARENT = parent_death_signal(signal.SIGKILL)
 
 class Child:
     """The subset of ``trio.Process`` the supervisors use: ``pid``,
-    ``returncode``, ``stdout`` / ``stderr`` (trio streams when piped),
+    ``returncode``, ``stdin`` / ``stdout`` / ``stderr`` (trio streams when piped),
     ``wait()``, ``send_signal()``, ``kill()``."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
         self.pid = popen.pid
+        self.stdin = _stream(popen.stdin)
         self.stdout = _stream(popen.stdout)
         self.stderr = _stream(popen.stderr)
         self._pidfd: int | None
@@ -67,10 +68,11 @@ class Child:
 
     @classmethod
     def start(cls, argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: int = subprocess.DEVNULL,
-              stderr: int = subprocess.PIPE, start_new_session: bool = True) -> Child:
+              stderr: int = subprocess.PIPE, start_new_session: bool = True, stdin: int = subprocess.DEVNULL,
+              cwd: str | None = None) -> Child:
         """Start ``argv`` now (synchronously, in this thread), tied to this process's life."""
         popen = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env,
+            list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
             start_new_session=start_new_session, preexec_fn=_DIE_WITH_PARENT,
         )
         return cls(popen)
@@ -98,7 +100,7 @@ class Child:
 
     async def aclose(self) -> None:
         """Close the pipes (the child itself is stopped by its supervisor)."""
-        for stream in (self.stdout, self.stderr):
+        for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 await stream.aclose()
 
