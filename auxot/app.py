@@ -18,7 +18,7 @@ from .endpoints import anthropic, health, openai, responses, responses_ws
 from .errors import AuxotError, MethodNotAllowed, NotFound
 from .pipeline import Endpoint
 from .services import Services
-from .workers import endpoint as workers_ws
+from .endpoints import dial_in
 
 log = logging.getLogger("auxot.app")
 
@@ -66,7 +66,7 @@ class App(Services):
             if scope["path"] in RESPONSES_PATHS:
                 await responses_ws.websocket(self, scope, receive, send)
             elif scope["path"] == WORKERS_PATH:
-                await workers_ws.websocket(self, scope, receive, send)
+                await dial_in.websocket(self, scope, receive, send)
             else:
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008, "reason": f"no WebSocket endpoint at {scope['path']}"})

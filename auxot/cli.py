@@ -80,10 +80,11 @@ def _keys(args: argparse.Namespace) -> int:
     store = Store(config.db_path)
     try:
         if args.keys_command == "create":
-            if args.worker:
-                if args.team or args.expires or args.models or args.rpm or args.tpm:
-                    raise ConfigError("--worker takes only --name: worker keys have no team, expiry, models or limits")
-                record, key = store.create_worker_key(args.name)
+            if args.worker or args.tools_worker:
+                flag = "--worker" if args.worker else "--tools-worker"
+                if args.team or args.expires or args.models or args.rpm or args.tpm or (args.worker and args.tools_worker):
+                    raise ConfigError(f"{flag} takes only --name: worker keys have no team, expiry, models or limits")
+                record, key = store.create_worker_key(args.name, "tools" if args.tools_worker else "worker")
                 print(f"created {record.id} ({record.name}); the key is shown only this once:")
                 print(key)
                 return 0
@@ -104,7 +105,7 @@ def _keys(args: argparse.Namespace) -> int:
                 cells = [cell.rjust(w) if i in (7, 8) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
                 print(" ".join(cells).rstrip())
         elif args.keys_command == "revoke":
-            revoke = store.revoke_worker_key if args.id.startswith("wkey_") else store.revoke_key
+            revoke = store.revoke_worker_key if args.id.startswith(("wkey_", "tkey_")) else store.revoke_key
             if not revoke(args.id):
                 print(f"no active key with id {args.id}", file=sys.stderr)
                 return 1
@@ -169,6 +170,12 @@ def _worker(args: argparse.Namespace) -> int:
     return worker.main(args)
 
 
+def _tools_worker(args: argparse.Namespace) -> int:
+    from .tools import worker
+
+    return worker.main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m auxot", description="Auxot: a self-hosted inference router.")
     p.add_argument("--version", action="version", version=f"auxot {__version__}")
@@ -204,6 +211,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--tpm", type=int, default=None, metavar="N", help="at most N tokens (in + out) per minute (429 beyond)")
     create.add_argument("--worker", action="store_true",
                         help="a worker. key, for a GPU machine running `python -m auxot worker` (not valid for the API)")
+    create.add_argument("--tools-worker", action="store_true",
+                        help="a tools. key, for `python -m auxot tools-worker` (MCP servers; not valid for the API)")
     ksub.add_parser("list", help="list keys (never prints a secret)")
     revoke = ksub.add_parser("revoke", help="revoke a key by id (a connected worker using it is dropped)")
     revoke.add_argument("id")
@@ -218,6 +227,14 @@ def parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", default=None, metavar="WHEN", help="only requests since WHEN: a duration back (1h, 7d) or a date")
     usage.add_argument("--limit", type=int, default=50, metavar="N", help="show the newest N rows (0: all); totals count every row")
     usage.set_defaults(func=_usage)
+
+    tools = sub.add_parser("tools-worker", help="run MCP servers for a router: dial out over WebSocket, run its tool calls")
+    tools.add_argument("--router-url", required=True, help="ws://HOST:PORT/ws or wss://HOST:PORT/ws")
+    tools.add_argument("--tools-key", default=None, help="a tools. key (keys create --tools-worker); or env AUXOT_TOOLS_KEY")
+    tools.add_argument("--name", default=None, help="the name the router lists (default: HOST-tools)")
+    tools.add_argument("--config", default=None, help="TOML with the MCP servers to run ([[mcp]] entries; spec/tools_protocol.md)")
+    tools.add_argument("--ca-bundle", default=None, help="PEM CA bundle to trust for wss:// (default: the system's)")
+    tools.set_defaults(func=_tools_worker)
 
     worker = sub.add_parser("worker", help="serve this machine's GPU to a router: dial out over WebSocket, run its jobs")
     worker.add_argument("--router-url", required=True, help="ws://HOST:PORT/ws or wss://HOST:PORT/ws")

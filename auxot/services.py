@@ -21,6 +21,7 @@ from .metrics import Metrics
 from .request import Record
 from .response_store import ResponseStore
 from .scheduling.scheduler import Provider, Scheduler
+from .tools.registry import ToolsRegistry
 from .workers.registry import WorkerRegistry
 
 
@@ -41,6 +42,7 @@ class Services:
         self.gate = Gate(store, wall_clock=clock)
         # Remote GPU workers connected at /ws (and lost ones, lingering).
         self.workers = WorkerRegistry(scheduler, clock, config.workers.linger)
+        self.tools = ToolsRegistry()  # tools workers connected at /ws, their MCP servers and tools
         self.shutdown = trio.Event()  # set by the server when it begins to shut down
         # What the HTTP server knows of each client connection (a stalled reader).
         self.connections = connections if connections is not None else Connections(config.send_timeout)

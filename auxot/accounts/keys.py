@@ -1,4 +1,5 @@
-"""API keys: ``user.<secret>`` and ``team.<secret>``; worker keys: ``worker.<secret>``.
+"""API keys: ``user.<secret>`` and ``team.<secret>``; worker keys: ``worker.<secret>``
+(GPU workers) and ``tools.<secret>`` (tools workers).
 
 The secret is 256 random bits, URL-safe base64.  Only a SHA-256 of the whole key
 is stored; since the secret is high-entropy, a fast hash is enough (nothing to
@@ -13,10 +14,11 @@ import secrets
 
 PREFIXES = ("user", "team")
 WORKER_PREFIX = "worker"  # for GPU workers dialling in at /ws; never valid for the API (nor API keys there)
+TOOLS_PREFIX = "tools"  # for tools workers dialling in at /ws (python -m auxot tools-worker); never valid for the API
 
 
 def generate(prefix: str = "user") -> str:
-    if prefix not in (*PREFIXES, WORKER_PREFIX):
+    if prefix not in (*PREFIXES, WORKER_PREFIX, TOOLS_PREFIX):
         raise ValueError(f"key prefix must be one of {PREFIXES}")
     return f"{prefix}.{secrets.token_urlsafe(32)}"
 
@@ -40,6 +42,8 @@ def shape_problem(key: str) -> str | None:
     prefix, dot, secret = key.partition(".")
     if prefix == WORKER_PREFIX:
         return "this is a worker key, for `python -m auxot worker`; API calls take a 'user.' or 'team.' key"
+    if prefix == TOOLS_PREFIX:
+        return "this is a tools worker key, for `python -m auxot tools-worker`; API calls take a 'user.' or 'team.' key"
     if not dot or prefix not in PREFIXES:
         return "API keys start with 'user.' or 'team.'; the key presented has an unknown prefix"
     if len(secret) < 32:
@@ -52,8 +56,8 @@ def worker_shape_problem(key: str) -> str | None:
     prefix, dot, secret = key.partition(".")
     if prefix in PREFIXES:
         return "this is an API key; workers connect with a 'worker.' key (python -m auxot keys create --worker)"
-    if prefix != WORKER_PREFIX or not dot:
-        return "worker keys start with 'worker.'; the key presented has an unknown prefix"
+    if prefix not in (WORKER_PREFIX, TOOLS_PREFIX) or not dot:
+        return "worker keys start with 'worker.' (or 'tools.' for tools workers); the key presented has an unknown prefix"
     if len(secret) < 32:
         return "the key presented is too short to be a worker key; was it truncated?"
     return None

@@ -291,9 +291,10 @@ class Store:
 
     # --- worker keys --------------------------------------------------------
 
-    def create_worker_key(self, name: str) -> tuple[KeyRecord, str]:
-        key = keys.generate(keys.WORKER_PREFIX)
-        record = KeyRecord(keys.new_id("wkey_"), keys.WORKER_PREFIX, name, time.time(), None)
+    def create_worker_key(self, name: str, prefix: str = keys.WORKER_PREFIX) -> tuple[KeyRecord, str]:
+        """A GPU worker's key (``worker.``), or a tools worker's (``tools.``, ids ``tkey_…``)."""
+        key = keys.generate(prefix)
+        record = KeyRecord(keys.new_id("tkey_" if prefix == keys.TOOLS_PREFIX else "wkey_"), prefix, name, time.time(), None)
         with self._lock:
             self._db.execute(
                 "INSERT INTO worker_keys (id, digest, name, created_at) VALUES (?, ?, ?, ?)",
@@ -304,7 +305,7 @@ class Store:
     def list_worker_keys(self) -> list[KeyRecord]:
         with self._lock:
             rows = self._db.execute("SELECT id, name, created_at, revoked_at FROM worker_keys ORDER BY created_at").fetchall()
-        return [KeyRecord(row[0], keys.WORKER_PREFIX, *row[1:]) for row in rows]
+        return [KeyRecord(row[0], keys.TOOLS_PREFIX if row[0].startswith("tkey_") else keys.WORKER_PREFIX, *row[1:]) for row in rows]
 
     def revoke_worker_key(self, key_id: str) -> bool:
         with self._lock:

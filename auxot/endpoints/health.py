@@ -42,6 +42,7 @@ def _state(app: Services, detailed: bool = True) -> dict[str, Any]:
         "queue_depth": len(app.scheduler.queue),
         "queue_by_key": len(app.scheduler.queue.depth_by_key()),
         "providers": providers,
+        "tools_workers": app.tools.snapshot(),  # their MCP servers, tools and calls (spec/tools_protocol.md)
     }
 
 

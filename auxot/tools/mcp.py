@@ -91,6 +91,7 @@ class Session:
         self._progress: dict[int | str, Callable[[float, float | None], None]] = {}
         self._relisting = False
         self.closed: McpError | None = None  # why the session ended, once it has
+        self.ended = trio.Event()  # set when it has
 
     # --- the reader ---------------------------------------------------------
 
@@ -132,6 +133,7 @@ class Session:
     def _close(self, why: McpError) -> None:
         if self.closed is None:
             self.closed = why
+        self.ended.set()
         for waiter in self._pending.values():
             waiter.close()  # the waiting call sees EndOfChannel: it fails with self.closed
         self._pending.clear()

@@ -10,7 +10,7 @@
 One task reads the socket and hands each job's messages to the worker's
 provider object (``providers/worker.py``) without ever blocking — the flow
 window bounds what it may be handed.  One task writes, from a bounded outbox
-(see :class:`_Connection` for why).  The heartbeat task pings every
+(see :class:`Connection` for why).  The heartbeat task pings every
 ``heartbeat_interval``, drops a worker silent for ``heartbeat_timeout`` (so
 the reader's wait is bounded by it), and re-checks the worker key, so a
 revoked key disconnects its worker within one interval.  A last task closes
@@ -25,17 +25,15 @@ in state ``unavailable`` (a request for its model gets 503 saying why, not
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import trio
 
-from ..accounts.keys import worker_shape_problem
-from ..asgi import Receive, Scope, Send, header, refuse_websocket
-from ..dialects import openai_chat
-from ..errors import AuthenticationFailed, AuxotError
+from ..asgi import Receive, Scope, Send
 from ..providers.base import ProviderState
 from . import wire
 from .flow import FlowError
+from .connection import HELLO_TIMEOUT, Connection, address
 from .provider import WorkerProvider
 from .registry import WorkerRegistry
 
@@ -44,82 +42,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("auxot.workers")
 
-HELLO_TIMEOUT = 10.0
-OUTBOX = 64  # frames queued for the writer (jobs, credits, cancels, pings)
 
 
 # --- the endpoint -----------------------------------------------------------
 
 
-async def authenticate(app: Services, scope: Scope) -> str:
-    """The key id of a valid, unrevoked worker key in ``Authorization: Bearer``."""
-    value = header(scope, b"authorization")
-    if value is None:
-        raise AuthenticationFailed("Missing worker key: send it as 'Authorization: Bearer worker.…'")
-    scheme, _, key = value.strip().partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise AuthenticationFailed("Malformed Authorization header: expected 'Authorization: Bearer worker.…'")
-    if problem := worker_shape_problem(key):
-        raise AuthenticationFailed(f"Invalid worker key: {problem}")
-    record = await trio.to_thread.run_sync(app.store.lookup_worker_key, key)
-    if record is None:
-        raise AuthenticationFailed("Invalid worker key: no such key on this router")
-    if record.revoked_at is not None:
-        raise AuthenticationFailed("Invalid worker key: this key has been revoked")
-    return record.id
-
-
-class _Connection:
-    """One worker's socket.  Frames go out through one writer task and a bounded
-    outbox: hypercorn writes to the socket in a shielded scope, so a worker that
-    stops reading could otherwise hold any task that sends to it.  Here only the
-    writer waits; a sender that finds the outbox full for ``write_timeout``
-    ends the connection instead, and the end reaches the jobs at once."""
-
-    def __init__(self, send: Send, write_timeout: float) -> None:
-        self._send = send
-        self._outbox, self._queued = trio.open_memory_channel[str](OUTBOX)
-        self._write_timeout = write_timeout
-        self.open = True
-        self.close_code: int | None = None
-        self.close_reason = "the worker closed the connection"
-        self.last_seen = trio.current_time()
-        self.scope = trio.CancelScope()  # replaced by the connection nursery's scope
-        self.on_end: Callable[[str], None] = lambda reason: None
-
-    async def send_frame(self, text: str) -> None:
-        """Queue a frame; dropped once the connection has ended (its jobs were told)."""
-        if not self.open:
-            return
-        with trio.move_on_after(self._write_timeout) as waited:
-            await self._outbox.send(text)
-        if waited.cancelled_caught:
-            self.end(wire.CLOSE_HEARTBEAT, f"the worker read nothing for {self._write_timeout:g}s")
-
-    async def write(self) -> None:
-        async for text in self._queued:
-            await self._send({"type": "websocket.send", "text": text})
-
-    def end(self, code: int | None, reason: str) -> None:
-        """Why the connection ends (the first reason wins); stop its tasks."""
-        if self.open:
-            self.open = False
-            self.close_code, self.close_reason = code, reason
-            self.on_end(reason)
-        self.scope.cancel()
-
-
-async def websocket(app: Services, scope: Scope, receive: Receive, send: Send) -> None:
-    if (await receive())["type"] != "websocket.connect":
-        return
-    try:
-        key_id = await authenticate(app, scope)
-    except AuxotError as err:
-        log.warning("worker refused from %s: %s", _address(scope), err.message)
-        await refuse_websocket(send, err.status, openai_chat.error_body(err))
-        return
-    await send({"type": "websocket.accept"})
+async def serve(app: Services, scope: Scope, receive: Receive, send: Send, key_id: str) -> None:
+    """A GPU worker, its upgrade accepted (``endpoints/dial_in.py``): hello, then jobs until it goes."""
     settings = app.config.workers
     try:
         with trio.fail_after(HELLO_TIMEOUT):
@@ -132,14 +61,14 @@ async def websocket(app: Services, scope: Scope, receive: Receive, send: Send) -
                                  f"{', '.join(map(str, wire.SUPPORTED_VERSIONS))}")
     except (trio.TooSlowError, wire.WireError) as exc:
         reason = f"no hello within {HELLO_TIMEOUT:g}s" if isinstance(exc, trio.TooSlowError) else str(exc)
-        log.warning("worker from %s: %s", _address(scope), reason)
+        log.warning("worker from %s: %s", address(scope), reason)
         await send({"type": "websocket.close", "code": wire.CLOSE_PROTOCOL, "reason": reason[:120]})
         return
 
-    conn = _Connection(send, settings.heartbeat_timeout)
+    conn = Connection(send, settings.heartbeat_timeout)
     registry: WorkerRegistry = app.workers
     provider = WorkerProvider(
-        hello, name=registry.name_for(hello.body["name"], hello.body.get("instance")), address=_address(scope),
+        hello, name=registry.name_for(hello.body["name"], hello.body.get("instance")), address=address(scope),
         settings=settings, send_frame=conn.send_frame, key_id=key_id, clock=app.clock,
     )
     conn.on_end = provider.connection_lost
@@ -164,7 +93,7 @@ async def websocket(app: Services, scope: Scope, receive: Receive, send: Send) -
                 await send({"type": "websocket.close", "code": conn.close_code, "reason": conn.close_reason[:120]})
 
 
-async def _read(receive: Receive, conn: _Connection, provider: WorkerProvider) -> None:
+async def _read(receive: Receive, conn: Connection, provider: WorkerProvider) -> None:
     while True:
         # No deadline of its own: the heartbeat task ends this wait if the worker falls silent.
         message = await receive()
@@ -192,7 +121,7 @@ async def _read(receive: Receive, conn: _Connection, provider: WorkerProvider) -
             return
 
 
-async def _heartbeat(app: Services, conn: _Connection, provider: WorkerProvider) -> None:
+async def _heartbeat(app: Services, conn: Connection, provider: WorkerProvider) -> None:
     settings = app.config.workers
     seq = 0
     while True:
@@ -209,15 +138,10 @@ async def _heartbeat(app: Services, conn: _Connection, provider: WorkerProvider)
         app.workers.prune()
 
 
-async def _close_on_shutdown(app: Services, conn: _Connection, provider: WorkerProvider) -> None:
+async def _close_on_shutdown(app: Services, conn: Connection, provider: WorkerProvider) -> None:
     """Jobs in flight may finish (hypercorn gives them graceful_timeout); then
     the worker is told to go, so shutdown does not wait on an idle socket."""
     await app.shutdown.wait()
     while provider.load > 0:
         await trio.sleep(0.05)
     conn.end(wire.CLOSE_GOING_AWAY, "the router is shutting down")
-
-
-def _address(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "?"

@@ -157,9 +157,11 @@ FROM_ROUTER = frozenset({"welcome", "job", "cancel", "credit", "count", "ping", 
 FEATURES = ("count_tokens",)
 
 
-def parse(text: str | bytes | None, accepted: frozenset[str]) -> Message:
+def parse(text: str | bytes | None, accepted: frozenset[str],
+          messages: dict[str, tuple[dict[str, Check], frozenset[str]]] | None = None) -> Message:
     """One frame from the peer as a Message whose body holds checked values
-    (``request`` an ir.Request, ``event`` an ir.Event)."""
+    (``request`` an ir.Request, ``event`` an ir.Event).  ``messages``: another
+    role's table of message types (the tools role's, ``tools/wire.py``)."""
     if not isinstance(text, str):
         raise WireError("frames are JSON text frames; got a binary frame")
     try:
@@ -169,7 +171,7 @@ def parse(text: str | bytes | None, accepted: frozenset[str]) -> Message:
     kind = _obj(data, "frame").get("type")
     if kind not in accepted:
         raise WireError(f"unexpected message type {kind!r}; expected one of {sorted(accepted)}")
-    spec, optional = _MESSAGES[kind]
+    spec, optional = (messages or _MESSAGES)[kind]
     body: dict[str, Any] = {}
     for name, check in spec.items():
         if name not in data:
