@@ -33,7 +33,7 @@ from tests.tools.test_mcp_client import http_server
 
 
 @pytest.fixture
-async def router(tmp_path: Path) -> AsyncIterator[tuple[App, str, str, str]]:
+async def tools_router(tmp_path: Path) -> AsyncIterator[tuple[App, str, str, str]]:
     """(app, ws URL, a tools key, its id) for an in-process router."""
     store = Store(tmp_path / "db.sqlite3")
     record, key = store.create_worker_key("tools-test", "tools")
@@ -72,8 +72,8 @@ async def wait_for_tools(app: App, count: int) -> None:
             await trio.sleep(0.05)
 
 
-async def test_tools_are_listed_and_called_through_the_router(router: tuple[App, str, str, str], tmp_path: Path) -> None:
-    app, url, key, _ = router
+async def test_tools_are_listed_and_called_through_the_router(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
+    app, url, key, _ = tools_router
     async with http_server(json_mode=False) as http_url:
         worker = start_worker(url, key, config_file(tmp_path, http_url))
         try:
@@ -123,8 +123,8 @@ def _health(ws_url: str, api_key: str) -> dict:  # type: ignore[type-arg]
         return json.loads(exc.read())  # type: ignore[no-any-return]
 
 
-async def test_a_worker_killed_mid_call_fails_the_call_at_once(router: tuple[App, str, str, str], tmp_path: Path) -> None:
-    app, url, key, _ = router
+async def test_a_worker_killed_mid_call_fails_the_call_at_once(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
+    app, url, key, _ = tools_router
     worker = start_worker(url, key, config_file(tmp_path))
     try:
         await wait_for_tools(app, 36)
@@ -147,8 +147,8 @@ async def test_a_worker_killed_mid_call_fails_the_call_at_once(router: tuple[App
         worker.wait(10)
 
 
-async def test_a_revoked_key_drops_the_worker_and_it_stops(router: tuple[App, str, str, str], tmp_path: Path) -> None:
-    app, url, key, key_id = router
+async def test_a_revoked_key_drops_the_worker_and_it_stops(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
+    app, url, key, key_id = tools_router
     worker = start_worker(url, key, config_file(tmp_path))
     try:
         await wait_for_tools(app, 36)
@@ -164,8 +164,8 @@ async def test_a_revoked_key_drops_the_worker_and_it_stops(router: tuple[App, st
         worker.wait(10)
 
 
-async def test_keys_keep_to_their_roles(router: tuple[App, str, str, str], tmp_path: Path) -> None:
-    app, url, key, _ = router
+async def test_keys_keep_to_their_roles(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
+    app, url, key, _ = tools_router
     # A tools key is no API key...
     def models() -> tuple[int, str]:  # in a thread, body and all: the router runs on this test's event loop
         req = urllib.request.Request(url.replace("ws://", "http://").removesuffix("/ws") + "/v1/models",
