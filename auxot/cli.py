@@ -82,7 +82,7 @@ def _keys(args: argparse.Namespace) -> int:
         if args.keys_command == "create":
             if args.worker or args.tools_worker:
                 flag = "--worker" if args.worker else "--tools-worker"
-                if args.team or args.expires or args.models or args.rpm or args.tpm or (args.worker and args.tools_worker):
+                if args.team or args.expires or args.models or args.rpm or args.tpm or args.tools or (args.worker and args.tools_worker):
                     raise ConfigError(f"{flag} takes only --name: worker keys have no team, expiry, models or limits")
                 record, key = store.create_worker_key(args.name, "tools" if args.tools_worker else "worker")
                 print(f"created {record.id} ({record.name}); the key is shown only this once:")
@@ -132,14 +132,17 @@ def _create_key(store: Store, args: argparse.Namespace) -> int:
     if expires_at is not None and expires_at <= now:
         raise ConfigError(f"--expires: {args.expires!r} is in the past")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else ()
+    tools = tuple(t.strip() for t in args.tools.split(",") if t.strip()) if args.tools else ()
     for flag, value in (("--rpm", args.rpm), ("--tpm", args.tpm)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1 (leave it out for no limit)")
     record, key = store.create_key(
         args.name, "team" if args.team else "user", team=args.team, expires_at=expires_at, models=models, rpm=args.rpm, tpm=args.tpm,
+        tools=tools,
     )
     facts = [f"expires {timespec.describe(expires_at)}"] if expires_at else []
     facts += [f"models {', '.join(models)}"] if models else []
+    facts += [f"server-side tools {', '.join(tools)}"] if tools else []
     facts += [f"{args.rpm} requests/min"] if args.rpm else []
     facts += [f"{args.tpm} tokens/min"] if args.tpm else []
     print(f"created {record.id} ({record.name}{'; ' if facts else ''}{'; '.join(facts)}); the key is shown only this once:")
@@ -205,6 +208,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--team", default=None, metavar="TEAM", help="a team. key for TEAM instead of a user. key")
     create.add_argument("--expires", default=None, metavar="WHEN",
                         help="when the key stops working: a duration (30d, 12h), a date (2026-01-31) or date-time; default never")
+    create.add_argument("--tools", default=None, metavar="T,...",
+                        help="server-side tools it may use (tools workers' MCP tools): names or patterns, "
+                             "e.g. 'web_fetch,everything__*' (default: none)")
     create.add_argument("--models", default=None, metavar="M,...",
                         help="the only model ids the key may ask for (others get 403); 'auto' picks among them")
     create.add_argument("--rpm", type=int, default=None, metavar="N", help="at most N requests per minute (429 beyond)")

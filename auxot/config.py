@@ -11,6 +11,13 @@ the command line) and then passed explicitly.  No globals.
     body_timeout = 30.0           # the whole request body must arrive within this (else 408)
     embedded_default = true       # false: no local llama.cpp when no [[providers]] are listed
 
+    [tools]                       # server-side tools from tools workers (python -m auxot tools-worker)
+    max_rounds = 8                # model turns per request; the last may not call tools
+    calls_per_round = 16
+    calls_per_request = 64
+    call_timeout = 60.0           # seconds per call
+    request_timeout = 600.0       # seconds for all of a request's rounds
+
     [workers]                     # remote GPU workers (python -m auxot worker) at /ws
     heartbeat_interval = 5.0
     heartbeat_timeout = 15.0      # a worker silent this long is dropped
@@ -194,6 +201,17 @@ class WorkersConfig:
 
 
 @dataclass(frozen=True)
+class ToolsConfig:
+    """Server-side tools (tools workers' MCP servers): the agent loop's bounds."""
+
+    max_rounds: int = 8  # model turns per request; the last one may not call tools
+    calls_per_round: int = 16
+    calls_per_request: int = 64
+    call_timeout: float = 60.0  # seconds one call may take
+    request_timeout: float = 600.0  # seconds all of a request's rounds may take
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     host: str = "127.0.0.1"
@@ -208,6 +226,7 @@ class Config:
     tls_key: str | None = None  # … and this key
     scheduler: SchedulerConfig = SchedulerConfig()
     workers: WorkersConfig = WorkersConfig()
+    tools: ToolsConfig = ToolsConfig()
 
     @property
     def db_path(self) -> Path:

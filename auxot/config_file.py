@@ -13,18 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
-    CLI_KINDS,
-    DEFAULT_PORT,
-    TIERS,
-    CliAgentConfig,
-    CloudConfig,
-    Config,
-    ConfigError,
-    LlamaCppConfig,
-    ProviderConfig,
-    SchedulerConfig,
-    WorkersConfig,
-    user_data_dir,
+    CLI_KINDS, DEFAULT_PORT, TIERS, CliAgentConfig, CloudConfig, Config, ConfigError, LlamaCppConfig,
+    ProviderConfig, SchedulerConfig, ToolsConfig, WorkersConfig, user_data_dir,
 )
 
 
@@ -258,6 +248,7 @@ def load(
     scheduler_table = _table(top.get("scheduler", {}), "[scheduler]")
     workers_table = _table(top.get("workers", {}), "[workers]")
     routing_table = _table(top.get("routing", {}), "[routing]")
+    tools_table = _table(top.get("tools", {}), "[tools]")
     config = Config(
         data_dir=data.expanduser(),
         host=host or file_host,
@@ -272,8 +263,9 @@ def load(
         tls_key=_typed(server, "tls_key", str, "server", None),
         scheduler=dataclasses.replace(_scheduler(scheduler_table), unknown_model=_unknown_model(routing_table)),
         workers=_workers(workers_table),
+        tools=_tools(tools_table),
     )
-    for table in (top, server, scheduler_table, workers_table, routing_table, *tables):
+    for table in (top, server, scheduler_table, workers_table, routing_table, tools_table, *tables):
         try:
             table.refuse_unknown()
         except ConfigError as exc:
@@ -300,3 +292,13 @@ def _workers(table: Any) -> WorkersConfig:
     if values["heartbeat_timeout"] <= values["heartbeat_interval"]:
         raise ConfigError("workers.heartbeat_timeout must be longer than workers.heartbeat_interval")
     return WorkersConfig(**values)
+
+
+def _tools(table: dict[str, Any]) -> ToolsConfig:
+    d = ToolsConfig()
+    values = {name: _typed(table, name, type(getattr(d, name)), "tools", getattr(d, name)) for name in (
+        "max_rounds", "calls_per_round", "calls_per_request", "call_timeout", "request_timeout")}
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"tools.{name} must be positive; got {value!r}")
+    return ToolsConfig(**values)

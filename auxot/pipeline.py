@@ -20,8 +20,10 @@ from . import choices, ir
 from .asgi import Receive, Scope, Send, read_json
 from .dialects import responses
 from .dialects.table import Answer, Dialect
-from .errors import AuxotError
+from .errors import AuxotError, InvalidRequest
 from .fold import Fold
+from .tools import loop as tool_loop
+from .tools import policy
 from .relay import relay, send_error
 
 if TYPE_CHECKING:
@@ -51,12 +53,20 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             record.model_requested = request.model
             request = svc.gate.admit(key, request, svc.providers)
             n = dialect.choices_asked(body)
+            server_tools = policy.offered(key.tools, svc.tools.tools())  # the key's, of those tools workers offer now
+            if server_tools:
+                request = policy.with_server_tools(request, server_tools)
+                if n > 1:
+                    raise InvalidRequest("n > 1 cannot be combined with server-side tools", param="n")
         except AuxotError as err:
             await send_error(send, err, dialect.error_body, record)
             return
         answer = Answer(svc.new_id(dialect.id_prefix), int(svc.clock()), request, settings, svc.new_id, svc.clock)
 
         def ask() -> AsyncGenerator[ir.Event, None]:
+            if server_tools:  # rounds of the model and tool calls, as one answer
+                return tool_loop.run(svc, request, key_id=key.id, patterns=key.tools, server_tools=server_tools, record=record,
+                                     buffered=not request.stream)
             return svc.scheduler.stream(request, key=key.id, record=record, buffered=not request.stream)
 
         events = ask() if n == 1 else choices.one_after_another(n, ask)

@@ -46,6 +46,8 @@ class Record:
     saw_error: bool = False
     saw_events: bool = False
     stalled: bool = False  # the client stopped reading; the server closed it (http_server)
+    tool_rounds: int = 0  # rounds of server-side tool calls (tools/loop.py)
+    tool_calls: int = 0
 
     def observe(self, event: ir.Event, now: float) -> None:
         self.saw_events = True
@@ -115,4 +117,5 @@ class Record:
             "model_requested": self.model_requested, "model_served": self.model_served, "provider": self.provider,
             "input_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens, "output_tokens": self.output_tokens,
             "ttft_ms": ms(self.first_token), "latency_ms": ms(self.ended), "status": self.status, "outcome": self.outcome,
+            "tool_rounds": self.tool_rounds or None, "tool_calls": self.tool_calls or None,
         }

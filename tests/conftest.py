@@ -23,8 +23,9 @@ def data_dir(tmp_path: Path) -> Path:
 # The slow lane: tests that run real components (llama-server and the model, the
 # router as a process, npm CLIs, nginx/wrk).  `pytest -m "not slow"` is the fast
 # lane: units, codecs, goldens and in-process tests.
-SLOW_FILES = ("test_e2e_", "test_bench_smoke")
+SLOW_FILES = ("test_e2e_", "test_bench_smoke", "test_tools_loop")
 SLOW_FIXTURES = {"router"}
+NEEDS_LLAMA = ("test_e2e_", "test_bench_smoke")  # slow files that run llama-server and the model (the router fixture does)
 
 
 def _components_missing() -> str | None:
@@ -43,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.path.name.startswith(SLOW_FILES) or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        if missing and item.get_closest_marker("slow"):
+        if missing and (item.path.name.startswith(NEEDS_LLAMA) or fixtures & SLOW_FIXTURES):
             item.add_marker(pytest.mark.skip(reason=missing))
 
 

@@ -66,11 +66,18 @@ MIGRATIONS: list[str | tuple[str, ...]] = [
         *(f"CREATE TRIGGER api_keys_epoch_{what.lower()} AFTER {what} ON api_keys"
           " BEGIN UPDATE key_epoch SET n = n + 1; END" for what in ("INSERT", "UPDATE", "DELETE")),
     ),
+    # 5: the server-side tools a key may use (JSON list of patterns; NULL: none), and
+    # what each request's agent loop did (rounds of tool calls, and the calls).
+    """
+    ALTER TABLE api_keys ADD COLUMN tools TEXT;
+    ALTER TABLE usage ADD COLUMN tool_rounds INTEGER;
+    ALTER TABLE usage ADD COLUMN tool_calls INTEGER;
+    """,
 ]
 
-KEY_COLUMNS = "id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at"
+KEY_COLUMNS = "id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at, tools"
 USAGE_COLUMNS = (
     "started_at", "key_id", "endpoint", "model_requested", "model_served", "provider",
-    "input_tokens", "cached_tokens", "output_tokens", "ttft_ms", "latency_ms", "status", "outcome",
+    "input_tokens", "cached_tokens", "output_tokens", "ttft_ms", "latency_ms", "status", "outcome", "tool_rounds", "tool_calls",
 )
 USAGE_INSERT = f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"

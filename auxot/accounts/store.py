@@ -59,12 +59,13 @@ class KeyRecord:
     rpm: int | None = None  # None: unlimited
     tpm: int | None = None
     rotated_at: float | None = None
+    tools: tuple[str, ...] = ()  # server-side tools it may use: patterns like "web_fetch" or "everything__*"; empty: none
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> KeyRecord:
-        key_id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at = row
+        key_id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at, tools = row
         return cls(key_id, prefix, name, created_at, revoked_at, team, expires_at,
-                   tuple(json.loads(models)) if models else (), rpm, tpm, rotated_at)
+                   tuple(json.loads(models)) if models else (), rpm, tpm, rotated_at, tuple(json.loads(tools)) if tools else ())
 
 
 @dataclass(frozen=True)
@@ -138,17 +139,18 @@ class Store:
 
     def create_key(
         self, name: str, prefix: str = "user", *, team: str | None = None, expires_at: float | None = None,
-        models: tuple[str, ...] = (), rpm: int | None = None, tpm: int | None = None,
+        models: tuple[str, ...] = (), rpm: int | None = None, tpm: int | None = None, tools: tuple[str, ...] = (),
     ) -> tuple[KeyRecord, str]:
         """Returns the record and the key itself, which is never stored."""
         key = keys.generate(prefix)
-        record = KeyRecord(keys.new_id(), prefix, name, time.time(), None, team, expires_at, tuple(models), rpm, tpm)
+        record = KeyRecord(keys.new_id(), prefix, name, time.time(), None, team, expires_at, tuple(models), rpm, tpm,
+                           tools=tuple(tools))
         with self._lock:
             self._db.execute(
-                "INSERT INTO api_keys (id, digest, prefix, name, created_at, team, expires_at, models, rpm, tpm)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (id, digest, prefix, name, created_at, team, expires_at, models, rpm, tpm, tools)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, keys.digest(key), prefix, name, record.created_at, team, expires_at,
-                 json.dumps(list(models)) if models else None, rpm, tpm),
+                 json.dumps(list(models)) if models else None, rpm, tpm, json.dumps(list(tools)) if tools else None),
             )
         return record, key
 

@@ -61,10 +61,10 @@ def test_a_version_1_database_migrates_and_keeps_its_keys(tmp_path: Path) -> Non
     path = tmp_path / "db.sqlite3"
     key = v1_database(path)
     store = Store(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
     record = store.lookup(key)
     assert record is not None and record.id == "key_old" and record.name == "old"
-    assert (record.models, record.rpm, record.tpm, record.expires_at, record.team) == ((), None, None, None, None)
+    assert (record.models, record.rpm, record.tpm, record.expires_at, record.team, record.tools) == ((), None, None, None, None, ())
     store.record_usage({c: None for c in USAGE_COLUMNS} | {"started_at": 1.0, "key_id": "key_old", "endpoint": "e", "outcome": "ok"})
     assert len(store.usage_rows()) == 1
     store.close()

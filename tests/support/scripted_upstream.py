@@ -18,7 +18,9 @@ import json
 import threading
 from typing import Any, Callable
 
-Answer = Callable[[dict[str, Any]], str]  # a request body → the text to answer
+# A request body → the text to answer, or tool calls to make: [(name, arguments), …]
+# (streamed as OpenAI's tool_call chunks, ending with finish_reason "tool_calls").
+Answer = Callable[[dict[str, Any]], "str | list[tuple[str, dict[str, Any]]]"]
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
@@ -49,11 +51,22 @@ class ScriptedUpstream:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                words = [w + " " for w in text.split(" ")]
                 self.wfile.write(_chunk({"role": "assistant", "content": ""}))
-                for word in words:
-                    self.wfile.write(_chunk({"content": word}))
-                self.wfile.write(_chunk({}, "stop"))
+                if isinstance(text, list):  # tool calls, arguments split mid-document as real upstreams do
+                    words = []
+                    for i, (name, arguments) in enumerate(text):
+                        raw = json.dumps(arguments)
+                        self.wfile.write(_chunk({"tool_calls": [{"index": i, "id": f"call_{len(upstream.requests)}_{i}",
+                                                                 "type": "function", "function": {"name": name, "arguments": ""}}]}))
+                        for piece in (raw[: len(raw) // 2], raw[len(raw) // 2:]):
+                            self.wfile.write(_chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+                            words.append(piece)
+                    self.wfile.write(_chunk({}, "tool_calls"))
+                else:
+                    words = [w + " " for w in text.split(" ")]
+                    for word in words:
+                        self.wfile.write(_chunk({"content": word}))
+                    self.wfile.write(_chunk({}, "stop"))
                 self.wfile.write(_chunk({}, None, {"prompt_tokens": len(json.dumps(body)) // 4, "completion_tokens": len(words)}))
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.close_connection = True

@@ -1,0 +1,185 @@
+"""The agent loop: a request whose model calls server-side tools is answered in
+rounds — the model, then its calls run on the tools workers (in parallel), then
+the model again with the results — and the client sees one answer: one
+message, its text from every round, the usage summed.
+
+Bounded: ``max_rounds`` (the last round may not call tools), calls per round
+and per request, a deadline per call and for the whole request.  A tool's
+error or timeout goes back to the model as an error result.  A tool the
+client defined always goes back to the client; in a round that mixes both,
+the server's calls run and the client gets only its own.  Failures after
+bytes were sent end the stream with the dialect's error (the relay), never a
+fake stop.  A client that disconnects cancels the calls in flight (the
+nursery's cancellation reaches ``ToolsRegistry.call``, which tells the worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, AsyncGenerator
+
+import trio
+
+from .. import ir
+from ..errors import ErrorKind
+from ..request import Record
+from . import policy
+from .mcp import CallResult
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+NONE = ir.ToolChoice("none")
+BLOCK_EVENTS = (ir.TextStart, ir.ThinkingStart, ir.ToolCallStart, ir.TextDelta, ir.ThinkingDelta, ir.ToolArgumentsDelta,
+                ir.BlockStop)
+
+
+@dataclasses.dataclass
+class _Call:
+    id: str
+    name: str
+    arguments: list[str]
+
+
+def _parts(result: CallResult) -> tuple[ir.Text | ir.Image, ...]:
+    """MCP content as IR parts: text and images as such, anything else as its JSON."""
+    parts: list[ir.Text | ir.Image] = []
+    for block in result.content:
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            parts.append(ir.Text(block["text"]))
+        elif block.get("type") == "image" and isinstance(block.get("data"), str):
+            parts.append(ir.Image(media_type=str(block.get("mimeType") or "image/png"), data=block["data"]))
+        else:
+            parts.append(ir.Text(json.dumps(block, ensure_ascii=False)))
+    if not parts and result.structured is not None:
+        parts.append(ir.Text(json.dumps(result.structured, ensure_ascii=False)))
+    return tuple(parts) or (ir.Text(""),)
+
+
+def _sum(a: ir.Usage, b: ir.Usage) -> ir.Usage:
+    def add(x: int | None, y: int | None) -> int | None:
+        return None if x is None and y is None else (x or 0) + (y or 0)
+
+    return ir.Usage(add(a.input_tokens, b.input_tokens), add(a.output_tokens, b.output_tokens),
+                    add(a.cache_read_tokens, b.cache_read_tokens), add(a.cache_write_tokens, b.cache_write_tokens))
+
+
+async def run(
+    svc: Services, request: ir.Request, *, key_id: str, patterns: tuple[str, ...], server_tools: dict[str, dict[str, Any]],
+    record: Record, buffered: bool,
+) -> AsyncGenerator[ir.Event, None]:
+    limits = svc.config.tools
+    messages = list(request.messages)
+    usage = ir.Usage()
+    offset = 0  # client block index = this round's index + offset
+    calls_made = 0
+    started = False
+    with trio.move_on_after(limits.request_timeout) as overall:
+        for round_no in range(1, limits.max_rounds + 1):
+            last = round_no == limits.max_rounds
+            asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else request.tool_choice)
+            server: dict[int, _Call] = {}
+            client_calls = 0
+            texts: dict[int, list[str]] = {}
+            thinking: dict[int, list[Any]] = {}
+            top = -1
+            stop: ir.MessageStop | None = None
+            async with aclosing(svc.scheduler.stream(asked, key=key_id, record=record, buffered=buffered)) as events:
+                async for event in events:
+                    if isinstance(event, BLOCK_EVENTS):
+                        top = max(top, event.index)
+                    match event:
+                        case ir.MessageStart():
+                            usage = _sum(usage, event.usage)
+                            if not started:
+                                started = True
+                                yield event
+                        case ir.ToolCallStart(index=i, id=call_id, name=name) if name in server_tools:
+                            server[i] = _Call(call_id, name, [])
+                        case ir.ToolArgumentsDelta(index=i, json=piece) if i in server:
+                            server[i].arguments.append(piece)
+                        case ir.BlockStop(index=i) if i in server:
+                            pass
+                        case ir.MessageStop():
+                            stop = event
+                            usage = _sum(usage, event.usage)
+                        case ir.StreamError():
+                            yield event
+                            return
+                        case _:
+                            if isinstance(event, ir.ToolCallStart):
+                                client_calls += 1
+                            elif isinstance(event, ir.TextStart):
+                                texts[event.index] = []
+                            elif isinstance(event, ir.TextDelta) and event.index in texts:
+                                texts[event.index].append(event.text)
+                            elif isinstance(event, ir.ThinkingStart):
+                                thinking[event.index] = [[], None]
+                            elif isinstance(event, ir.ThinkingDelta) and event.index in thinking:
+                                thinking[event.index][0].append(event.text)
+                                thinking[event.index][1] = event.signature or thinking[event.index][1]
+                            if isinstance(event, BLOCK_EVENTS):
+                                event = dataclasses.replace(event, index=event.index + offset)
+                            yield event
+            if stop is None:
+                return  # the provider's stream ended without a stop; the scheduler said why
+            if stop.stop_reason is not ir.StopReason.TOOL_USE or not server or last:
+                yield dataclasses.replace(stop, usage=usage)
+                return
+            calls = list(server.values())
+            results = await _run_calls(svc, calls, patterns, limits.calls_per_round, limits.calls_per_request - calls_made,
+                                       limits.call_timeout)
+            calls_made += len(calls)
+            record.tool_rounds += 1
+            record.tool_calls += len(calls)
+            if client_calls:  # a mixed round: the client gets its own calls; the server's ran
+                yield dataclasses.replace(stop, usage=usage)
+                return
+            said: list[ir.Part] = []
+            for i in sorted(set(texts) | set(thinking) | set(server)):
+                if i in thinking:
+                    said.append(ir.Thinking("".join(thinking[i][0]), thinking[i][1]))
+                elif i in texts:
+                    said.append(ir.Text("".join(texts[i])))
+                else:
+                    said.append(ir.ToolCall(server[i].id, server[i].name, "".join(server[i].arguments) or "{}"))
+            messages.append(ir.Message(ir.Role.ASSISTANT, tuple(said)))
+            messages.extend(ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
+                            for call, result in zip(calls, results))
+            offset += top + 1
+    if overall.cancelled_caught:
+        yield ir.StreamError(ErrorKind.TIMEOUT, f"the request's tool rounds took over {limits.request_timeout:g} s")
+
+
+async def _run_calls(
+    svc: Services, calls: list[_Call], patterns: tuple[str, ...], per_round: int, left: int, timeout: float,
+) -> list[CallResult]:
+    results: list[CallResult | None] = [None] * len(calls)
+
+    async def one(i: int, call: _Call) -> None:
+        if i >= per_round or i >= left:
+            results[i] = _refused(f"not run: over the limit of {min(per_round, max(left, 0))} tool calls here")
+            return
+        if not policy.allowed(patterns, call.name) or call.name not in svc.tools.tools():  # again, at execution
+            results[i] = _refused(f"the tool {call.name!r} is not available to this key now")
+            return
+        try:
+            arguments = json.loads("".join(call.arguments) or "{}")
+        except ValueError:
+            results[i] = _refused("the tool's arguments are not JSON")
+            return
+        if not isinstance(arguments, dict):
+            results[i] = _refused("the tool's arguments must be a JSON object")
+            return
+        results[i] = await svc.tools.call(call.name, arguments, timeout)
+
+    async with trio.open_nursery() as nursery:
+        for i, call in enumerate(calls):
+            nursery.start_soon(one, i, call)
+    return [r if r is not None else _refused("not run") for r in results]
+
+
+def _refused(text: str) -> CallResult:
+    return CallResult(({"type": "text", "text": text},), is_error=True)

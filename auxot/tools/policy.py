@@ -1,0 +1,40 @@
+"""Which server-side tools a request may use: those a tools worker offers now,
+that the key allows (``keys create --tools 'web_fetch,everything__*'``; default
+none).  Checked when the tools are offered to the model and again when a call
+is about to run.  Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+from fnmatch import fnmatchcase
+from typing import Any, Iterable
+
+from .. import ir
+from ..errors import InvalidRequest
+from .servers import SEPARATOR
+
+
+def allowed(patterns: Iterable[str], name: str) -> bool:
+    """A key's pattern names an exposed tool (``server__tool``, globs allowed),
+    or a tool by its own name on any server (``web_fetch``)."""
+    bare = name.partition(SEPARATOR)[2]
+    return any(fnmatchcase(name, p) or (SEPARATOR not in p and fnmatchcase(bare, p)) for p in patterns)
+
+
+def offered(patterns: tuple[str, ...], available: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The tools this key may have, of those on offer."""
+    if not patterns:
+        return {}
+    return {name: tool for name, tool in available.items() if allowed(patterns, name)}
+
+
+def with_server_tools(request: ir.Request, server_tools: dict[str, dict[str, Any]]) -> ir.Request:
+    """The request with the server's tools added to the client's.  A client tool
+    named like a server tool is a 400: which one a call meant could not be told."""
+    clash = sorted({t.name for t in request.tools} & set(server_tools))
+    if clash:
+        raise InvalidRequest(f"tool name(s) {', '.join(clash)} are also server-side tools this key may use; "
+                             "rename the client's tool", param="tools")
+    added = tuple(ir.Tool(name, tool.get("description") or None, tool.get("input_schema") or {"type": "object"})
+                  for name, tool in sorted(server_tools.items()))
+    return dataclasses.replace(request, tools=request.tools + added)

@@ -1,0 +1,187 @@
+"""Server-side tools end to end: ``python -m auxot serve`` and ``python -m auxot
+tools-worker`` as real processes, the MCP server the official SDK's (stdio),
+the clients the official openai and anthropic SDKs.  The model's decisions come
+from a TEST DOUBLE upstream (tests/support/scripted_upstream.py: SmolLM2 cannot
+be relied on to call a tool): it calls ``test__add`` first, then answers with
+what the tool returned."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import anthropic
+import openai
+import pytest
+
+from tests.support import ROOT
+from tests.support.router_process import RouterProcess, start_router
+from tests.support.scripted_upstream import ScriptedUpstream
+
+
+Setup = tuple[RouterProcess, ScriptedUpstream, str, Path, "subprocess.Popen[str]"]
+
+
+def decide(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
+    """Call the add tool if it is offered and not yet called; then say what it returned."""
+    results = [m for m in body["messages"] if m["role"] == "tool"]
+    if results:
+        return f"The sum is {results[-1]['content']}"
+    names = [t["function"]["name"] for t in body.get("tools", [])]
+    if "test__add" in names:
+        return [("test__add", {"a": 20, "b": 22})]
+    return "No tools here."
+
+
+def keys(data: Path, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "auxot", "keys", "--data-dir", str(data), "create", *args],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    with ScriptedUpstream(decide) as upstream:
+        config = tmp_path / "auxot.toml"
+        config.write_text(f'[[providers]]\nkind = "openai-compatible"\nname = "cloud"\nbase_url = "{upstream.url}"\n'
+                          f'models = ["m"]\n\n[tools]\ncall_timeout = 10.0\n')
+        data = tmp_path / "data"
+        router = start_router(data, "--config", str(config))
+        tools_key = keys(data, "--tools-worker", "--name", "tw")
+        api_key = keys(data, "--name", "with-tools", "--tools", "test__add,test__echo")
+        worker_config = tmp_path / "tools.toml"
+        worker_config.write_text(f'[[mcp]]\nname = "test"\ncommand = "{sys.executable}"\n'
+                                 f'args = ["-m", "tests.support.mcp_server", "stdio"]\ncwd = "{ROOT}"\n'
+                                 f'env = {{ PYTHONPATH = "{ROOT}" }}\n')
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "auxot", "tools-worker", "--router-url", router.base_url.replace("http", "ws") + "/ws",
+             "--config", str(worker_config), "--name", "tw"],
+            env={"PATH": "/usr/bin:/bin", "AUXOT_TOOLS_KEY": tools_key, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(w["tools"] for w in router.health().get("tools_workers", [])):
+                assert time.monotonic() < deadline, "the tools worker never registered"
+                time.sleep(0.1)
+            yield router, upstream, api_key, data, worker
+        finally:
+            worker.terminate()
+            worker.wait(30)
+            assert router.stop() == 0
+
+
+def test_a_two_round_loop_in_every_dialect(setup: Setup) -> None:
+    router, upstream, api_key, data, _ = setup
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=api_key, max_retries=0, timeout=60)
+    ask = [{"role": "user", "content": "What is 20 + 22?"}]
+
+    answer = chat.chat.completions.create(model="m", messages=ask)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content.strip() == "The sum is 42"  # type: ignore[union-attr]
+    assert answer.choices[0].finish_reason == "stop" and not answer.choices[0].message.tool_calls
+    first, second = upstream.requests[-2:]
+    assert [t["function"]["name"] for t in first["tools"]] == ["test__add", "test__echo"]  # the key's, not all 36
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_1_0", "content": "42"}
+    assert second["messages"][-2]["tool_calls"][0]["function"] == {"name": "test__add", "arguments": '{"a": 20, "b": 22}'}
+    # Usage is both rounds' (the double reports len(json.dumps(body)) // 4 prompt tokens per request).
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens == len(json.dumps(first)) // 4 + len(json.dumps(second)) // 4
+    assert answer.usage.completion_tokens == 2 + len("The sum is 42".split(" "))
+
+    chunks = list(chat.chat.completions.create(model="m", messages=ask, stream=True))  # type: ignore[arg-type]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == "The sum is 42"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+
+    message = claude.messages.create(model="m", max_tokens=100, messages=ask)  # type: ignore[arg-type]
+    assert [b.type for b in message.content] == ["text"] and message.content[0].text.strip() == "The sum is 42"  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+    with claude.messages.stream(model="m", max_tokens=100, messages=ask) as stream:  # type: ignore[arg-type]
+        streamed = stream.get_final_message()
+    assert streamed.content[0].text.strip() == "The sum is 42" and streamed.stop_reason == "end_turn"  # type: ignore[union-attr]
+
+    response = chat.responses.create(model="m", input="What is 20 + 22?")
+    assert response.output_text.strip() == "The sum is 42" and response.status == "completed"
+
+    # The ledger: every request two rounds, one call each.
+    rows = sqlite3.connect(data / "auxot.sqlite3").execute(
+        "SELECT endpoint, tool_rounds, tool_calls, outcome FROM usage ORDER BY id").fetchall()
+    assert rows[-5:] == [("openai.chat_completions", 1, 1, "ok")] * 2 + [("anthropic.messages", 1, 1, "ok")] * 2 + [
+        ("responses.create", 1, 1, "ok")]
+
+
+def test_a_key_without_tools_gets_none_and_a_clash_is_a_400(setup: Setup) -> None:
+    router, upstream, api_key, data, _ = setup
+    plain = openai.OpenAI(base_url=router.base_url + "/v1", api_key=router.key, max_retries=0, timeout=60)
+    answer = plain.chat.completions.create(model="m", messages=[{"role": "user", "content": "What is 20 + 22?"}])
+    assert answer.choices[0].message.content.strip() == "No tools here."  # type: ignore[union-attr]
+    assert "tools" not in upstream.requests[-1]
+
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    with pytest.raises(openai.BadRequestError) as clash:
+        chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], tools=[
+            {"type": "function", "function": {"name": "test__add", "parameters": {"type": "object"}}}])
+    assert "test__add" in str(clash.value) and "server-side" in str(clash.value)
+
+
+def test_a_client_tool_goes_back_to_the_client(setup: Setup) -> None:
+    router, upstream, api_key, data, _ = setup
+
+    def client_tool_first(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
+        return [("lookup", {"q": "x"})]
+
+    upstream.answer = client_tool_first
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    answer = chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "look it up"}], tools=[
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}])
+    (call,) = answer.choices[0].message.tool_calls or []
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"q": "x"}
+    assert answer.choices[0].finish_reason == "tool_calls"
+
+
+def test_the_loop_is_bounded_by_max_rounds(setup: Setup) -> None:
+    router, upstream, api_key, data, _ = setup
+
+    def always_a_tool(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
+        if body.get("tool_choice") == "none":
+            return "I will stop here."
+        return [("test__echo", {"text": "again"}), ("test__echo", {"text": "and again"})]
+
+    upstream.answer = always_a_tool
+    before = len(upstream.requests)
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    answer = chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "loop forever"}])
+    assert answer.choices[0].message.content.strip() == "I will stop here."  # type: ignore[union-attr]
+    asked = upstream.requests[before:]
+    assert len(asked) == 8  # [tools] max_rounds
+    assert [r.get("tool_choice") for r in asked] == [None] * 7 + ["none"]
+    assert sum(m["role"] == "tool" for m in asked[-1]["messages"]) == 14  # two calls in each of seven rounds
+    assert {m["content"] for m in asked[-1]["messages"] if m["role"] == "tool"} == {"again", "and again"}
+
+
+def test_a_tools_worker_killed_mid_call_gives_the_model_an_error_result(setup: Setup) -> None:
+    router, upstream, _, data, worker = setup
+    api_key = keys(data, "--name", "slow", "--tools", "test__slow")
+
+    def slow_tool(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
+        results = [m for m in body["messages"] if m["role"] == "tool"]
+        return f"The tool said: {results[-1]['content']}" if results else [("test__slow", {"seconds": 60})]
+
+    upstream.answer = slow_tool
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    killer = threading.Timer(1.5, worker.kill)
+    killer.start()
+    started = time.monotonic()
+    answer = chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "take your time"}])
+    killer.join()
+    text = answer.choices[0].message.content or ""
+    assert "[tool error]" in text and "went away mid-call" in text, text
+    assert time.monotonic() - started < 15  # not the tool's 60 s, nor the call timeout
+    assert answer.choices[0].finish_reason == "stop"
