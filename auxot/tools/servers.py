@@ -6,6 +6,7 @@ pass through the router.  Tools are exposed as ``<server>__<tool>``."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import tomllib
 from contextlib import AsyncExitStack
@@ -17,6 +18,7 @@ import trio
 
 from ..workers.main import Backoff
 from ..workers.wire import valid_name
+from .builtin import NAME as BUILTIN, Builtin, BuiltinConfig
 from .mcp import CallResult, McpError, Session, Tool, open_session
 from .stdio import open_stdio
 from .streamable_http import open_http
@@ -44,15 +46,18 @@ class ServerConfig:
         return "http" if self.url else "stdio"
 
 
-def load_config(path: str | None) -> list[ServerConfig]:
+def load_config(path: str | None) -> tuple[list[ServerConfig], BuiltinConfig]:
     """``[[mcp]]`` entries: ``name`` and either ``command`` (+ ``args``, ``env``,
-    ``cwd``) or ``url`` (+ ``headers``)."""
+    ``cwd``) or ``url`` (+ ``headers``); ``[auxot]``: the built-in server."""
     if path is None:
-        return []
+        return [], BuiltinConfig()
     try:
         raw = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ToolsConfigError(f"cannot read {path}: {exc}") from None
+    unknown_tables = set(raw) - {"mcp", "auxot"}
+    if unknown_tables:
+        raise ToolsConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}; expected [[mcp]] and [auxot]")
     servers: list[ServerConfig] = []
     for i, entry in enumerate(raw.get("mcp", [])):
         where = f"{path}: [[mcp]] #{i + 1}"
@@ -79,16 +84,39 @@ def load_config(path: str | None) -> list[ServerConfig]:
         for label, table in (("env", env), ("headers", headers)):
             if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
                 raise ToolsConfigError(f"{where} ({name}): {label} is a table of strings")
+        if name == BUILTIN:
+            raise ToolsConfigError(f"{where}: the name {BUILTIN!r} is the built-in server's")
         servers.append(ServerConfig(name, (command, *args) if command else (), dict(env), entry.get("cwd"), url, dict(headers)))
-    return servers
+    return servers, _builtin(raw.get("auxot", {}), path)
+
+
+def _builtin(table: Any, path: str) -> BuiltinConfig:
+    d = BuiltinConfig()
+    if not isinstance(table, dict) or set(table) - {"web_fetch", "allow_private", "max_bytes", "timeout"}:
+        raise ToolsConfigError(f"{path}: [auxot] takes web_fetch, allow_private, max_bytes and timeout")
+    allow = table.get("allow_private", [])
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ToolsConfigError(f"{path}: [auxot] allow_private is a list of addresses or networks")
+    try:
+        for a in allow:
+            ipaddress.ip_network(a, strict=False)
+    except ValueError as exc:
+        raise ToolsConfigError(f"{path}: [auxot] allow_private: {exc}") from None
+    config = BuiltinConfig(bool(table.get("web_fetch", d.web_fetch)), tuple(allow), int(table.get("max_bytes", d.max_bytes)),
+                           float(table.get("timeout", d.timeout)))
+    if config.max_bytes < 1 or config.timeout <= 0:
+        raise ToolsConfigError(f"{path}: [auxot] max_bytes and timeout must be positive")
+    return config
 
 
 class Servers:
     """Every configured server, supervised; ``changed`` is set whenever the
     exposed tools may have changed (a server came up, went down, re-listed)."""
 
-    def __init__(self, configs: list[ServerConfig], *, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, configs: list[ServerConfig], builtin: BuiltinConfig = BuiltinConfig(), *,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.configs = configs
+        self.builtin = Builtin(builtin)
         self.sessions: dict[str, Session] = {}
         self.state: dict[str, str] = {c.name: "starting" for c in configs}
         self.errors: dict[str, str | None] = {c.name: None for c in configs}
@@ -132,27 +160,27 @@ class Servers:
         self.on_change()
 
     def servers(self) -> list[dict[str, Any]]:
-        return [{"name": c.name, "transport": c.transport, "state": self.state[c.name], "error": self.errors[c.name],
-                 "tools": len(self.sessions[c.name].tools) if c.name in self.sessions else 0} for c in self.configs]
+        listed = [{"name": c.name, "transport": c.transport, "state": self.state[c.name], "error": self.errors[c.name],
+                   "tools": len(self.sessions[c.name].tools) if c.name in self.sessions else 0} for c in self.configs]
+        if self.builtin.tools:
+            listed.append({"name": BUILTIN, "transport": "builtin", "state": "ready", "error": None, "tools": len(self.builtin.tools)})
+        return listed
 
     def tools(self) -> list[dict[str, Any]]:
+        offered = [(BUILTIN, tool) for tool in self.builtin.tools]
+        offered += [(server, tool) for server, session in self.sessions.items() for tool in session.tools]
         return [{"name": exposed(server, tool), "server": server, "description": tool.description, "input_schema": tool.input_schema}
-                for server, session in self.sessions.items() for tool in session.tools]
-
-    def find(self, name: str) -> tuple[Session, Tool] | None:
-        server, sep, tool = name.partition(SEPARATOR)
-        session = self.sessions.get(server)
-        if not sep or session is None:
-            return None
-        return next(((session, t) for t in session.tools if t.name == tool), None)
+                for server, tool in offered]
 
     async def call(self, name: str, arguments: dict[str, Any], timeout: float,
                    progress: Callable[[float, float | None], None] | None = None) -> CallResult:
-        found = self.find(name)
-        if found is None:
+        server, sep, tool = name.partition(SEPARATOR)
+        if sep and server == BUILTIN and any(t.name == tool for t in self.builtin.tools):
+            return await self.builtin.call(tool, arguments, timeout)
+        session = self.sessions.get(server) if sep else None
+        if session is None or not any(t.name == tool for t in session.tools):
             return CallResult(({"type": "text", "text": f"no tool {name!r} on this tools worker"},), is_error=True)
-        session, tool = found
-        return await session.call(tool.name, arguments, timeout, progress=progress)
+        return await session.call(tool, arguments, timeout, progress=progress)
 
 
 def exposed(server: str, tool: Tool) -> str:

@@ -283,14 +283,14 @@ def main(args: Any) -> int:
         print(f"auxot tools-worker: --name must be 1-64 of A-Z a-z 0-9 . _ -; got {name!r}", flush=True)
         return 2
     try:
-        configs = load_config(args.config)
+        configs, builtin = load_config(args.config)
     except ToolsConfigError as exc:
         print(f"auxot tools-worker: {exc}", flush=True)
         return 2
     options = ToolsWorkerOptions(args.router_url, key, name, args.ca_bundle)
     print(f"auxot tools-worker {name}: MCP servers {', '.join(c.name for c in configs) or '(none)'}", flush=True)
     try:
-        trio.run(partial(run, options, Servers(configs)))
+        trio.run(partial(run, options, Servers(configs, builtin)))
     except WorkerRefused as exc:
         print(f"auxot tools-worker: {exc}", flush=True)
         return REFUSED_EXIT

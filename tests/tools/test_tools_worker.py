@@ -6,10 +6,12 @@ belongs and the other way round."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from functools import partial
@@ -50,9 +52,9 @@ async def tools_router(tmp_path: Path) -> AsyncIterator[tuple[App, str, str, str
     store.close()
 
 
-def config_file(tmp_path: Path, http_url: str | None = None) -> Path:
+def config_file(tmp_path: Path, http_url: str | None = None, auxot: str = "") -> Path:
     path = tmp_path / "tools.toml"
-    text = (f'[[mcp]]\nname = "test"\ncommand = "{sys.executable}"\nargs = ["-m", "tests.support.mcp_server", "stdio"]\n'
+    text = auxot + (f'[[mcp]]\nname = "test"\ncommand = "{sys.executable}"\nargs = ["-m", "tests.support.mcp_server", "stdio"]\n'
             f'cwd = "{ROOT}"\nenv = {{ PYTHONPATH = "{ROOT}" }}\n')
     if http_url:
         text += f'\n[[mcp]]\nname = "remote"\nurl = "{http_url}"\n'
@@ -104,7 +106,7 @@ async def test_tools_are_listed_and_called_through_the_router(tools_router: tupl
             health = await trio.to_thread.run_sync(_health, url, api_key)
             (listed,) = health["tools_workers"]
             assert listed["name"] == "tw" and listed["connected"] and listed["calls_done"] >= 4
-            assert {s["name"]: s["state"] for s in listed["servers"]} == {"test": "ready", "remote": "ready"}
+            assert {s["name"]: s["state"] for s in listed["servers"]} == {"test": "ready", "remote": "ready", "auxot": "ready"}
         finally:
             worker.send_signal(signal.SIGTERM)
             out = worker.communicate(timeout=30)[0]
@@ -192,3 +194,64 @@ async def test_keys_keep_to_their_roles(tools_router: tuple[App, str, str, str],
     # An unknown key never upgrades.
     with pytest.raises(WebSocketRejected):
         await websocket.connect(url, headers=[("Authorization", "Bearer tools." + "x" * 43)])
+
+
+class Pages(http.server.BaseHTTPRequestHandler):
+    """A web server on loopback for web_fetch: /small, /big (3 KB), /moved (redirects to /small)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/small")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"hello from loopback" if self.path == "/small" else b"x" * 3000
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+async def test_web_fetch_reads_pages_within_its_limits_and_only_where_allowed(
+    tools_router: tuple[App, str, str, str], tmp_path: Path,
+) -> None:
+    app, url, key, _ = tools_router
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    site = f"http://127.0.0.1:{server.server_address[1]}"
+    allowed = config_file(tmp_path, auxot='[auxot]\nallow_private = ["127.0.0.1"]\nmax_bytes = 1000\n\n')
+    worker = start_worker(url, key, allowed)
+    try:
+        await wait_for_tools(app, 37)
+        assert "auxot__web_fetch" in app.tools.tools()
+        page = await app.tools.call("auxot__web_fetch", {"url": site + "/small"}, 10)
+        assert not page.is_error and page.content[0]["text"] == "HTTP 200 (text/plain; charset=utf-8)\n\nhello from loopback"
+        moved = await app.tools.call("auxot__web_fetch", {"url": site + "/moved"}, 10)
+        assert moved.content[0]["text"].endswith("hello from loopback")
+        big = await app.tools.call("auxot__web_fetch", {"url": site + "/big"}, 10)
+        assert big.content[0]["text"].endswith("x" * 1000 + "\n[auxot: cut at 1000 bytes]")
+        local = await app.tools.call("auxot__web_fetch", {"url": "file:///etc/passwd"}, 10)
+        assert local.is_error and "only http:// and https://" in local.content[0]["text"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    # The same worker without the allowance: loopback is refused, and says how to allow it.
+    (tmp_path / "strict").mkdir()
+    worker = start_worker(url, key, config_file(tmp_path / "strict"), name="strict")
+    try:
+        with trio.fail_after(60):
+            while not (strict := app.tools.workers.get("strict")) or "auxot__web_fetch" not in strict.tools:
+                await trio.sleep(0.05)
+        refused = await app.tools.call("auxot__web_fetch", {"url": site + "/small"}, 10)
+        assert refused.is_error and "127.0.0.1, a non-public address" in refused.content[0]["text"]
+        assert "allow_private" in refused.content[0]["text"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        server.shutdown()
+        server.server_close()
