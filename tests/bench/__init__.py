@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import hostile
 
         return hostile.main(argv[1:])
+    if argv and argv[0] == "tools":  # server-side tool rounds: the router's added latency per round and per call
+        from . import tool_rounds
+
+        return tool_rounds.main(argv[1:])
     if argv and argv[0] == "faults":
         from . import faults
 

@@ -63,3 +63,13 @@ def test_hostile_bench_runs_every_scenario_and_meets_its_bars(tmp_path: Path) ->
     assert got["image"]["with image requests"]["image_requests"] > 0
     assert got["stall"]["ledger_outcome"] == ["stalled"]
     assert got["ledger"]["answers"] == got["ledger"]["ledger_rows"] == 60
+
+
+def test_tools_bench_runs_and_reports_its_figures() -> None:
+    """Tiny sizes: every request of each kind must come back "done" (the bench
+    asserts it), and the derived figures must be printed."""
+    proc = subprocess.run([sys.executable, "-m", "tests.bench", "tools", "--requests", "3", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "added per tool round" in proc.stdout and "added per extra parallel call" in proc.stdout
+    assert all(f"{kind:<6} p50" in proc.stdout for kind in ("plain", "one", "four"))

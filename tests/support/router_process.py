@@ -65,7 +65,12 @@ def start_router(data_dir: Path, *extra: str, timeout: float = 120) -> RouterPro
             import threading
 
             # Keep draining its output so the router never blocks on a full pipe.
-            threading.Thread(target=lambda: [output.append(l) for l in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+            def drain() -> None:
+                assert process.stdout is not None
+                for rest in process.stdout:
+                    output.append(rest)
+
+            threading.Thread(target=drain, daemon=True).start()
             return RouterProcess(process, m.group(1), key, output, data_dir)
     process.kill()
     raise RuntimeError("auxot serve did not become ready:\n" + "".join(output))
