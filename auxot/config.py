@@ -17,6 +17,7 @@ the command line) and then passed explicitly.  No globals.
     calls_per_request = 64
     call_timeout = 60.0           # seconds per call
     request_timeout = 600.0       # seconds for all of a request's rounds
+    keepalive = 5.0               # while tools run, a keep-alive to streaming clients this often
 
     [workers]                     # remote GPU workers (python -m auxot worker) at /ws
     heartbeat_interval = 5.0
@@ -209,6 +210,7 @@ class ToolsConfig:
     calls_per_request: int = 64
     call_timeout: float = 60.0  # seconds one call may take
     request_timeout: float = 600.0  # seconds all of a request's rounds may take
+    keepalive: float = 5.0  # while tools run, the client's stream gets a keep-alive this often
 
 
 @dataclass(frozen=True)

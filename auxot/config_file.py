@@ -297,7 +297,7 @@ def _workers(table: Any) -> WorkersConfig:
 def _tools(table: dict[str, Any]) -> ToolsConfig:
     d = ToolsConfig()
     values = {name: _typed(table, name, type(getattr(d, name)), "tools", getattr(d, name)) for name in (
-        "max_rounds", "calls_per_round", "calls_per_request", "call_timeout", "request_timeout")}
+        "max_rounds", "calls_per_round", "calls_per_request", "call_timeout", "request_timeout", "keepalive")}
     for name, value in values.items():
         if value <= 0:
             raise ConfigError(f"tools.{name} must be positive; got {value!r}")

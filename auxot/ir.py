@@ -266,6 +266,13 @@ class StreamError:
 
 
 @dataclass(frozen=True)
+class KeepAlive:
+    """Nothing to say yet, but the answer is alive: the router is running tools
+    between two rounds.  Encoders write the dialect's keep-alive (an SSE
+    comment, Anthropic's ``ping``) so clients and proxies do not time out."""
+
+
+@dataclass(frozen=True)
 class ChoiceStart:
     """Several answers to one request (OpenAI's ``n``) come one after another in
     one stream (``auxot/choices.py``): each opens with this and ends with
@@ -283,6 +290,7 @@ class ChoiceEnd:
 
 
 Event = Union[
+    KeepAlive,
     MessageStart,
     TextStart,
     ThinkingStart,

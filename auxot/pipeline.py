@@ -16,6 +16,8 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+import trio
+
 from . import choices, ir
 from .asgi import Receive, Scope, Send, read_json
 from .dialects import responses
@@ -24,6 +26,7 @@ from .errors import AuxotError, InvalidRequest
 from .fold import Fold
 from .tools import loop as tool_loop
 from .tools import policy
+from .tools.mcp import one_error
 from .relay import relay, send_error
 
 if TYPE_CHECKING:
@@ -62,22 +65,30 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             await send_error(send, err, dialect.error_body, record)
             return
         answer = Answer(svc.new_id(dialect.id_prefix), int(svc.clock()), request, settings, svc.new_id, svc.clock)
-
-        def ask() -> AsyncGenerator[ir.Event, None]:
-            if server_tools:  # rounds of the model and tool calls, as one answer
-                return tool_loop.run(svc, request, key_id=key.id, patterns=key.tools, server_tools=server_tools, record=record,
-                                     buffered=not request.stream)
-            return svc.scheduler.stream(request, key=key.id, record=record, buffered=not request.stream)
-
-        events = ask() if n == 1 else choices.one_after_another(n, ask)
         kept = Fold(answer.id) if dialect.keeps_history and settings.get("store") else None
-        if kept is not None:
-            events = _folding(events, kept)
-        await relay(
-            receive, send, events, error_body=dialect.error_body, record=record, stalled=svc.stall_check(scope),
-            stream=(lambda model: dialect.stream_encoder(answer, model)) if request.stream else None,
-            fold=lambda response: dialect.encode_response(answer, response), response_id=answer.id,
-        )
+
+        async def answer_with(events: AsyncGenerator[ir.Event, None]) -> None:
+            if kept is not None:
+                events = _folding(events, kept)
+            await relay(
+                receive, send, events, error_body=dialect.error_body, record=record, stalled=svc.stall_check(scope),
+                stream=(lambda model: dialect.stream_encoder(answer, model)) if request.stream else None,
+                fold=lambda response: dialect.encode_response(answer, response), response_id=answer.id,
+            )
+
+        if server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery
+            try:
+                async with trio.open_nursery() as calls:
+                    await answer_with(tool_loop.run(svc, request, key_id=key.id, patterns=key.tools, server_tools=server_tools,
+                                                    record=record, buffered=not request.stream, nursery=calls))
+                    calls.cancel_scope.cancel()  # the answer is out (or the client left): nothing may still run
+            except BaseExceptionGroup as group:
+                raise one_error(group) from None
+        else:
+            def ask() -> AsyncGenerator[ir.Event, None]:
+                return svc.scheduler.stream(request, key=key.id, record=record, buffered=not request.stream)
+
+            await answer_with(ask() if n == 1 else choices.one_after_another(n, ask))
         if kept is not None and kept.stop is not None and kept.error is None:
             svc.responses.put(answer.id, [*request.messages, *responses.conversation_items(kept.result())])
 

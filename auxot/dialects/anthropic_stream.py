@@ -204,6 +204,8 @@ class StreamEncoder:
                 delta = {"stop_reason": stop_reason_name(stop) or "end_turn", "stop_sequence": sequence}
                 return (_event("message_delta", {"type": "message_delta", "delta": delta, "usage": delta_usage})
                         + _event("message_stop", {"type": "message_stop"}))
+            case ir.KeepAlive():
+                return _event("ping", {"type": "ping"})
             case ir.StreamError(kind=kind, message=text):
                 return _event("error", error_fields(kind, text))
         return b""

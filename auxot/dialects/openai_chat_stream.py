@@ -221,5 +221,7 @@ class StreamEncoder:
             case ir.StreamError(kind=kind, message=message):
                 # mapping §stream-errors: an error payload, then the stream ends without [DONE].
                 return f"data: {sse.dumps(error_fields(kind, message))}\n\n".encode()
+            case ir.KeepAlive():
+                return b": keep-alive\n\n"  # an SSE comment: every client skips it
             case _:
                 return b""

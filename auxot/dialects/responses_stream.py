@@ -130,6 +130,8 @@ class StreamEncoder:
                 self._response.update(status="failed", error={"code": "server_error", "message": message},
                                       output=[self._final(b) for b in self._order])
                 return self._event("response.failed", response=self._response)
+            case ir.KeepAlive() if self._framing == "sse":
+                return b": keep-alive\n\n"  # an SSE comment (over WebSocket, where frames are events, nothing)
         return b""
 
     def _final(self, block: int) -> dict[str, Any]:

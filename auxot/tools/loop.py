@@ -68,89 +68,106 @@ def _sum(a: ir.Usage, b: ir.Usage) -> ir.Usage:
 
 async def run(
     svc: Services, request: ir.Request, *, key_id: str, patterns: tuple[str, ...], server_tools: dict[str, dict[str, Any]],
-    record: Record, buffered: bool,
+    record: Record, buffered: bool, nursery: trio.Nursery,
 ) -> AsyncGenerator[ir.Event, None]:
+    """The answer's IR events.  The calls run in ``nursery`` (the pipeline's): a
+    generator must not yield inside a nursery or a cancel scope of its own, and
+    while they run it yields :class:`ir.KeepAlive` every ``keepalive`` seconds."""
     limits = svc.config.tools
+    deadline = trio.current_time() + limits.request_timeout
     messages = list(request.messages)
     usage = ir.Usage()
     offset = 0  # client block index = this round's index + offset
     calls_made = 0
     started = False
-    with trio.move_on_after(limits.request_timeout) as overall:
-        for round_no in range(1, limits.max_rounds + 1):
-            last = round_no == limits.max_rounds
-            asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else request.tool_choice)
-            server: dict[int, _Call] = {}
-            client_calls = 0
-            texts: dict[int, list[str]] = {}
-            thinking: dict[int, list[Any]] = {}
-            top = -1
-            stop: ir.MessageStop | None = None
-            async with aclosing(svc.scheduler.stream(asked, key=key_id, record=record, buffered=buffered)) as events:
-                async for event in events:
-                    if isinstance(event, BLOCK_EVENTS):
-                        top = max(top, event.index)
-                    match event:
-                        case ir.MessageStart():
-                            usage = _sum(usage, event.usage)
-                            if not started:
-                                started = True
-                                yield event
-                        case ir.ToolCallStart(index=i, id=call_id, name=name) if name in server_tools:
-                            server[i] = _Call(call_id, name, [])
-                        case ir.ToolArgumentsDelta(index=i, json=piece) if i in server:
-                            server[i].arguments.append(piece)
-                        case ir.BlockStop(index=i) if i in server:
-                            pass
-                        case ir.MessageStop():
-                            stop = event
-                            usage = _sum(usage, event.usage)
-                        case ir.StreamError():
+    for round_no in range(1, limits.max_rounds + 1):
+        last = round_no == limits.max_rounds
+        asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else request.tool_choice)
+        server: dict[int, _Call] = {}
+        client_calls = 0
+        texts: dict[int, list[str]] = {}
+        thinking: dict[int, list[Any]] = {}
+        top = -1
+        stop: ir.MessageStop | None = None
+        async with aclosing(svc.scheduler.stream(asked, key=key_id, record=record, buffered=buffered)) as events:
+            async for event in events:
+                if isinstance(event, BLOCK_EVENTS):
+                    top = max(top, event.index)
+                match event:
+                    case ir.MessageStart():
+                        usage = _sum(usage, event.usage)
+                        if not started:
+                            started = True
                             yield event
-                            return
-                        case _:
-                            if isinstance(event, ir.ToolCallStart):
-                                client_calls += 1
-                            elif isinstance(event, ir.TextStart):
-                                texts[event.index] = []
-                            elif isinstance(event, ir.TextDelta) and event.index in texts:
-                                texts[event.index].append(event.text)
-                            elif isinstance(event, ir.ThinkingStart):
-                                thinking[event.index] = [[], None]
-                            elif isinstance(event, ir.ThinkingDelta) and event.index in thinking:
-                                thinking[event.index][0].append(event.text)
-                                thinking[event.index][1] = event.signature or thinking[event.index][1]
-                            if isinstance(event, BLOCK_EVENTS):
-                                event = dataclasses.replace(event, index=event.index + offset)
-                            yield event
-            if stop is None:
-                return  # the provider's stream ended without a stop; the scheduler said why
-            if stop.stop_reason is not ir.StopReason.TOOL_USE or not server or last:
-                yield dataclasses.replace(stop, usage=usage)
-                return
-            calls = list(server.values())
-            results = await _run_calls(svc, calls, patterns, limits.calls_per_round, limits.calls_per_request - calls_made,
-                                       limits.call_timeout)
-            calls_made += len(calls)
-            record.tool_rounds += 1
-            record.tool_calls += len(calls)
-            if client_calls:  # a mixed round: the client gets its own calls; the server's ran
-                yield dataclasses.replace(stop, usage=usage)
-                return
-            said: list[ir.Part] = []
-            for i in sorted(set(texts) | set(thinking) | set(server)):
-                if i in thinking:
-                    said.append(ir.Thinking("".join(thinking[i][0]), thinking[i][1]))
-                elif i in texts:
-                    said.append(ir.Text("".join(texts[i])))
-                else:
-                    said.append(ir.ToolCall(server[i].id, server[i].name, "".join(server[i].arguments) or "{}"))
-            messages.append(ir.Message(ir.Role.ASSISTANT, tuple(said)))
-            messages.extend(ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
-                            for call, result in zip(calls, results))
-            offset += top + 1
-    if overall.cancelled_caught:
-        yield ir.StreamError(ErrorKind.TIMEOUT, f"the request's tool rounds took over {limits.request_timeout:g} s")
+                    case ir.ToolCallStart(index=i, id=call_id, name=name) if name in server_tools:
+                        server[i] = _Call(call_id, name, [])
+                    case ir.ToolArgumentsDelta(index=i, json=piece) if i in server:
+                        server[i].arguments.append(piece)
+                    case ir.BlockStop(index=i) if i in server:
+                        pass
+                    case ir.MessageStop():
+                        stop = event
+                        usage = _sum(usage, event.usage)
+                    case ir.StreamError():
+                        yield event
+                        return
+                    case _:
+                        if isinstance(event, ir.ToolCallStart):
+                            client_calls += 1
+                        elif isinstance(event, ir.TextStart):
+                            texts[event.index] = []
+                        elif isinstance(event, ir.TextDelta) and event.index in texts:
+                            texts[event.index].append(event.text)
+                        elif isinstance(event, ir.ThinkingStart):
+                            thinking[event.index] = [[], None]
+                        elif isinstance(event, ir.ThinkingDelta) and event.index in thinking:
+                            thinking[event.index][0].append(event.text)
+                            thinking[event.index][1] = event.signature or thinking[event.index][1]
+                        if isinstance(event, BLOCK_EVENTS):
+                            event = dataclasses.replace(event, index=event.index + offset)
+                        yield event
+        if stop is None:
+            return  # the provider's stream ended without a stop; the scheduler said why
+        if stop.stop_reason is not ir.StopReason.TOOL_USE or not server or last:
+            yield dataclasses.replace(stop, usage=usage)
+            return
+        calls = list(server.values())
+        results: list[CallResult] = []
+        done = trio.Event()
+
+        async def run_round() -> None:
+            timeout = max(0.1, min(limits.call_timeout, deadline - trio.current_time()))
+            results.extend(await _run_calls(svc, calls, patterns, limits.calls_per_round, limits.calls_per_request - calls_made,
+                                            timeout))
+            done.set()
+
+        nursery.start_soon(run_round)
+        while not done.is_set():
+            with trio.move_on_after(limits.keepalive):
+                await done.wait()
+            if not done.is_set():
+                yield ir.KeepAlive()  # outside the wait's cancel scope
+        calls_made += len(calls)
+        record.tool_rounds += 1
+        record.tool_calls += len(calls)
+        if client_calls:  # a mixed round: the client gets its own calls; the server's ran
+            yield dataclasses.replace(stop, usage=usage)
+            return
+        if trio.current_time() > deadline:
+            yield ir.StreamError(ErrorKind.TIMEOUT, f"the request's tool rounds took over {limits.request_timeout:g} s")
+            return
+        said: list[ir.Part] = []
+        for i in sorted(set(texts) | set(thinking) | set(server)):
+            if i in thinking:
+                said.append(ir.Thinking("".join(thinking[i][0]), thinking[i][1]))
+            elif i in texts:
+                said.append(ir.Text("".join(texts[i])))
+            else:
+                said.append(ir.ToolCall(server[i].id, server[i].name, "".join(server[i].arguments) or "{}"))
+        messages.append(ir.Message(ir.Role.ASSISTANT, tuple(said)))
+        messages.extend(ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
+                        for call, result in zip(calls, results))
+        offset += top + 1
 
 
 async def _run_calls(

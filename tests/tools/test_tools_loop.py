@@ -8,11 +8,13 @@ what the tool returned."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -50,7 +52,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     with ScriptedUpstream(decide) as upstream:
         config = tmp_path / "auxot.toml"
         config.write_text(f'[[providers]]\nkind = "openai-compatible"\nname = "cloud"\nbase_url = "{upstream.url}"\n'
-                          f'models = ["m"]\n\n[tools]\ncall_timeout = 10.0\n')
+                          f'models = ["m"]\n\n[tools]\ncall_timeout = 10.0\nkeepalive = 0.3\n')
         data = tmp_path / "data"
         router = start_router(data, "--config", str(config))
         tools_key = keys(data, "--tools-worker", "--name", "tw")
@@ -185,3 +187,60 @@ def test_a_tools_worker_killed_mid_call_gives_the_model_an_error_result(setup: S
     assert "[tool error]" in text and "went away mid-call" in text, text
     assert time.monotonic() - started < 15  # not the tool's 60 s, nor the call timeout
     assert answer.choices[0].finish_reason == "stop"
+
+
+def raw_stream(router: RouterProcess, path: str, api_key: str, body: dict[str, Any]) -> bytes:
+    """A streaming request's whole body, bytes as sent (keep-alive comments included)."""
+    request = urllib.request.Request(router.base_url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return resp.read()
+
+
+def streamed_text(raw: bytes) -> str:
+    """The text of a Chat or Anthropic SSE stream (content deltas, text deltas), joined."""
+    out = []
+    for line in raw.decode().splitlines():
+        if line.startswith("data: {"):
+            data = json.loads(line[6:])
+            for choice in data.get("choices", []):
+                out.append(choice.get("delta", {}).get("content") or "")
+            out.append(data.get("delta", {}).get("text", "") if data.get("type") == "content_block_delta" else "")
+    return "".join(out)
+
+
+def test_streams_stay_alive_while_tools_run(setup: Setup) -> None:
+    router, upstream, _, data, _ = setup
+    api_key = keys(data, "--name", "slow", "--tools", "test__slow")
+
+    def slow_tool(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
+        results = [m for m in body["messages"] if m["role"] == "tool"]
+        return f"The tool said: {results[-1]['content']}" if results else [("test__slow", {"seconds": 1.5})]
+
+    upstream.answer = slow_tool
+    ask = [{"role": "user", "content": "take your time"}]
+    chat = raw_stream(router, "/v1/chat/completions", api_key, {"model": "m", "messages": ask, "stream": True})
+    assert chat.count(b": keep-alive\n\n") >= 3  # [tools] keepalive = 0.3 s, the tool takes 1.5 s
+    assert "slept 1.5" in streamed_text(chat) and chat.rstrip().endswith(b"data: [DONE]")
+    messages = raw_stream(router, "/v1/messages", api_key, {"model": "m", "messages": ask, "stream": True, "max_tokens": 50})
+    assert messages.count(b"event: ping") >= 4  # one after message_start, then the keep-alives
+    assert "slept 1.5" in streamed_text(messages) and b"event: message_stop" in messages
+
+
+def test_a_client_that_leaves_mid_call_cancels_the_call(setup: Setup) -> None:
+    router, upstream, _, data, _ = setup
+    api_key = keys(data, "--name", "leaver", "--tools", "test__slow")
+    upstream.answer = lambda body: [("test__slow", {"seconds": 60})]
+    host, port = router.base_url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "wait"}], "stream": True}).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {api_key}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        seen = b""
+        while b": keep-alive" not in seen:  # the call is running on the worker now
+            seen += sock.recv(65536)
+        assert next(w for w in router.health()["tools_workers"])["calls_in_flight"] == 1
+    started = time.monotonic()
+    while next(w for w in router.health()["tools_workers"])["calls_in_flight"]:
+        assert time.monotonic() - started < 5, "the call kept running after its client left"
+        time.sleep(0.05)
