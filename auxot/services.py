@@ -43,6 +43,9 @@ class Services:
         # Remote GPU workers connected at /ws (and lost ones, lingering).
         self.workers = WorkerRegistry(scheduler, clock, config.workers.linger)
         self.tools = ToolsRegistry()  # tools workers connected at /ws, their MCP servers and tools
+        # A mixed round's server calls and results, by the client's call ids: restored into the
+        # client's follow-up, which carries only its own (tools/loop.py).
+        self.tool_exchanges = ResponseStore()
         self.shutdown = trio.Event()  # set by the server when it begins to shut down
         # What the HTTP server knows of each client connection (a stalled reader).
         self.connections = connections if connections is not None else Connections(config.send_timeout)

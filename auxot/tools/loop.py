@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, AsyncGenerator
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable
 
 import trio
 
@@ -58,6 +58,22 @@ def _parts(result: CallResult) -> tuple[ir.Text | ir.Image, ...]:
     return tuple(parts) or (ir.Text(""),)
 
 
+def restore_exchanges(messages: list[ir.Message], kept: Callable[[str], list[ir.Message] | None]) -> list[ir.Message]:
+    """The client's history with the server's side of its mixed rounds put back:
+    after an assistant turn whose client calls were kept with server calls, those
+    calls join the turn and their results follow it — the model sees what it did."""
+    out: list[ir.Message] = []
+    for message in messages:
+        out.append(message)
+        if message.role is not ir.Role.ASSISTANT:
+            continue
+        found = next((k for part in message.content if isinstance(part, ir.ToolCall) and (k := kept(part.id))), None)
+        if found:
+            out[-1] = dataclasses.replace(message, content=message.content + found[0].content)
+            out.extend(found[1:])
+    return out
+
+
 def _sum(a: ir.Usage, b: ir.Usage) -> ir.Usage:
     def add(x: int | None, y: int | None) -> int | None:
         return None if x is None and y is None else (x or 0) + (y or 0)
@@ -75,7 +91,7 @@ async def run(
     while they run it yields :class:`ir.KeepAlive` every ``keepalive`` seconds."""
     limits = svc.config.tools
     deadline = trio.current_time() + limits.request_timeout
-    messages = list(request.messages)
+    messages = restore_exchanges(list(request.messages), svc.tool_exchanges.get)
     usage = ir.Usage()
     offset = 0  # client block index = this round's index + offset
     calls_made = 0
@@ -85,6 +101,7 @@ async def run(
         asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else request.tool_choice)
         server: dict[int, _Call] = {}
         client_calls = 0
+        client_ids: list[str] = []
         texts: dict[int, list[str]] = {}
         thinking: dict[int, list[Any]] = {}
         top = -1
@@ -114,6 +131,7 @@ async def run(
                     case _:
                         if isinstance(event, ir.ToolCallStart):
                             client_calls += 1
+                            client_ids.append(event.id)
                         elif isinstance(event, ir.TextStart):
                             texts[event.index] = []
                         elif isinstance(event, ir.TextDelta) and event.index in texts:
@@ -150,7 +168,12 @@ async def run(
         calls_made += len(calls)
         record.tool_rounds += 1
         record.tool_calls += len(calls)
-        if client_calls:  # a mixed round: the client gets its own calls; the server's ran
+        if client_calls:  # a mixed round: the client gets its own calls; the server's ran, kept for its follow-up
+            kept = [ir.Message(ir.Role.ASSISTANT, tuple(ir.ToolCall(c.id, c.name, "".join(c.arguments) or "{}") for c in calls)),
+                    *(ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
+                      for call, result in zip(calls, results))]
+            for call_id in client_ids:
+                svc.tool_exchanges.put(call_id, kept)
             yield dataclasses.replace(stop, usage=usage)
             return
         if trio.current_time() > deadline:

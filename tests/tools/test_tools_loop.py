@@ -244,3 +244,28 @@ def test_a_client_that_leaves_mid_call_cancels_the_call(setup: Setup) -> None:
     while next(w for w in router.health()["tools_workers"])["calls_in_flight"]:
         assert time.monotonic() - started < 5, "the call kept running after its client left"
         time.sleep(0.05)
+
+
+def test_a_mixed_round_runs_the_server_s_call_and_keeps_it_for_the_follow_up(setup: Setup) -> None:
+    router, upstream, api_key, _, _ = setup
+
+    def both(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
+        tool_messages = [m for m in body["messages"] if m["role"] == "tool"]
+        if tool_messages:
+            return "results: " + " and ".join(m["content"] for m in tool_messages)
+        return [("lookup", {"q": "x"}), ("test__add", {"a": 1, "b": 2})]
+
+    upstream.answer = both
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    lookup = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    ask: list[Any] = [{"role": "user", "content": "look it up and add"}]
+    first = chat.chat.completions.create(model="m", messages=ask, tools=[lookup])  # type: ignore[list-item]
+    (call,) = first.choices[0].message.tool_calls or []  # only the client's own call
+    assert call.function.name == "lookup" and first.choices[0].finish_reason == "tool_calls"
+
+    follow_up = [*ask, first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "found x"}]
+    second = chat.chat.completions.create(model="m", messages=follow_up, tools=[lookup])  # type: ignore[arg-type]
+    assert second.choices[0].message.content.strip() == "results: 3 and found x"  # type: ignore[union-attr]
+    sent = upstream.requests[-1]["messages"]
+    assert [c["function"]["name"] for c in sent[1]["tool_calls"]] == ["lookup", "test__add"]  # the model sees both calls
