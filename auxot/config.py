@@ -18,6 +18,7 @@ the command line) and then passed explicitly.  No globals.
     call_timeout = 60.0           # seconds per call
     request_timeout = 600.0       # seconds for all of a request's rounds
     keepalive = 5.0               # while tools run, a keep-alive to streaming clients this often
+    inject = "policy"             # or "explicit": only when a request names the MCP server in its dialect's shape
 
     [workers]                     # remote GPU workers (python -m auxot worker) at /ws
     heartbeat_interval = 5.0
@@ -211,6 +212,7 @@ class ToolsConfig:
     call_timeout: float = 60.0  # seconds one call may take
     request_timeout: float = 600.0  # seconds all of a request's rounds may take
     keepalive: float = 5.0  # while tools run, the client's stream gets a keep-alive this often
+    inject: str = "policy"  # "policy": a key's tools on every request; "explicit": only when the request names their server
 
 
 @dataclass(frozen=True)

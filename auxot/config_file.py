@@ -301,4 +301,7 @@ def _tools(table: dict[str, Any]) -> ToolsConfig:
     for name, value in values.items():
         if value <= 0:
             raise ConfigError(f"tools.{name} must be positive; got {value!r}")
-    return ToolsConfig(**values)
+    inject = _typed(table, "inject", str, "tools", d.inject)
+    if inject not in ("policy", "explicit"):
+        raise ConfigError(f'tools.inject must be "policy" or "explicit"; got {inject!r}')
+    return ToolsConfig(**values, inject=inject)

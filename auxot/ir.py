@@ -141,6 +141,16 @@ class Reasoning:
 
 
 @dataclass(frozen=True)
+class McpUse:
+    """The client asked, in its dialect's own shape, for the tools of an MCP server the
+    router's tools workers run (Responses/Chat ``{"type": "mcp", "server_label"}``,
+    Anthropic ``mcp_servers``).  The router consumes it; providers never see it."""
+
+    server: str
+    allowed_tools: tuple[str, ...] | None = None  # None: every tool of that server
+
+
+@dataclass(frozen=True)
 class Request:
     model: str
     messages: tuple[Message, ...]
@@ -158,6 +168,7 @@ class Request:
     # llama.cpp's own sampling fields (grammar, min_p, mirostat…), for llama.cpp providers
     # only (mapping §llama-extensions); the scheduler sends such a request nowhere else.
     extensions: dict[str, Any] | None = None
+    mcp: tuple[McpUse, ...] = ()  # server-side MCP tools asked for by name (spec/tools_protocol.md §explicit)
 
 
 # --- response --------------------------------------------------------------

@@ -12,6 +12,7 @@ dialect's JSON error with its status; after, as its in-stream error (the relay).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Awaitable, Callable
@@ -56,7 +57,9 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             record.model_requested = request.model
             request = svc.gate.admit(key, request, svc.providers)
             n = dialect.choices_asked(body)
-            server_tools = policy.offered(key.tools, svc.tools.tools())  # the key's, of those tools workers offer now
+            # The key's server tools, of those tools workers offer now (and those the request names).
+            server_tools = policy.chosen(key.tools, request.mcp, svc.tools.tools(), svc.config.tools.inject)
+            request = dataclasses.replace(request, mcp=()) if request.mcp else request  # consumed here
             if server_tools:
                 request = policy.with_server_tools(request, server_tools)
                 if n > 1:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import AuxotError, ErrorKind, InvalidRequest
-from . import check
+from . import check, mcp_use
 
 # mapping §stop-reasons
 STOP_REASONS = {
@@ -92,6 +92,7 @@ def decode_request(body: Any) -> ir.Request:
         messages=tuple(messages),
         system=tuple(_decode_system(body.get("system"))),
         tools=tuple(tools),
+        mcp=mcp_use.from_anthropic(body.get("mcp_servers")),
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         sampling=ir.Sampling(

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import AuxotError, ErrorKind, InvalidRequest
-from . import check, logprobs
+from . import check, logprobs, mcp_use
 
 # mapping §stop-reasons
 FINISH_TO_STOP = {
@@ -108,11 +108,13 @@ def decode_request(body: Any) -> ir.Request:
     if stream_options is not None:
         include_usage = bool(check.obj(stream_options, "stream_options").get("include_usage"))
     metadata = body.get("metadata")
+    declared = [_decode_tool(t, f"tools[{j}]") for j, t in enumerate(check.array(body.get("tools"), "tools"))]
     return ir.Request(
         model=model,
         messages=tuple(messages),
         system=tuple(system),
-        tools=tuple(_decode_tool(t, f"tools[{j}]") for j, t in enumerate(check.array(body.get("tools"), "tools"))),
+        tools=tuple(t for t in declared if isinstance(t, ir.Tool)),
+        mcp=tuple(t for t in declared if isinstance(t, ir.McpUse)),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         sampling=sampling,
@@ -255,10 +257,12 @@ def image_from_url(url: str, detail: str | None = None) -> ir.Image:
     return ir.Image(url=url, detail=detail)
 
 
-def _decode_tool(raw: Any, path: str) -> ir.Tool:
+def _decode_tool(raw: Any, path: str) -> ir.Tool | ir.McpUse:
     raw = check.obj(raw, path)
+    if raw.get("type") == "mcp":  # an MCP server the router's tools workers run (spec/tools_protocol.md §explicit)
+        return mcp_use.from_openai(raw, path)
     if raw.get("type", "function") != "function":
-        raise InvalidRequest(f"{path}.type {raw.get('type')!r} is not supported; only 'function'", param=f"{path}.type")
+        raise InvalidRequest(f"{path}.type {raw.get('type')!r} is not supported; only 'function' and 'mcp'", param=f"{path}.type")
     return decode_function(check.obj(raw.get("function"), f"{path}.function", required=True), f"{path}.function")
 
 

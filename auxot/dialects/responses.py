@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import InvalidRequest
-from . import check, logprobs
+from . import check, logprobs, mcp_use
 from .openai_chat import (  # OpenAI's error envelope
     decode_function,
     decode_json_schema,
@@ -36,7 +36,7 @@ __all__ = ["conversation_items", "decode_request", "encode_response", "error_bod
 DEFAULT_TEMPERATURE = 1.0  # the Responses reference's defaults, said where a provider does not say its own
 DEFAULT_TOP_P = 1.0
 HOSTED_TOOLS = {"web_search", "web_search_preview", "file_search", "computer_use_preview", "code_interpreter",
-                "image_generation", "mcp", "local_shell"}
+                "image_generation", "local_shell"}
 CUSTOM_PARAMETERS = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
 
 
@@ -50,7 +50,7 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
     raw_input = body.get("input")
     if raw_input is None:
         raise InvalidRequest("input is required", param="input")
-    item_tools: list[ir.Tool] = []
+    item_tools: list[ir.Tool | ir.McpUse] = []
     if isinstance(raw_input, str):
         messages = [ir.Message(ir.Role.USER, (ir.Text(raw_input),))]
     else:
@@ -73,11 +73,13 @@ def decode_request(body: Any, history: Callable[[str], list[ir.Message] | None] 
     text = check.obj(body.get("text"), "text")
     reasoning = check.obj(body.get("reasoning"), "reasoning")
     effort = reasoning.get("effort")
+    declared = [*_decode_tools(check.array(body.get("tools"), "tools"), "tools"), *item_tools]
     return ir.Request(
         model=model,
         messages=tuple(messages),
         system=tuple(system),
-        tools=(*_decode_tools(check.array(body.get("tools"), "tools"), "tools"), *item_tools),
+        tools=tuple(t for t in declared if isinstance(t, ir.Tool)),
+        mcp=tuple(t for t in declared if isinstance(t, ir.McpUse)),
         tool_choice=_decode_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=check.boolean(body.get("parallel_tool_calls"), "parallel_tool_calls"),
         sampling=ir.Sampling(
@@ -145,11 +147,11 @@ def settings(body: Any) -> dict[str, Any]:
     }
 
 
-def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[ir.Tool]]:
+def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[ir.Tool | ir.McpUse]]:
     """The conversation, and the tools declared among the items (Codex's
     ``additional_tools``, mapping §responses)."""
     messages: list[ir.Message] = []
-    tools: list[ir.Tool] = []
+    tools: list[ir.Tool | ir.McpUse] = []
 
     def add(role: ir.Role, part: ir.Part) -> None:
         # Consecutive function calls (or outputs) belong to one assistant (or tool) turn.
@@ -227,13 +229,15 @@ def _decode_content(content: Any, path: str) -> list[ir.Part]:
     return parts
 
 
-def _decode_tools(raws: list[Any], path: str) -> list[ir.Tool]:
+def _decode_tools(raws: list[Any], path: str) -> list[ir.Tool | ir.McpUse]:
     """Function tools; a ``namespace`` (Codex groups sub-agent tools so) is flattened
     into its function tools (mapping §responses)."""
-    tools: list[ir.Tool] = []
+    tools: list[ir.Tool | ir.McpUse] = []
     for i, raw in enumerate(raws):
         item = check.obj(raw, f"{path}[{i}]")
-        if item.get("type") == "namespace":
+        if item.get("type") == "mcp":
+            tools.append(mcp_use.from_openai(item, f"{path}[{i}]"))
+        elif item.get("type") == "namespace":
             tools.extend(_decode_tools(check.array(item.get("tools"), f"{path}[{i}].tools"), f"{path}[{i}].tools"))
         elif (tool := _decode_tool(item, f"{path}[{i}]")) is not None:
             tools.append(tool)

@@ -10,7 +10,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Iterable
 
 from .. import ir
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, PermissionDenied
 from .servers import SEPARATOR
 
 
@@ -38,3 +38,23 @@ def with_server_tools(request: ir.Request, server_tools: dict[str, dict[str, Any
     added = tuple(ir.Tool(name, tool.get("description") or None, tool.get("input_schema") or {"type": "object"})
                   for name, tool in sorted(server_tools.items()))
     return dataclasses.replace(request, tools=request.tools + added)
+
+
+def chosen(patterns: tuple[str, ...], uses: tuple[ir.McpUse, ...], available: dict[str, dict[str, Any]],
+           inject: str) -> dict[str, dict[str, Any]]:
+    """The server tools a request gets.  ``inject = "policy"``: every tool the key
+    may use, plus any the request names; ``"explicit"``: only those the request
+    names in its dialect's own shape (``uses``) — always within what the key may use."""
+    mine = offered(patterns, available)
+    picked: dict[str, dict[str, Any]] = {}
+    for use in uses:
+        on_server = {name: tool for name, tool in available.items() if tool["server"] == use.server}
+        if not on_server:
+            raise InvalidRequest(f"no MCP server {use.server!r} is on this router's tools workers now", param="tools")
+        wanted = {name: tool for name, tool in on_server.items()
+                  if use.allowed_tools is None or name.partition(SEPARATOR)[2] in use.allowed_tools}
+        permitted = {name: tool for name, tool in wanted.items() if name in mine}
+        if not permitted:
+            raise PermissionDenied(f"this API key may not use the tools of MCP server {use.server!r}", param="tools")
+        picked.update(permitted)
+    return picked if inject == "explicit" else {**mine, **picked}

@@ -269,3 +269,30 @@ def test_a_mixed_round_runs_the_server_s_call_and_keeps_it_for_the_follow_up(set
     assert second.choices[0].message.content.strip() == "results: 3 and found x"  # type: ignore[union-attr]
     sent = upstream.requests[-1]["messages"]
     assert [c["function"]["name"] for c in sent[1]["tool_calls"]] == ["lookup", "test__add"]  # the model sees both calls
+
+
+def test_each_dialect_s_own_mcp_shape_names_the_server(setup: Setup) -> None:
+    router, upstream, _, data, _ = setup
+    api_key = keys(data, "--name", "explicit", "--tools", "test__*")  # may use all 36; the requests name one
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=api_key, max_retries=0, timeout=60)
+    mcp = {"type": "mcp", "server_label": "test", "require_approval": "never", "allowed_tools": ["add"]}
+
+    response = chat.responses.create(model="m", input="What is 20 + 22?", tools=[mcp])  # type: ignore[list-item]
+    assert response.output_text.strip() == "The sum is 42"
+    assert "test__add" in [t["function"]["name"] for t in upstream.requests[-2]["tools"]]
+
+    answer = chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "What is 20 + 22?"}],
+                                          tools=[mcp])  # type: ignore[list-item]
+    assert answer.choices[0].message.content.strip() == "The sum is 42"  # type: ignore[union-attr]
+
+    message = claude.messages.create(model="m", max_tokens=100, messages=[{"role": "user", "content": "What is 20 + 22?"}],
+                                     extra_body={"mcp_servers": [{"type": "url", "name": "test"}]})
+    assert message.content[0].text.strip() == "The sum is 42"  # type: ignore[union-attr]
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat.responses.create(model="m", input="hi", tools=[{**mcp, "server_url": "https://example.com/mcp"}])  # type: ignore[list-item]
+    assert "server_url" in str(refused.value)
+    with pytest.raises(openai.BadRequestError) as unknown:
+        chat.responses.create(model="m", input="hi", tools=[{**mcp, "server_label": "nowhere"}])  # type: ignore[list-item]
+    assert "no MCP server 'nowhere'" in str(unknown.value)
