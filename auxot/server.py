@@ -51,7 +51,10 @@ def build_providers(config: Config) -> list[Provider]:
         if isinstance(pc, CliAgentConfig):
             providers.append(CliAgentProvider(pc))  # a missing CLI is reported in health, not fatal
             continue
-        binary = provision.find_llama_server(pc.binary)
+        if accelerator is None:
+            accelerator = gpu.detect()
+            log.info("accelerator: %s %s", accelerator.kind, accelerator.note or ", ".join(d.name for d in accelerator.devices))
+        binary = provision.find_llama_server(pc.binary, provision.plan(accelerator))  # the CUDA build where one is wanted
         model = provision.find_model(pc.model)
         if binary is None or model is None:
             missing = "llama-server" if binary is None else "model"
@@ -63,9 +66,6 @@ def build_providers(config: Config) -> list[Provider]:
             raise ConfigError(f"provider {pc.name!r}: model {model} is not a readable file")
         if pc.mmproj and not Path(pc.mmproj).is_file():
             raise ConfigError(f"provider {pc.name!r}: mmproj {pc.mmproj} is not a file")
-        if accelerator is None:
-            accelerator = gpu.detect()
-            log.info("accelerator: %s %s", accelerator.kind, accelerator.note or ", ".join(d.name for d in accelerator.devices))
         if pc.threads is None and share is not None:
             pc = dataclasses.replace(pc, threads=share)
         providers.append(LlamaCppProvider(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from auxot import provision
+from auxot import gpu, provision
 
 
 def make_wheel(path: Path, members: dict[str, bytes]) -> Path:
@@ -48,3 +48,59 @@ def test_progress_bar_on_a_pipe_prints_lines() -> None:
         progress.bar("build", i, 10)
     lines = out.getvalue().splitlines()
     assert lines[-1].endswith("10/10") and "[##############################]" in lines[-1]
+
+
+# --- which build: CUDA where there is a GPU and a toolkit (issue 22) ------------------------
+
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, nvcc: bool, compute_cap: str = "9.0") -> Path:
+    """TEST DOUBLES on PATH: nvidia-smi answering the compute-capability query (and nvcc, if asked)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\necho '{compute_cap}'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    if nvcc:
+        (bin_dir / "nvcc").write_text("#!/bin/sh\necho nvcc\n")
+        (bin_dir / "nvcc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    for name in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(provision, "CUDA_ROOTS", ())
+    return bin_dir
+
+
+GPU = gpu.Accelerator("cuda", (gpu.Device("NVIDIA H200", 143771, "580.1"),))
+
+
+def test_no_gpu_means_the_cpu_build() -> None:
+    assert provision.plan(None) == provision.plan(gpu.CPU) == provision.BuildPlan(None)
+    assert "-native-" in provision.cached_binary().name and provision.build_kind(provision.cached_binary()) == "cpu"
+
+
+def test_a_gpu_and_a_toolkit_mean_the_cuda_build_for_its_compute_capability(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = fake_tools(tmp_path, monkeypatch, nvcc=True)
+    chosen = provision.plan(GPU)
+    assert chosen == provision.BuildPlan("90", bin_dir / "nvcc")
+    binary = provision.cached_binary(tmp_path, chosen.cuda_arch)
+    assert "-cuda-sm90-" in binary.name and provision.build_kind(binary) == "cuda"
+    assert provision.find_llama_server(None, chosen) is None  # not built here: serve and install would build it
+
+
+def test_a_gpu_without_a_toolkit_says_so_in_one_line_then_uses_the_cpu_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_tools(tmp_path, monkeypatch, nvcc=False)
+    chosen = provision.plan(GPU)
+    assert chosen.cuda_arch is None and "NVIDIA H200 is present but no CUDA toolkit (nvcc) was found" in chosen.note
+    assert "\n" not in chosen.note and "apt-get install nvidia-cuda-toolkit" in chosen.note
+    if provision.cached_binary().exists() and provision.cached_model().exists():  # the suite's own provisioned files
+        out = io.StringIO()
+        binary, _ = provision.install(progress=provision.Progress(out), accelerator=GPU)
+        assert binary == provision.cached_binary() and "no CUDA toolkit" in out.getvalue()
+
+
+def test_the_offloaded_layers_come_from_llama_server_s_own_log() -> None:
+    from auxot.providers.llamacpp import OFFLOADED
+
+    line = b"load_tensors: offloaded 31/31 layers to GPU"
+    assert (found := OFFLOADED.search(line)) is not None and found.group(1) == b"31/31"
+    assert OFFLOADED.search(b"load_tensors: CPU_Mapped model buffer size = 86.94 MiB") is None

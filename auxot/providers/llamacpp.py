@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 from pathlib import Path
@@ -38,6 +39,7 @@ from ..config import LlamaCppConfig
 from ..dialects import anthropic_upstream, openai_chat_upstream
 from ..errors import HTTPClientError, ProviderUnavailable, UpstreamError
 from ..http import Pool, Timeouts
+from ..provision import build_kind
 from . import forced_tool, outcome
 from .base import ProviderBase, ProviderState
 from .exchange import stream_exchange
@@ -56,6 +58,7 @@ BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 PORT_RETRIES = 5  # fresh ports tried at once when another process took ours
 PORT_IN_USE = b"couldn't bind HTTP server socket"  # llama-server's words for a port taken before it bound it
+OFFLOADED = re.compile(rb"offloaded (\d+/\d+) layers to GPU")  # its startup log, where it can offload at all
 STABLE_AFTER = 60.0  # a child that lived this long resets the backoff
 
 
@@ -104,6 +107,7 @@ class LlamaCppProvider(ProviderBase):
         self.coming_back = False  # restarting after a run that was ready: worth waiting for
         self._port_taken = False  # the last start lost its port to another process
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=50)
+        self.offloaded: str | None = None  # "31/31": layers on the GPU, as llama-server's own startup log says
         self.capabilities = capabilities_from_props({}, config)  # learned from /props once ready
         self.defaults = ir.Sampling()  # its temperature and top_p when a request sets none (/props)
         self._pool: Pool | None = None
@@ -263,6 +267,8 @@ class LlamaCppProvider(ProviderBase):
                 for line in lines:
                     self.stderr_tail.append(line.decode("utf-8", "replace"))
                     self._port_taken = self._port_taken or PORT_IN_USE in line
+                    if (offload := OFFLOADED.search(line)) is not None:
+                        self.offloaded = offload.group(1).decode()
             if buffer:
                 self.stderr_tail.append(buffer.decode("utf-8", "replace"))
         finally:
@@ -307,6 +313,9 @@ class LlamaCppProvider(ProviderBase):
             "name": self.name, "kind": self.kind, "tier": self.tier, "state": self.state, "models": list(self.models),
             "restarts": self.restarts, "pid": self.pid, "port": self.port if self.state == ProviderState.READY else None,
             "accelerator": self.accelerator.as_dict(), "model_file": self.model_path.name,
+            # Which build runs (cuda / cpu / external), and the layers on the GPU by its own log ("31/31"; "0": none).
+            "binary": {"file": self.binary.name, "build": build_kind(self.binary)},
+            "layers_offloaded": self.offloaded or "0",
             "problem": None if self.state == ProviderState.READY else self.why_unavailable(),
         }
 

@@ -267,8 +267,8 @@ def main(args: Any) -> int:
     if not wire.valid_name(name):
         print(f"auxot worker: --name must be 1-64 of A-Z a-z 0-9 . _ -; got {name!r}", flush=True)
         return 2
-    binary, model = provision.install(args.llama_server, args.model)
-    accel = gpu.detect()  # llama-server gets --n-gpu-layers from it, as under serve
+    accel = gpu.detect()  # the CUDA build where there is a GPU; llama-server gets --n-gpu-layers from it, as under serve
+    binary, model = provision.install(args.llama_server, args.model, accelerator=accel)
     # "--threads 1" as one argument works as written, as do "--threads" "1" given apart.
     extra = [part for arg in args.llama_arg or () for part in shlex.split(arg)]
     # Beside other llama-servers on this host, a share of the cores (their threads spin and starve each other).

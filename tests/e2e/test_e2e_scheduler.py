@@ -211,6 +211,9 @@ def test_health_vhealth_and_metrics(tmp_path: Path) -> None:
         (p,) = health["providers"]
         assert (p["tier"], p["state"], p["slots_used"], p["slots_total"], p["served"]) == ("gpu", "ready", 0, 1, 1)
         assert p["accelerator"]["kind"] in ("cpu", "cuda")
+        # Which build runs, and what it offloaded by its own log (a CPU build offloads nothing, and says nothing).
+        assert p["binary"]["build"] == ("cuda" if p["accelerator"]["kind"] == "cuda" else "cpu")
+        assert p["layers_offloaded"] == "0" or p["accelerator"]["kind"] == "cuda"
         with urllib.request.urlopen(router.base_url + "/vhealth", timeout=5) as resp:
             page = resp.read().decode()
             assert resp.headers["Content-Type"].startswith("text/html")
