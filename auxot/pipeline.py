@@ -25,10 +25,10 @@ from .dialects import responses
 from .dialects.table import Answer, Dialect
 from .errors import AuxotError, InvalidRequest
 from .fold import Fold
+from .relay import relay, send_error
 from .tools import loop as tool_loop
 from .tools import policy
 from .tools.mcp import one_error
-from .relay import relay, send_error
 
 if TYPE_CHECKING:
     from .services import Services

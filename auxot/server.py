@@ -51,9 +51,8 @@ def build_providers(config: Config) -> list[Provider]:
         if isinstance(pc, CliAgentConfig):
             providers.append(CliAgentProvider(pc))  # a missing CLI is reported in health, not fatal
             continue
-        if accelerator is None:
-            accelerator = gpu.detect()
-            log.info("accelerator: %s %s", accelerator.kind, accelerator.note or ", ".join(d.name for d in accelerator.devices))
+        detected = accelerator is None
+        accelerator = accelerator or gpu.detect()
         binary = provision.find_llama_server(pc.binary, provision.plan(accelerator))  # the CUDA build where one is wanted
         model = provision.find_model(pc.model)
         if binary is None or model is None:
@@ -66,6 +65,8 @@ def build_providers(config: Config) -> list[Provider]:
             raise ConfigError(f"provider {pc.name!r}: model {model} is not a readable file")
         if pc.mmproj and not Path(pc.mmproj).is_file():
             raise ConfigError(f"provider {pc.name!r}: mmproj {pc.mmproj} is not a file")
+        if detected:  # said once, after the checks above (a configuration mistake is one line and nothing else)
+            log.info("accelerator: %s %s", accelerator.kind, accelerator.note or ", ".join(d.name for d in accelerator.devices))
         if pc.threads is None and share is not None:
             pc = dataclasses.replace(pc, threads=share)
         providers.append(LlamaCppProvider(
