@@ -6,13 +6,17 @@ drops the worker, and its calls in flight fail at once."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..asgi import Receive, Scope, Send
-from ..workers.connection import HELLO_TIMEOUT, Connection, address
-from ..workers.wire import CLOSE_GOING_AWAY, CLOSE_HEARTBEAT, CLOSE_POLICY, CLOSE_PROTOCOL
+from ..workers.connection import Connection, address, heartbeat, receive_hello
+from ..workers.wire import (
+    CLOSE_GOING_AWAY,
+    CLOSE_PROTOCOL,
+    Message,
+)
 from . import wire
 from .registry import ToolsWorker
 
@@ -22,24 +26,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("auxot.tools")
 
 
+def _hello(text: Any) -> Message:
+    hello = wire.parse(text, frozenset({"hello"}))
+    if hello.body.get("role") != "tools":
+        raise wire.WireError("a tools. key is for tools workers (hello with role 'tools'); a GPU worker takes a worker. key")
+    if hello.body["protocol"] != wire.PROTOCOL_VERSION:
+        raise wire.WireError(f"tools protocol {hello.body['protocol']} is not supported; this router speaks {wire.PROTOCOL_VERSION}")
+    if "servers" not in hello.body or "tools" not in hello.body:
+        raise wire.WireError("a tools worker's hello lists its servers and tools")
+    return hello
+
+
 async def serve(app: Services, scope: Scope, receive: Receive, send: Send, key_id: str) -> None:
     settings = app.config.workers
-    try:
-        with trio.fail_after(HELLO_TIMEOUT):
-            first = await receive()
-        if first["type"] == "websocket.disconnect":
-            return
-        hello = wire.parse(first.get("text"), frozenset({"hello"}))
-        if hello.body.get("role") != "tools":
-            raise wire.WireError("a tools. key is for tools workers (hello with role 'tools'); a GPU worker takes a worker. key")
-        if hello.body["protocol"] != wire.PROTOCOL_VERSION:
-            raise wire.WireError(f"tools protocol {hello.body['protocol']} is not supported; this router speaks {wire.PROTOCOL_VERSION}")
-        if "servers" not in hello.body or "tools" not in hello.body:
-            raise wire.WireError("a tools worker's hello lists its servers and tools")
-    except (trio.TooSlowError, wire.WireError) as exc:
-        reason = f"no hello within {HELLO_TIMEOUT:g}s" if isinstance(exc, trio.TooSlowError) else str(exc)
-        log.warning("tools worker from %s: %s", address(scope), reason)
-        await send({"type": "websocket.close", "code": CLOSE_PROTOCOL, "reason": reason[:120]})
+    hello = await receive_hello(scope, receive, send, _hello, log)
+    if hello is None:
         return
     conn = Connection(send, settings.heartbeat_timeout)
     registry = app.tools
@@ -56,7 +57,7 @@ async def serve(app: Services, scope: Scope, receive: Receive, send: Send, key_i
             nursery.start_soon(conn.write)
             await conn.send_frame(wire.welcome(name=worker.name, heartbeat_interval=settings.heartbeat_interval,
                                                heartbeat_timeout=settings.heartbeat_timeout, window=1))
-            nursery.start_soon(_heartbeat, app, conn, worker)
+            nursery.start_soon(heartbeat, app, conn, key_id, "tools worker")
             nursery.start_soon(_close_on_shutdown, app, conn, worker)
             await _read(receive, conn, worker)
     finally:
@@ -91,22 +92,6 @@ async def _read(receive: Receive, conn: Connection, worker: ToolsWorker) -> None
             case "hello":
                 conn.end(CLOSE_PROTOCOL, "protocol error: hello may be sent only once")
                 return
-
-
-async def _heartbeat(app: Services, conn: Connection, worker: ToolsWorker) -> None:
-    settings = app.config.workers
-    seq = 0
-    while True:
-        await trio.sleep(settings.heartbeat_interval)
-        silent = trio.current_time() - conn.last_seen
-        if silent > settings.heartbeat_timeout:
-            conn.end(CLOSE_HEARTBEAT, f"no message from the tools worker for {silent:.1f}s (heartbeat timeout)")
-            return
-        if await trio.to_thread.run_sync(app.store.worker_key_revoked, worker.key_id):
-            conn.end(CLOSE_POLICY, "tools worker key revoked")
-            return
-        seq += 1
-        await conn.send_frame(wire.ping(seq))
 
 
 async def _close_on_shutdown(app: Services, conn: Connection, worker: ToolsWorker) -> None:

@@ -24,6 +24,7 @@ import trio
 
 from .. import ir
 from ..errors import ErrorKind
+from ..fold import Fold
 from ..request import Record
 from . import policy
 from .mcp import CallResult
@@ -34,13 +35,6 @@ if TYPE_CHECKING:
 NONE = ir.ToolChoice("none")
 BLOCK_EVENTS = (ir.TextStart, ir.ThinkingStart, ir.ToolCallStart, ir.TextDelta, ir.ThinkingDelta, ir.ToolArgumentsDelta,
                 ir.BlockStop)
-
-
-@dataclasses.dataclass
-class _Call:
-    id: str
-    name: str
-    arguments: list[str]
 
 
 def _parts(result: CallResult) -> tuple[ir.Text | ir.Image, ...]:
@@ -99,57 +93,37 @@ async def run(
     for round_no in range(1, limits.max_rounds + 1):
         last = round_no == limits.max_rounds
         asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else request.tool_choice)
-        server: dict[int, _Call] = {}
-        client_calls = 0
-        client_ids: list[str] = []
-        texts: dict[int, list[str]] = {}
-        thinking: dict[int, list[Any]] = {}
+        said = Fold("")  # this round's assistant turn, server calls included: what the model is shown next round
+        hidden: set[int] = set()  # block indexes of the server's calls: not the client's business
         top = -1
-        stop: ir.MessageStop | None = None
         async with aclosing(svc.scheduler.stream(asked, key=key_id, record=record, buffered=buffered)) as events:
             async for event in events:
+                said.feed(event)
                 if isinstance(event, BLOCK_EVENTS):
                     top = max(top, event.index)
-                match event:
-                    case ir.MessageStart():
-                        usage = _sum(usage, event.usage)
-                        if not started:
-                            started = True
-                            yield event
-                    case ir.ToolCallStart(index=i, id=call_id, name=name) if name in server_tools:
-                        server[i] = _Call(call_id, name, [])
-                    case ir.ToolArgumentsDelta(index=i, json=piece) if i in server:
-                        server[i].arguments.append(piece)
-                    case ir.BlockStop(index=i) if i in server:
-                        pass
-                    case ir.MessageStop():
-                        stop = event
-                        usage = _sum(usage, event.usage)
-                    case ir.StreamError():
+                    if isinstance(event, ir.ToolCallStart) and event.name in server_tools:
+                        hidden.add(event.index)
+                    if event.index not in hidden:
+                        yield dataclasses.replace(event, index=event.index + offset)
+                elif isinstance(event, ir.MessageStart):
+                    usage = _sum(usage, event.usage)
+                    if not started:
+                        started = True
                         yield event
-                        return
-                    case _:
-                        if isinstance(event, ir.ToolCallStart):
-                            client_calls += 1
-                            client_ids.append(event.id)
-                        elif isinstance(event, ir.TextStart):
-                            texts[event.index] = []
-                        elif isinstance(event, ir.TextDelta) and event.index in texts:
-                            texts[event.index].append(event.text)
-                        elif isinstance(event, ir.ThinkingStart):
-                            thinking[event.index] = [[], None]
-                        elif isinstance(event, ir.ThinkingDelta) and event.index in thinking:
-                            thinking[event.index][0].append(event.text)
-                            thinking[event.index][1] = event.signature or thinking[event.index][1]
-                        if isinstance(event, BLOCK_EVENTS):
-                            event = dataclasses.replace(event, index=event.index + offset)
-                        yield event
+                elif isinstance(event, ir.MessageStop):
+                    usage = _sum(usage, event.usage)
+                elif isinstance(event, ir.StreamError):
+                    yield event
+                    return
+        stop = said.stop
         if stop is None:
             return  # the provider's stream ended without a stop; the scheduler said why
-        if stop.stop_reason is not ir.StopReason.TOOL_USE or not server or last:
+        turn = said.result().content
+        calls = [p for p in turn if isinstance(p, ir.ToolCall) and p.name in server_tools]
+        client_ids = [p.id for p in turn if isinstance(p, ir.ToolCall) and p.name not in server_tools]
+        if stop.stop_reason is not ir.StopReason.TOOL_USE or not calls or last:
             yield dataclasses.replace(stop, usage=usage)
             return
-        calls = list(server.values())
         results: list[CallResult] = []
         done = trio.Event()
 
@@ -168,37 +142,26 @@ async def run(
         calls_made += len(calls)
         record.tool_rounds += 1
         record.tool_calls += len(calls)
-        if client_calls:  # a mixed round: the client gets its own calls; the server's ran, kept for its follow-up
-            kept = [ir.Message(ir.Role.ASSISTANT, tuple(ir.ToolCall(c.id, c.name, "".join(c.arguments) or "{}") for c in calls)),
-                    *(ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
-                      for call, result in zip(calls, results))]
+        answered = [ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
+                    for call, result in zip(calls, results)]
+        if client_ids:  # a mixed round: the client gets its own calls; the server's ran, kept for its follow-up
             for call_id in client_ids:
-                svc.tool_exchanges.put(call_id, kept)
+                svc.tool_exchanges.put(call_id, [ir.Message(ir.Role.ASSISTANT, tuple(calls)), *answered])
             yield dataclasses.replace(stop, usage=usage)
             return
         if trio.current_time() > deadline:
             yield ir.StreamError(ErrorKind.TIMEOUT, f"the request's tool rounds took over {limits.request_timeout:g} s")
             return
-        said: list[ir.Part] = []
-        for i in sorted(set(texts) | set(thinking) | set(server)):
-            if i in thinking:
-                said.append(ir.Thinking("".join(thinking[i][0]), thinking[i][1]))
-            elif i in texts:
-                said.append(ir.Text("".join(texts[i])))
-            else:
-                said.append(ir.ToolCall(server[i].id, server[i].name, "".join(server[i].arguments) or "{}"))
-        messages.append(ir.Message(ir.Role.ASSISTANT, tuple(said)))
-        messages.extend(ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
-                        for call, result in zip(calls, results))
+        messages += [ir.Message(ir.Role.ASSISTANT, turn), *answered]
         offset += top + 1
 
 
 async def _run_calls(
-    svc: Services, calls: list[_Call], patterns: tuple[str, ...], per_round: int, left: int, timeout: float,
+    svc: Services, calls: list[ir.ToolCall], patterns: tuple[str, ...], per_round: int, left: int, timeout: float,
 ) -> list[CallResult]:
     results: list[CallResult | None] = [None] * len(calls)
 
-    async def one(i: int, call: _Call) -> None:
+    async def one(i: int, call: ir.ToolCall) -> None:
         if i >= per_round or i >= left:
             results[i] = _refused(f"not run: over the limit of {min(per_round, max(left, 0))} tool calls here")
             return
@@ -206,7 +169,7 @@ async def _run_calls(
             results[i] = _refused(f"the tool {call.name!r} is not available to this key now")
             return
         try:
-            arguments = json.loads("".join(call.arguments) or "{}")
+            arguments = json.loads(call.arguments or "{}")
         except ValueError:
             results[i] = _refused("the tool's arguments are not JSON")
             return

@@ -16,9 +16,10 @@ from typing import Any, Callable
 
 import trio
 
-from ..workers.main import Backoff
+from ..workers.dial import Backoff
 from ..workers.wire import valid_name
-from .builtin import NAME as BUILTIN, Builtin, BuiltinConfig
+from .builtin import NAME as BUILTIN
+from .builtin import Builtin, BuiltinConfig
 from .mcp import CallResult, McpError, Session, Tool, open_session
 from .stdio import open_stdio
 from .streamable_http import open_http

@@ -20,7 +20,6 @@ import os
 import secrets
 import signal
 import socket
-import ssl
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,11 +28,10 @@ from urllib.parse import urlsplit
 import trio
 
 from .. import __version__
-from ..errors import ConnectError, WebSocketClosed, WebSocketRejected
-from ..http import websocket
+from ..errors import WebSocketClosed
 from ..http.websocket import WebSocket
-from ..workers.main import HOPELESS_AFTER, STABLE_AFTER, Backoff, CannotReach, WorkerRefused, _hopeless, _reason
-from ..workers.wire import CLOSE_HEARTBEAT, CLOSE_POLICY, CLOSE_PROTOCOL, valid_name
+from ..workers.dial import CannotReach, WorkerRefused, dial
+from ..workers.wire import CLOSE_HEARTBEAT, CLOSE_PROTOCOL, valid_name
 from . import wire
 from .mcp import McpError, McpTimeout
 from .servers import Servers, ToolsConfigError, load_config
@@ -173,16 +171,15 @@ class ToolsSession:
     async def _heartbeat(self) -> None:
         seq = 0
         while True:
-            await trio.sleep(min(self.interval, 1.0))
-            now = trio.current_time()
-            if now - self._last_seen > self.timeout:
-                why = f"no message from the router for {now - self._last_seen:.1f}s (heartbeat timeout)"
+            await trio.sleep(self.interval)
+            silent = trio.current_time() - self._last_seen
+            if silent > self.timeout:
+                why = f"no message from the router for {silent:.1f}s (heartbeat timeout)"
                 await self.ws.aclose(CLOSE_HEARTBEAT, why[:120])
                 self._end(WebSocketClosed(CLOSE_HEARTBEAT, why))
                 return
             seq += 1
             await self._send(wire.ping(seq))
-            await trio.sleep(max(0.0, self.interval - 1.0))
 
     async def _announce(self) -> None:
         while True:
@@ -193,48 +190,24 @@ class ToolsSession:
 
 
 async def link(options: ToolsWorkerOptions, servers: Servers, sessions: list[ToolsSession]) -> None:
-    """Connect, serve, and reconnect with backoff — until the key is refused."""
-    backoff = Backoff()
-    hopeless = 0
+    """Serve the router's calls over each connection ``dial`` makes, until the key is refused."""
     instance = secrets.token_hex(8)
-    tls = ssl.create_default_context(cafile=options.ca_bundle) if options.router_url.startswith("wss:") else None
-    headers = [("Authorization", f"Bearer {options.key}"), ("User-Agent", f"auxot-tools-worker ({options.name})")]
-    while True:
-        began = trio.current_time()
+
+    async def serve_one(ws: WebSocket) -> WebSocketClosed:
+        session = ToolsSession(ws, servers, name=options.name, instance=instance)
+        sessions.append(session)
         try:
-            ws = await websocket.connect(options.router_url, headers=headers, tls=tls)
-        except WebSocketRejected as exc:
-            if exc.status in (401, 403):
-                raise WorkerRefused(f"the router refused this tools worker's key: {_reason(exc.body)}") from None
-            why = str(exc)
-        except ConnectError as exc:
-            why = str(exc)
-            verdict = await _hopeless(options.router_url, exc, tls)
-            hopeless = hopeless + 1 if verdict else 0
-            if verdict and hopeless >= HOPELESS_AFTER:
-                raise CannotReach(f"cannot reach the router at {options.router_url}: {verdict} ({why})") from None
-        else:
-            hopeless = 0
-            session = ToolsSession(ws, servers, name=options.name, instance=instance)
-            sessions.append(session)
-            try:
-                await session.register()
-                print(f"auxot tools-worker: registered with {options.router_url} as {session.name} "
-                      f"({len(servers.tools())} tools from {len(servers.configs)} MCP servers)", flush=True)
-                ended = await session.serve()
-            except WebSocketClosed as exc:
-                ended = exc
-            finally:
-                sessions.remove(session)
-                await ws.aclose(1000, "tools worker stopping")
-            if ended.code == CLOSE_POLICY:
-                raise WorkerRefused(f"the router closed the connection: {ended.reason}")
-            why = f"connection ended ({ended.code}): {ended.reason}"
-            if trio.current_time() - began >= STABLE_AFTER:
-                backoff.reset()
-        delay = backoff.next()
-        log.warning("router %s: %s; reconnecting in %.1fs", options.router_url, why, delay)
-        await trio.sleep(delay)
+            await session.register()
+            print(f"auxot tools-worker: registered with {options.router_url} as {session.name} "
+                  f"({len(servers.tools())} tools from {len(servers.configs)} MCP servers)", flush=True)
+            return await session.serve()
+        except WebSocketClosed as exc:
+            return exc
+        finally:
+            sessions.remove(session)
+            await ws.aclose(1000, "tools worker stopping")
+
+    await dial(options.router_url, options.key, options.ca_bundle, "tools worker", serve_one)
 
 
 async def run(options: ToolsWorkerOptions, servers: Servers) -> None:

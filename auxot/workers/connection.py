@@ -3,12 +3,13 @@ and the socket with its one writer task and bounded outbox."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import logging
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
 from ..accounts.keys import TOOLS_PREFIX, worker_shape_problem
-from ..asgi import Scope, Send, header
+from ..asgi import Receive, Scope, Send, header
 from ..errors import AuthenticationFailed
 from . import wire
 
@@ -84,3 +85,41 @@ class Connection:
 def address(scope: Scope) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "?"
+
+
+async def receive_hello(scope: Scope, receive: Receive, send: Send, parse: Callable[[Any], wire.Message],
+                        log: logging.Logger) -> wire.Message | None:
+    """The peer's first message, its hello, as ``parse`` reads and checks it (raising
+    WireError).  None when the peer left, sent nothing within HELLO_TIMEOUT, or broke
+    the protocol — then the connection is closed with 1002 and the reason."""
+    try:
+        with trio.fail_after(HELLO_TIMEOUT):
+            first = await receive()
+        if first["type"] == "websocket.disconnect":
+            return None
+        return parse(first.get("text"))
+    except (trio.TooSlowError, wire.WireError) as exc:
+        reason = f"no hello within {HELLO_TIMEOUT:g}s" if isinstance(exc, trio.TooSlowError) else str(exc)
+        log.warning("connection from %s: %s", address(scope), reason)
+        await send({"type": "websocket.close", "code": wire.CLOSE_PROTOCOL, "reason": reason[:120]})
+        return None
+
+
+async def heartbeat(app: Services, conn: Connection, key_id: str, who: str, each_beat: Callable[[], None] = lambda: None) -> None:
+    """Ping every ``heartbeat_interval``; end the connection when the peer has been
+    silent for ``heartbeat_timeout`` (the reader's wait is bounded by it), or when its
+    key was revoked (a revoked key's worker is dropped within one interval)."""
+    settings = app.config.workers
+    seq = 0
+    while True:
+        await trio.sleep(settings.heartbeat_interval)
+        silent = trio.current_time() - conn.last_seen
+        if silent > settings.heartbeat_timeout:
+            conn.end(wire.CLOSE_HEARTBEAT, f"no message from the {who} for {silent:.1f}s (heartbeat timeout)")
+            return
+        if await trio.to_thread.run_sync(app.store.worker_key_revoked, key_id):
+            conn.end(wire.CLOSE_POLICY, f"{who} key revoked")
+            return
+        seq += 1
+        await conn.send_frame(wire.ping(seq))
+        each_beat()

@@ -25,15 +25,15 @@ in state ``unavailable`` (a request for its model gets 503 saying why, not
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..asgi import Receive, Scope, Send
 from ..providers.base import ProviderState
 from . import wire
+from .connection import Connection, address, heartbeat, receive_hello
 from .flow import FlowError
-from .connection import HELLO_TIMEOUT, Connection, address
 from .provider import WorkerProvider
 from .registry import WorkerRegistry
 
@@ -47,24 +47,20 @@ log = logging.getLogger("auxot.workers")
 # --- the endpoint -----------------------------------------------------------
 
 
+def _hello(text: Any) -> wire.Message:
+    hello = wire.parse(text, frozenset({"hello"}))
+    if hello.body["protocol"] not in wire.SUPPORTED_VERSIONS:
+        raise wire.WireError(f"worker protocol {hello.body['protocol']} is not supported; this router speaks "
+                             f"{', '.join(map(str, wire.SUPPORTED_VERSIONS))}")
+    return hello
+
+
 async def serve(app: Services, scope: Scope, receive: Receive, send: Send, key_id: str) -> None:
     """A GPU worker, its upgrade accepted (``endpoints/dial_in.py``): hello, then jobs until it goes."""
     settings = app.config.workers
-    try:
-        with trio.fail_after(HELLO_TIMEOUT):
-            first = await receive()
-        if first["type"] == "websocket.disconnect":
-            return
-        hello = wire.parse(first.get("text"), frozenset({"hello"}))
-        if hello.body["protocol"] not in wire.SUPPORTED_VERSIONS:
-            raise wire.WireError(f"worker protocol {hello.body['protocol']} is not supported; this router speaks "
-                                 f"{', '.join(map(str, wire.SUPPORTED_VERSIONS))}")
-    except (trio.TooSlowError, wire.WireError) as exc:
-        reason = f"no hello within {HELLO_TIMEOUT:g}s" if isinstance(exc, trio.TooSlowError) else str(exc)
-        log.warning("worker from %s: %s", address(scope), reason)
-        await send({"type": "websocket.close", "code": wire.CLOSE_PROTOCOL, "reason": reason[:120]})
+    hello = await receive_hello(scope, receive, send, _hello, log)
+    if hello is None:
         return
-
     conn = Connection(send, settings.heartbeat_timeout)
     registry: WorkerRegistry = app.workers
     provider = WorkerProvider(
@@ -82,7 +78,7 @@ async def serve(app: Services, scope: Scope, receive: Receive, send: Send, key_i
             nursery.start_soon(conn.write)
             await conn.send_frame(wire.welcome(name=provider.name, heartbeat_interval=settings.heartbeat_interval,
                                                heartbeat_timeout=settings.heartbeat_timeout, window=settings.window))
-            nursery.start_soon(_heartbeat, app, conn, provider)
+            nursery.start_soon(heartbeat, app, conn, key_id, "worker", app.workers.prune)
             nursery.start_soon(_close_on_shutdown, app, conn, provider)
             await _read(receive, conn, provider)
     finally:
@@ -119,23 +115,6 @@ async def _read(receive: Receive, conn: Connection, provider: WorkerProvider) ->
             log.warning("worker %s broke the protocol: %s", provider.name, exc)
             conn.end(wire.CLOSE_PROTOCOL, f"protocol error: {exc}")
             return
-
-
-async def _heartbeat(app: Services, conn: Connection, provider: WorkerProvider) -> None:
-    settings = app.config.workers
-    seq = 0
-    while True:
-        await trio.sleep(settings.heartbeat_interval)
-        silent = trio.current_time() - conn.last_seen
-        if silent > settings.heartbeat_timeout:
-            conn.end(wire.CLOSE_HEARTBEAT, f"no message from the worker for {silent:.1f}s (heartbeat timeout)")
-            return
-        if await trio.to_thread.run_sync(app.store.worker_key_revoked, provider.key_id):
-            conn.end(wire.CLOSE_POLICY, "worker key revoked")
-            return
-        seq += 1
-        await conn.send_frame(wire.ping(seq))
-        app.workers.prune()
 
 
 async def _close_on_shutdown(app: Services, conn: Connection, provider: WorkerProvider) -> None:

@@ -6,7 +6,7 @@ serves, and runs the router's jobs on a local, supervised llama-server:
 
     worker
     ├── llama-server supervisor  (providers/llamacpp.py: health-probed, restarted with backoff)
-    └── router link              connect → session (worker_session.py) → lost → backoff → connect …
+    └── router link              connect → session (session.py) → lost → backoff → connect … (dial.py)
 
 The link reconnects with capped exponential backoff and jitter (a router
 restart must not meet every worker at the same instant), and re-registers.
@@ -20,75 +20,36 @@ Provisioning is ``install``'s: the cached llama-server build and SmolLM2 unless
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import secrets
 import shlex
 import signal
 import socket
-import ssl
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
 
 from .. import gpu, provision
 from ..config import DEFAULT_MODEL_ALIAS, LlamaCppConfig, user_data_dir
-from ..errors import ConnectError, WebSocketClosed, WebSocketRejected
-from ..http import websocket
-from ..http.network import open_stream
+from ..errors import WebSocketClosed
+from ..http.websocket import WebSocket
 from ..instance_lock import InstanceLock, InstanceRunning
 from ..providers.base import ProviderState
 from ..providers.llama_host import llama_servers_on_host, sets_threads, share_of_cores
 from ..providers.llamacpp import LlamaCppProvider
 from . import wire
+from .dial import CannotReach, WorkerRefused, dial
 from .session import STATE_POLL, Session
 
 log = logging.getLogger("auxot.worker")
 
-BACKOFF_START = 0.5
-BACKOFF_CAP = 30.0
-STABLE_AFTER = 30.0  # a session that lasted this long resets the backoff
 REFUSED_EXIT = 3  # the exit status when the router refuses the key
-
-
-class WorkerRefused(Exception):
-    """The router will not take this worker (bad or revoked key): do not retry."""
-
-
-class CannotReach(Exception):
-    """Retrying cannot help: the router's TLS certificate does not verify, or the
-    URL's scheme does not match what the port speaks.  Said after a few
-    attempts (a router mid-restart fails once or twice, never three times so)."""
-
-
-HOPELESS_AFTER = 3  # attempts failing the same hopeless way before the worker gives up
 CANNOT_REACH_EXIT = 4  # the exit status when the router cannot be reached the way it was asked
-
-
-async def _hopeless(url: str, exc: ConnectError, tls: ssl.SSLContext | None) -> str | None:
-    """Why this failure will not go away by retrying, or None."""
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "the router's TLS certificate does not verify: give --ca-bundle the CA that signed it"
-    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
-        return "the router does not speak TLS on this port: use ws:// instead of wss://"
-    if tls is None and "closed the connection during the WebSocket handshake" in text:
-        parts = urlsplit(url)
-        probe = ssl.create_default_context()
-        probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE  # only: does it speak TLS at all?
-        try:
-            stream = await open_stream(parts.hostname or "", parts.port or 80, tls=probe, connect_timeout=5)
-        except ConnectError:
-            return None
-        await trio.aclose_forcefully(stream)
-        return "the router speaks TLS on this port: use wss:// instead of ws://"
-    return None
 
 
 @dataclass(frozen=True)
@@ -100,24 +61,6 @@ class WorkerOptions:
     data_dir: Path
     ca_bundle: str | None = None
     drain_timeout: float = 10.0
-
-
-class Backoff:
-    """Capped exponential backoff with "equal jitter": each delay is between half
-    and all of ``min(cap, start * 2**attempt)``, so a crowd of workers spreads
-    out after a router restart yet none waits much longer than it must."""
-
-    def __init__(self, start: float = BACKOFF_START, cap: float = BACKOFF_CAP, rng: Callable[[], float] = random.random) -> None:
-        self.start, self.cap, self._rng = start, cap, rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.start * 2 ** min(self.attempt, 62))
-        self.attempt += 1
-        return ceiling / 2 + self._rng() * ceiling / 2
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 async def _facts(provider: LlamaCppProvider, accel: gpu.Accelerator) -> tuple[int, int | None, dict[str, Any]]:
@@ -160,59 +103,27 @@ class Drain:
 
 
 async def link(options: WorkerOptions, provider: LlamaCppProvider, accel: gpu.Accelerator, drain: Drain) -> None:
-    """Connect, serve, and reconnect with backoff — until the key is refused."""
-    backoff = Backoff()
-    hopeless = 0  # consecutive attempts that failed in a way retrying cannot mend
+    """Serve the router's jobs over each connection ``dial`` makes, until the key is refused."""
     instance = secrets.token_hex(8)  # this process: the router replaces our stale connection, not suffix our name
-    tls = ssl.create_default_context(cafile=options.ca_bundle) if options.router_url.startswith("wss:") else None
-    headers = [("Authorization", f"Bearer {options.key}"), ("User-Agent", f"auxot-worker ({options.name})")]
-    while True:
-        began = trio.current_time()
+
+    async def serve_one(ws: WebSocket) -> WebSocketClosed:
         try:
-            ws = await websocket.connect(options.router_url, headers=headers, tls=tls)
-        except WebSocketRejected as exc:
-            if exc.status in (401, 403):
-                raise WorkerRefused(f"the router refused this worker's key: {_reason(exc.body)}") from None
-            why = str(exc)
-        except ConnectError as exc:
-            why = str(exc)
-            verdict = await _hopeless(options.router_url, exc, tls)
-            hopeless = hopeless + 1 if verdict else 0
-            if verdict and hopeless >= HOPELESS_AFTER:
-                raise CannotReach(f"cannot reach the router at {options.router_url}: {verdict} ({why})") from None
-        else:
-            hopeless = 0
-            try:
-                slots, ctx_size, facts = await _facts(provider, accel)
-                session = Session(ws, provider, name=options.name, instance=instance, slots=slots, ctx_size=ctx_size,
-                                  facts=facts)
-                session.draining = drain.requested
-                await session.register()
-                drain.session = session
-                print(f"auxot worker: registered with {options.router_url} as {session.name} "
-                      f"(models {', '.join(provider.models)}; {slots} slots; llama-server {provider.state})", flush=True)
-                ended = await session.serve()
-            except WebSocketClosed as exc:
-                ended = exc
-            finally:
-                drain.session = None
-                # A going-away close says "drained" to the router, which tells it from a crash (1006).
-                await ws.aclose(*((wire.CLOSE_GOING_AWAY, "drained") if drain.requested else (1000, "worker stopping")))
-            if ended.code == wire.CLOSE_POLICY:
-                raise WorkerRefused(f"the router closed the connection: {ended.reason}")
-            why = f"connection ended ({ended.code}): {ended.reason}"
-            if trio.current_time() - began >= STABLE_AFTER:
-                backoff.reset()
-        delay = backoff.next()
-        log.warning("router %s: %s; reconnecting in %.1fs", options.router_url, why, delay)
-        await trio.sleep(delay)
+            slots, ctx_size, facts = await _facts(provider, accel)
+            session = Session(ws, provider, name=options.name, instance=instance, slots=slots, ctx_size=ctx_size, facts=facts)
+            session.draining = drain.requested
+            await session.register()
+            drain.session = session
+            print(f"auxot worker: registered with {options.router_url} as {session.name} "
+                  f"(models {', '.join(provider.models)}; {slots} slots; llama-server {provider.state})", flush=True)
+            return await session.serve()
+        except WebSocketClosed as exc:
+            return exc
+        finally:
+            drain.session = None
+            # A going-away close says "drained" to the router, which tells it from a crash (1006).
+            await ws.aclose(*((wire.CLOSE_GOING_AWAY, "drained") if drain.requested else (1000, "worker stopping")))
 
-
-def _reason(body: bytes) -> str:
-    try:
-        return str(json.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return body[:300].decode("utf-8", "replace") or "no reason given"
+    await dial(options.router_url, options.key, options.ca_bundle, "worker", serve_one)
 
 
 async def run(options: WorkerOptions, binary: Path, model: Path, accel: gpu.Accelerator) -> None:

@@ -19,16 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.support import ROOT
 from tests.support.router_process import start_router
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.tools_worker import (
+    create_key,
+    start_tools_worker,
+    wait_registered,
+    worker_config,
+)
 
 
 def decide(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
@@ -40,12 +43,6 @@ def decide(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
     if asked == "four":
         return [("test__echo", {"text": str(i)}) for i in range(4)]
     return "done"
-
-
-def _keys(data: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "auxot", "keys", "--data-dir", str(data), "create", *args],
-                         capture_output=True, text=True, check=True).stdout
-    return out.strip().splitlines()[-1]
 
 
 def main(argv: list[str]) -> int:
@@ -60,24 +57,11 @@ def main(argv: list[str]) -> int:
         config = work / "auxot.toml"
         config.write_text(f'[[providers]]\nkind = "openai-compatible"\nname = "cloud"\nbase_url = "{upstream.url}"\nmodels = ["m"]\n')
         router = start_router(work / "data", "--config", str(config))
-        tools_key = _keys(work / "data", "--tools-worker", "--name", "bench")
-        api_key = _keys(work / "data", "--name", "bench", "--tools", "test__echo")
-        worker_config = work / "tools.toml"
-        worker_config.write_text(f'[[mcp]]\nname = "test"\ncommand = "{sys.executable}"\n'
-                                 f'args = ["-m", "tests.support.mcp_server", "stdio"]\ncwd = "{ROOT}"\n'
-                                 f'env = {{ PYTHONPATH = "{ROOT}" }}\n')
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "auxot", "tools-worker", "--router-url", router.base_url.replace("http", "ws") + "/ws",
-             "--config", str(worker_config), "--name", "bench"],
-            env={**os.environ, "AUXOT_TOOLS_KEY": tools_key, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tools_key = create_key(work / "data", "--tools-worker", "--name", "bench")
+        api_key = create_key(work / "data", "--name", "bench", "--tools", "test__echo")
+        worker = start_tools_worker(router.base_url.replace("http", "ws") + "/ws", tools_key, worker_config(work), "bench")
         try:
-            deadline = time.monotonic() + 60
-            while not any(w["tools"] for w in router.health().get("tools_workers", [])):
-                if time.monotonic() > deadline:
-                    print("the tools worker never registered", file=sys.stderr)
-                    return 1
-                time.sleep(0.1)
+            wait_registered(router)
             client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
 
             def once(kind: str) -> float:

@@ -5,7 +5,6 @@ Streamable HTTP answering in SSE and in JSON."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from contextlib import asynccontextmanager
@@ -17,16 +16,11 @@ import trio
 from auxot.tools.mcp import McpClosed, McpError, McpTimeout, Session, open_session
 from auxot.tools.stdio import open_stdio
 from auxot.tools.streamable_http import open_http
+from tests.bench.nginx import free_port, wait_listening
 from tests.support import ROOT
 
 SERVER = [sys.executable, "-m", "tests.support.mcp_server"]
 ENV = {"PYTHONPATH": str(ROOT)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager
@@ -35,13 +29,7 @@ async def http_server(json_mode: bool) -> AsyncIterator[str]:
     proc = subprocess.Popen([*SERVER, "http", str(port), *(["--json"] if json_mode else [])], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        with trio.fail_after(30):
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    await trio.sleep(0.1)
+        await trio.to_thread.run_sync(wait_listening, port, 30, proc)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

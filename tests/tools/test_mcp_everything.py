@@ -7,7 +7,6 @@ arguments its schema refuses."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -18,8 +17,8 @@ import trio
 from auxot.tools.mcp import Session, open_session
 from auxot.tools.stdio import open_stdio
 from auxot.tools.streamable_http import open_http
+from tests.bench.nginx import free_port, wait_listening
 from tests.support.npm_cli import EVERYTHING, npm_cli
-from tests.tools.test_mcp_client import free_port
 
 
 def everything() -> str:
@@ -37,13 +36,7 @@ async def session(transport: str) -> AsyncIterator[Session]:
     proc = subprocess.Popen([binary, "streamableHttp"], env={**os.environ, "PORT": str(port)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        with trio.fail_after(30):
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    await trio.sleep(0.1)
+        await trio.to_thread.run_sync(wait_listening, port, 30, proc)
         async with open_http("everything", f"http://127.0.0.1:{port}/mcp") as h, open_session("everything", h) as s:
             yield s
     finally:

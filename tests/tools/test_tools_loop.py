@@ -11,7 +11,6 @@ import json
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,10 +21,14 @@ import anthropic
 import openai
 import pytest
 
-from tests.support import ROOT
 from tests.support.router_process import RouterProcess, start_router
 from tests.support.scripted_upstream import ScriptedUpstream
-
+from tests.support.tools_worker import (
+    create_key,
+    start_tools_worker,
+    wait_registered,
+    worker_config,
+)
 
 Setup = tuple[RouterProcess, ScriptedUpstream, str, Path, "subprocess.Popen[str]"]
 
@@ -41,12 +44,6 @@ def decide(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
     return "No tools here."
 
 
-def keys(data: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "auxot", "keys", "--data-dir", str(data), "create", *args],
-                         capture_output=True, text=True, check=True).stdout
-    return out.strip().splitlines()[-1]
-
-
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     with ScriptedUpstream(decide) as upstream:
@@ -55,22 +52,11 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
                           f'models = ["m"]\n\n[tools]\ncall_timeout = 10.0\nkeepalive = 0.3\n')
         data = tmp_path / "data"
         router = start_router(data, "--config", str(config))
-        tools_key = keys(data, "--tools-worker", "--name", "tw")
-        api_key = keys(data, "--name", "with-tools", "--tools", "test__add,test__echo")
-        worker_config = tmp_path / "tools.toml"
-        worker_config.write_text(f'[[mcp]]\nname = "test"\ncommand = "{sys.executable}"\n'
-                                 f'args = ["-m", "tests.support.mcp_server", "stdio"]\ncwd = "{ROOT}"\n'
-                                 f'env = {{ PYTHONPATH = "{ROOT}" }}\n')
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "auxot", "tools-worker", "--router-url", router.base_url.replace("http", "ws") + "/ws",
-             "--config", str(worker_config), "--name", "tw"],
-            env={"PATH": "/usr/bin:/bin", "AUXOT_TOOLS_KEY": tools_key, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tools_key = create_key(data, "--tools-worker", "--name", "tw")
+        api_key = create_key(data, "--name", "with-tools", "--tools", "test__add,test__echo")
+        worker = start_tools_worker(router.base_url.replace("http", "ws") + "/ws", tools_key, worker_config(tmp_path))
         try:
-            deadline = time.monotonic() + 60
-            while not any(w["tools"] for w in router.health().get("tools_workers", [])):
-                assert time.monotonic() < deadline, "the tools worker never registered"
-                time.sleep(0.1)
+            wait_registered(router)
             yield router, upstream, api_key, data, worker
         finally:
             worker.terminate()
@@ -170,7 +156,7 @@ def test_the_loop_is_bounded_by_max_rounds(setup: Setup) -> None:
 
 def test_a_tools_worker_killed_mid_call_gives_the_model_an_error_result(setup: Setup) -> None:
     router, upstream, _, data, worker = setup
-    api_key = keys(data, "--name", "slow", "--tools", "test__slow")
+    api_key = create_key(data, "--name", "slow", "--tools", "test__slow")
 
     def slow_tool(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
         results = [m for m in body["messages"] if m["role"] == "tool"]
@@ -211,7 +197,7 @@ def streamed_text(raw: bytes) -> str:
 
 def test_streams_stay_alive_while_tools_run(setup: Setup) -> None:
     router, upstream, _, data, _ = setup
-    api_key = keys(data, "--name", "slow", "--tools", "test__slow")
+    api_key = create_key(data, "--name", "slow", "--tools", "test__slow")
 
     def slow_tool(body: dict[str, Any]) -> str | list[tuple[str, dict[str, Any]]]:
         results = [m for m in body["messages"] if m["role"] == "tool"]
@@ -229,7 +215,7 @@ def test_streams_stay_alive_while_tools_run(setup: Setup) -> None:
 
 def test_a_client_that_leaves_mid_call_cancels_the_call(setup: Setup) -> None:
     router, upstream, _, data, _ = setup
-    api_key = keys(data, "--name", "leaver", "--tools", "test__slow")
+    api_key = create_key(data, "--name", "leaver", "--tools", "test__slow")
     upstream.answer = lambda body: [("test__slow", {"seconds": 60})]
     host, port = router.base_url.removeprefix("http://").split(":")
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "wait"}], "stream": True}).encode()
@@ -273,7 +259,7 @@ def test_a_mixed_round_runs_the_server_s_call_and_keeps_it_for_the_follow_up(set
 
 def test_each_dialect_s_own_mcp_shape_names_the_server(setup: Setup) -> None:
     router, upstream, _, data, _ = setup
-    api_key = keys(data, "--name", "explicit", "--tools", "test__*")  # may use all 36; the requests name one
+    api_key = create_key(data, "--name", "explicit", "--tools", "test__*")  # may use all 36; the requests name one
     chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
     claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=api_key, max_retries=0, timeout=60)
     mcp = {"type": "mcp", "server_label": "test", "require_approval": "never", "allowed_tools": ["add"]}

@@ -9,8 +9,6 @@ from __future__ import annotations
 import http.server
 import json
 import signal
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -30,7 +28,7 @@ from auxot.errors import WebSocketClosed, WebSocketRejected
 from auxot.http import websocket
 from auxot.scheduling.scheduler import Scheduler
 from auxot.workers import wire as gpu_wire
-from tests.support import ROOT
+from tests.support.tools_worker import start_tools_worker, worker_config
 from tests.tools.test_mcp_client import http_server
 
 
@@ -52,22 +50,6 @@ async def tools_router(tmp_path: Path) -> AsyncIterator[tuple[App, str, str, str
     store.close()
 
 
-def config_file(tmp_path: Path, http_url: str | None = None, auxot: str = "") -> Path:
-    path = tmp_path / "tools.toml"
-    text = auxot + (f'[[mcp]]\nname = "test"\ncommand = "{sys.executable}"\nargs = ["-m", "tests.support.mcp_server", "stdio"]\n'
-            f'cwd = "{ROOT}"\nenv = {{ PYTHONPATH = "{ROOT}" }}\n')
-    if http_url:
-        text += f'\n[[mcp]]\nname = "remote"\nurl = "{http_url}"\n'
-    path.write_text(text)
-    return path
-
-
-def start_worker(url: str, key: str, config: Path, name: str = "tw") -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "auxot", "tools-worker", "--router-url", url, "--config", str(config),
-                             "--name", name], env={"PATH": "/usr/bin:/bin", "AUXOT_TOOLS_KEY": key, "PYTHONPATH": str(ROOT)},
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 async def wait_for_tools(app: App, count: int) -> None:
     with trio.fail_after(60):
         while len(app.tools.tools()) < count:
@@ -77,7 +59,7 @@ async def wait_for_tools(app: App, count: int) -> None:
 async def test_tools_are_listed_and_called_through_the_router(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
     app, url, key, _ = tools_router
     async with http_server(json_mode=False) as http_url:
-        worker = start_worker(url, key, config_file(tmp_path, http_url))
+        worker = start_tools_worker(url, key, worker_config(tmp_path, after=f'\n[[mcp]]\nname = "remote"\nurl = "{http_url}"\n'))
         try:
             await wait_for_tools(app, 72)  # 36 from each server
             tools = app.tools.tools()
@@ -127,7 +109,7 @@ def _health(ws_url: str, api_key: str) -> dict:  # type: ignore[type-arg]
 
 async def test_a_worker_killed_mid_call_fails_the_call_at_once(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
     app, url, key, _ = tools_router
-    worker = start_worker(url, key, config_file(tmp_path))
+    worker = start_tools_worker(url, key, worker_config(tmp_path))
     try:
         await wait_for_tools(app, 36)
 
@@ -151,7 +133,7 @@ async def test_a_worker_killed_mid_call_fails_the_call_at_once(tools_router: tup
 
 async def test_a_revoked_key_drops_the_worker_and_it_stops(tools_router: tuple[App, str, str, str], tmp_path: Path) -> None:
     app, url, key, key_id = tools_router
-    worker = start_worker(url, key, config_file(tmp_path))
+    worker = start_tools_worker(url, key, worker_config(tmp_path))
     try:
         await wait_for_tools(app, 36)
         assert app.store.revoke_worker_key(key_id)
@@ -224,8 +206,8 @@ async def test_web_fetch_reads_pages_within_its_limits_and_only_where_allowed(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     site = f"http://127.0.0.1:{server.server_address[1]}"
-    allowed = config_file(tmp_path, auxot='[auxot]\nallow_private = ["127.0.0.1"]\nmax_bytes = 1000\n\n')
-    worker = start_worker(url, key, allowed)
+    allowed = worker_config(tmp_path, before='[auxot]\nallow_private = ["127.0.0.1"]\nmax_bytes = 1000\n\n')
+    worker = start_tools_worker(url, key, allowed)
     try:
         await wait_for_tools(app, 37)
         assert "auxot__web_fetch" in app.tools.tools()
@@ -242,7 +224,7 @@ async def test_web_fetch_reads_pages_within_its_limits_and_only_where_allowed(
         worker.wait(30)
     # The same worker without the allowance: loopback is refused, and says how to allow it.
     (tmp_path / "strict").mkdir()
-    worker = start_worker(url, key, config_file(tmp_path / "strict"), name="strict")
+    worker = start_tools_worker(url, key, worker_config(tmp_path / "strict"), name="strict")
     try:
         with trio.fail_after(60):
             while not (strict := app.tools.workers.get("strict")) or "auxot__web_fetch" not in strict.tools:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from auxot import ir
 from auxot.workers import wire
+from auxot.workers.dial import Backoff
 from auxot.workers.flow import FlowError, ReceiveWindow, SendCredit
-from auxot.workers.main import Backoff
 
 # --- strategies for every IR type ---------------------------------------------
 
