@@ -3,7 +3,7 @@ that asked for a single JSON answer.  Pure and incremental."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .ir import (
     BlockStop,
@@ -13,7 +13,13 @@ from .ir import (
     MessageStart,
     MessageStop,
     Response,
+    Output,
     Sampling,
+    ServerToolCall,
+    ServerToolCallDone,
+    ServerToolCallStart,
+    ServerTools,
+    ServerToolsListed,
     StreamError,
     Text,
     TextDelta,
@@ -36,14 +42,17 @@ __all__ = ["Fold"]
 class _Block:
     """One content block as it streams in: its pieces, joined at the end."""
 
-    kind: str  # text | thinking | tool
+    kind: str  # text | thinking | tool | server (a server tool call, whole) | listing (a server's tools, whole)
     pieces: list[str] = field(default_factory=list)
     signature: str | None = None  # thinking
-    call_id: str = ""  # tool
-    name: str = ""  # tool
+    call_id: str = ""  # tool, server
+    name: str = ""  # tool, server
+    server: ServerToolCall | ServerTools | None = None  # server, listing
 
-    def part(self) -> Text | Thinking | ToolCall:
+    def part(self) -> Output:
         joined = "".join(self.pieces)
+        if self.server is not None:
+            return self.server
         if self.kind == "text":
             return Text(joined)
         if self.kind == "thinking":
@@ -92,6 +101,14 @@ class Fold:
                 self.blocks[i].pieces.append(text)
                 if signature is not None:
                     self.blocks[i].signature = signature
+            case ServerToolCallStart(index=i, id=call_id, server=server, name=name, arguments=arguments):
+                self.blocks[i] = _Block("server", server=ServerToolCall(call_id, server, name, arguments))
+            case ServerToolCallDone(index=i, output=output, is_error=is_error):
+                call = self.blocks[i].server
+                if isinstance(call, ServerToolCall):
+                    self.blocks[i].server = replace(call, output=output, is_error=is_error)
+            case ServerToolsListed(index=i, server=server, tools=tools):
+                self.blocks[i] = _Block("listing", server=ServerTools(server, tools))
             case BlockStop():
                 pass
             case MessageStop():
@@ -120,5 +137,5 @@ class Fold:
                         logprobs, sampling=self.sampling)
 
 
-def _content(blocks: dict[int, _Block]) -> tuple[Text | Thinking | ToolCall, ...]:
+def _content(blocks: dict[int, _Block]) -> tuple[Output, ...]:
     return tuple(block.part() for _, block in sorted(blocks.items()))

@@ -79,6 +79,35 @@ class ToolResult:
 
 Part = Union[Text, Image, Thinking, ToolCall, ToolResult]
 
+SERVER_TOOL_SEPARATOR = "__"  # a server-side tool's name as offered to the model: ``<server>__<tool>``
+
+
+@dataclass(frozen=True)
+class ServerToolCall:
+    """A call the router ran itself, on an MCP server of its tools workers, shown to
+    a client that named that server in its dialect's own shape (Responses
+    ``mcp_call``; Anthropic ``mcp_tool_use`` + ``mcp_tool_result``).  Only in
+    answers: providers never see one (``as_turns`` gives the model's view)."""
+
+    id: str
+    server: str
+    name: str  # the tool's own name on its server
+    arguments: str  # a JSON document
+    output: tuple[Text | Image, ...] = ()
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class ServerTools:
+    """The tools of an MCP server a request named, as the model was offered them
+    (Responses ``mcp_list_tools``); each ``{"name", "description", "input_schema"}``."""
+
+    server: str
+    tools: tuple[dict[str, Any], ...]
+
+
+Output = Union[Text, Thinking, ToolCall, ServerToolCall, ServerTools]  # an answer's content
+
 
 @dataclass(frozen=True)
 class Message:
@@ -197,7 +226,7 @@ class TokenLogprob:
 class Response:
     id: str
     model: str
-    content: tuple[Text | Thinking | ToolCall, ...]
+    content: tuple[Output, ...]
     stop_reason: StopReason | None
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -268,6 +297,35 @@ class MessageStop:
 
 
 @dataclass(frozen=True)
+class ServerToolCallStart:
+    """A whole block: a call the router is about to run on a tools worker, shown to
+    the client (see :class:`ServerToolCall`); :class:`ServerToolCallDone` at the
+    same index ends it with the result."""
+
+    index: int
+    id: str
+    server: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ServerToolCallDone:
+    index: int
+    output: tuple[Text | Image, ...]
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class ServerToolsListed:
+    """A whole block: the tools of an MCP server the request named (:class:`ServerTools`)."""
+
+    index: int
+    server: str
+    tools: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class StreamError:
     """The provider failed after the stream began; encoders emit the dialect's
     in-stream error and then end the stream, never a normal stop."""
@@ -314,6 +372,9 @@ Event = Union[
     StreamError,
     ChoiceStart,
     ChoiceEnd,
+    ServerToolCallStart,
+    ServerToolCallDone,
+    ServerToolsListed,
 ]
 
 
@@ -325,3 +386,26 @@ def merge_usage(first: Usage, later: Usage) -> Usage:
         later.cache_read_tokens if later.cache_read_tokens is not None else first.cache_read_tokens,
         later.cache_write_tokens if later.cache_write_tokens is not None else first.cache_write_tokens,
     )
+
+
+def as_turns(content: tuple[Part | ServerToolCall | ServerTools, ...]) -> list[Message]:
+    """An assistant's content as the model saw it: each call the router ran itself
+    becomes the model's tool call (``server__tool``) in the assistant turn and its
+    result in a tool turn after it; server tool listings are left out."""
+    turns: list[Message] = []
+
+    def add(role: Role, part: Part) -> None:
+        if turns and turns[-1].role is role:
+            turns[-1] = Message(role, (*turns[-1].content, part))
+        else:
+            turns.append(Message(role, (part,)))
+
+    for part in content:
+        if isinstance(part, ServerToolCall):
+            add(Role.ASSISTANT, ToolCall(part.id, part.server + SERVER_TOOL_SEPARATOR + part.name, part.arguments))
+            add(Role.TOOL, ToolResult(part.id, part.output, part.is_error))
+        elif isinstance(part, ToolResult):
+            add(Role.TOOL, part)
+        elif not isinstance(part, ServerTools):
+            add(Role.ASSISTANT, part)
+    return turns

@@ -12,7 +12,6 @@ dialect's JSON error with its status; after, as its in-stream error (the relay).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Awaitable, Callable
@@ -58,12 +57,10 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             request = svc.gate.admit(key, request, svc.providers)
             n = dialect.choices_asked(body)
             # The key's server tools, of those tools workers offer now (and those the request names).
-            server_tools = policy.chosen(key.tools, request.mcp, svc.tools.tools(), svc.config.tools.inject)
-            request = dataclasses.replace(request, mcp=()) if request.mcp else request  # consumed here
-            if server_tools:
-                request = policy.with_server_tools(request, server_tools)
-                if n > 1:
-                    raise InvalidRequest("n > 1 cannot be combined with server-side tools", param="n")
+            request, server_tools, shown = policy.plan(key.tools, request, svc.tools.tools(), svc.config.tools.inject,
+                                                       dialect.shows_server_calls)
+            if server_tools and n > 1:
+                raise InvalidRequest("n > 1 cannot be combined with server-side tools", param="n")
         except AuxotError as err:
             await send_error(send, err, dialect.error_body, record)
             return
@@ -83,7 +80,7 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             try:
                 async with trio.open_nursery() as calls:
                     await answer_with(tool_loop.run(svc, request, key_id=key.id, patterns=key.tools, server_tools=server_tools,
-                                                    record=record, buffered=not request.stream, nursery=calls))
+                                                    shown=shown, record=record, buffered=not request.stream, nursery=calls))
                     calls.cancel_scope.cancel()  # the answer is out (or the client left): nothing may still run
             except BaseExceptionGroup as group:
                 raise one_error(group) from None

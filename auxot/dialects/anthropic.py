@@ -146,7 +146,9 @@ def _decode_message(raw: Any, path: str) -> list[ir.Message]:
         part = _decode_block(block, f"{path}.content[{j}]", role)
         if part is None:
             continue
-        (results if isinstance(part, ir.ToolResult) else parts).append(part)
+        (results if isinstance(part, ir.ToolResult) and role == "user" else parts).append(part)
+    if role == "assistant":  # the calls the router ran (mcp_tool_use + mcp_tool_result) as the model made and saw them
+        return ir.as_turns(tuple(parts)) or [ir.Message(ir.Role.ASSISTANT, ())]
     out = []
     if results:
         out.append(ir.Message(ir.Role.TOOL, tuple(results)))
@@ -193,6 +195,21 @@ def _decode_block(block: Any, path: str, role: str) -> ir.Part | None:
                 tuple(inner),
                 bool(check.boolean(block.get("is_error"), f"{path}.is_error")),
             )
+        case "mcp_tool_use" if role == "assistant":  # a call the router ran, sent back (mapping §tools)
+            server_input = check.obj(block.get("input", {}), f"{path}.input")
+            return mcp_use.server_call(check.string(block.get("server_name"), f"{path}.server_name", required=True),
+                                       check.string(block.get("name"), f"{path}.name", required=True),
+                                       check.string(block.get("id"), f"{path}.id", required=True),
+                                       json.dumps(server_input, ensure_ascii=False))
+        case "mcp_tool_result" if role == "assistant":
+            content = block.get("content")
+            texts = [content] if isinstance(content, str) else [
+                check.string(check.obj(item, f"{path}.content[{k}]").get("text"), f"{path}.content[{k}].text", required=True)
+                for k, item in enumerate(check.array(content, f"{path}.content"))]
+            return ir.ToolResult(check.string(block.get("tool_use_id"), f"{path}.tool_use_id", required=True),
+                                 tuple(ir.Text(t) for t in texts), bool(check.boolean(block.get("is_error"), f"{path}.is_error")))
+        case "mcp_tool_listing" if role == "assistant":
+            return None  # what the server offered then; the router lists its tools workers' servers afresh each request
         case "thinking" if role == "assistant":
             return ir.Thinking(
                 check.string(block.get("thinking"), f"{path}.thinking", required=True),
@@ -321,6 +338,9 @@ def encode_response(resp: ir.Response) -> dict[str, Any]:
                                else {"type": "thinking", "thinking": text, "signature": signature or ""})
             case ir.ToolCall(id=call_id, name=name, arguments=arguments):
                 content.append({"type": "tool_use", "id": call_id, "name": name, "input": tool_input(arguments)})
+            case ir.ServerToolCall():
+                content += [mcp_tool_use(part.id, part.server, part.name, tool_input(part.arguments)),
+                            mcp_tool_result(part.id, part.output, part.is_error)]
     return {
         "id": resp.id,
         "type": "message",
@@ -331,6 +351,15 @@ def encode_response(resp: ir.Response) -> dict[str, Any]:
         "stop_sequence": resp.stop_sequence,
         "usage": encode_usage(resp.usage),
     }
+
+
+def mcp_tool_use(call_id: str, server: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "mcp_tool_use", "id": call_id, "name": name, "server_name": server, "input": arguments}
+
+
+def mcp_tool_result(call_id: str, output: tuple[ir.Text | ir.Image, ...], is_error: bool) -> dict[str, Any]:
+    return {"type": "mcp_tool_result", "tool_use_id": call_id, "is_error": is_error,
+            "content": [{"type": "text", "text": mcp_use.output_text(output)}]}
 
 
 def decode_response(body: Any) -> ir.Response:

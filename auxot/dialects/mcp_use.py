@@ -1,15 +1,22 @@
-"""The dialects' own ways of asking for an MCP server's tools, read into
-:class:`ir.McpUse` (spec/tools_protocol.md §explicit).  The server is named; its
-tools run on the router's tools workers.  Refused with 400, naming the field:
-a server URL (client-supplied servers are not reached; the router's are named),
-credentials (they live on the tools worker), and ``require_approval`` other
-than ``"never"`` (approvals do not exist yet).  Pure."""
+"""The dialects' own MCP shapes (spec/tools_protocol.md §explicit, §shown).
+
+Asking: a request names an MCP server the router's tools workers run, read into
+:class:`ir.McpUse`.  Refused with 400, naming the field: a server URL
+(client-supplied servers are not reached; the router's are named), credentials
+(they live on the tools worker), and ``require_approval`` other than
+``"never"`` (approvals do not exist yet).
+
+Showing: the calls the router ran for such a request come back as the
+dialect's own items (Responses ``mcp_call``, Anthropic ``mcp_tool_use`` +
+``mcp_tool_result``), and a client sends them back in its next turn; their
+output is text (:func:`output_text`).  Pure."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import ir
+from ..sse import dumps as sse_dumps
 from ..errors import InvalidRequest
 from . import check
 
@@ -61,3 +68,30 @@ def from_anthropic(raw: Any) -> tuple[ir.McpUse, ...]:
             continue
         uses.append(ir.McpUse(name, _allowed(config.get("allowed_tools"), f"{path}.tool_configuration.allowed_tools")))
     return tuple(uses)
+
+
+def output_text(output: tuple[ir.Text | ir.Image, ...]) -> str:
+    """A server tool's result as the one string these shapes carry: its text;
+    an image as a note naming it (the model itself was given the image)."""
+    return "\n".join(p.text if isinstance(p, ir.Text) else f"[image: {p.media_type or p.url or 'image'}]" for p in output)
+
+
+def server_call(server: str, name: str, call_id: str, arguments: str) -> ir.ToolCall:
+    """A shown call, sent back by the client: the model's call as it made it."""
+    return ir.ToolCall(call_id, server + ir.SERVER_TOOL_SEPARATOR + name, arguments)
+
+
+def error_text(raw: Any) -> str:
+    """The text of a Responses ``mcp_call.error`` as sent back: a string, an
+    ``mcp_tool_execution_error`` with content, or a protocol/HTTP error with a message."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, dict):
+        if isinstance(raw.get("message"), str):
+            return str(raw["message"])
+        content = raw.get("content")
+        if isinstance(content, list):
+            return "\n".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+        if isinstance(content, str):
+            return content
+    return sse_dumps(raw)

@@ -2,15 +2,19 @@
 
 Pure, like every codec.  The Responses dialect is item oriented: ``input`` is a
 string or a list of items (messages with ``input_text`` / ``input_image`` parts,
-``function_call``, ``function_call_output``, ``reasoning``), and ``output`` is a
-list of items (``reasoning``, ``message`` with ``output_text``, ``function_call``).
-IR blocks map one to one onto output items, so the stream encoder is a small
-state machine over block events.  Mappings: spec/mapping.md §responses.
+``function_call``, ``function_call_output``, ``reasoning``, ``mcp_call``), and
+``output`` is a list of items (``reasoning``, ``message`` with ``output_text``,
+``function_call``; ``mcp_list_tools`` and ``mcp_call`` for the MCP servers a
+request named). IR blocks map one to one onto output items, so the stream
+encoder is a small state machine over block events.  Mappings: spec/mapping.md
+§responses.
 
     stream  response.created, response.in_progress,
             (response.output_item.added, [content_part.added, output_text.delta…,
              output_text.done, content_part.done | function_call_arguments.delta…,
-             function_call_arguments.done | reasoning_summary_…], response.output_item.done)*,
+             function_call_arguments.done | reasoning_summary_… | mcp_list_tools.in_progress,
+             mcp_list_tools.completed | mcp_call_arguments.delta, mcp_call_arguments.done,
+             mcp_call.in_progress, mcp_call.completed | mcp_call.failed], response.output_item.done)*,
             response.completed | response.incomplete | response.failed
             — every event with a rising ``sequence_number``.
 """
@@ -197,6 +201,20 @@ def _decode_items(items: list[Any]) -> tuple[list[ir.Message], list[ir.Tool | ir
                     check.string(item.get("call_id"), f"{path}.call_id", required=True),
                     tuple(p for p in content if isinstance(p, (ir.Text, ir.Image))),
                 ))
+            case "mcp_call":  # a call the router ran, sent back: the model's call and its result (mapping §tools)
+                call_id = check.string(item.get("id"), f"{path}.id", required=True)
+                add(ir.Role.ASSISTANT, mcp_use.server_call(
+                    check.string(item.get("server_label"), f"{path}.server_label", required=True),
+                    check.string(item.get("name"), f"{path}.name", required=True), call_id,
+                    check.string(item.get("arguments"), f"{path}.arguments") or "{}"))
+                failed = item.get("error") is not None
+                text = mcp_use.error_text(item["error"]) if failed else check.string(item.get("output"), f"{path}.output") or ""
+                add(ir.Role.TOOL, ir.ToolResult(call_id, (ir.Text(text),), failed))
+            case "mcp_list_tools":
+                pass  # what the server offered then; the router lists its tools workers' servers afresh each request
+            case "mcp_approval_request" | "mcp_approval_response":
+                raise InvalidRequest(f"{path}.type {kind!r}: approvals are not supported (require_approval must be \"never\")",
+                                     param=f"{path}.type")
             case "reasoning":
                 summary = check.array(item.get("summary"), f"{path}.summary")
                 text = "".join(s.get("text", "") for s in summary if isinstance(s, dict) and isinstance(s.get("text"), str))
@@ -290,7 +308,8 @@ def encode_usage(usage: ir.Usage) -> dict[str, Any]:
     cached = usage.cache_read_tokens or 0
     input_tokens = (usage.input_tokens or 0) + cached + (usage.cache_write_tokens or 0)
     output = usage.output_tokens or 0
-    return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": cached},
+    details = {"cached_tokens": cached, "cache_write_tokens": usage.cache_write_tokens or 0}
+    return {"input_tokens": input_tokens, "input_tokens_details": details,
             "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input_tokens + output}
 
 
@@ -315,9 +334,13 @@ def custom_names(req: ir.Request | None) -> frozenset[str]:
     return frozenset(t.name for t in req.tools if t.custom) if req else frozenset()
 
 
-def output_item(part: ir.Text | ir.Thinking | ir.ToolCall, item_id: str, status: str = "completed",
+def output_item(part: ir.Output, item_id: str, status: str = "completed",
                 custom: frozenset[str] = frozenset(), tokens: tuple[ir.TokenLogprob, ...] = ()) -> dict[str, Any]:
     match part:
+        case ir.ServerToolCall():
+            return mcp_call_item(part, item_id)
+        case ir.ServerTools(server=server, tools=tools):
+            return {"type": "mcp_list_tools", "id": item_id, "server_label": server, "tools": list(tools), "error": None}
         case ir.ToolCall(id=call_id, name=name, arguments=arguments) if name in custom:
             return {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
                     "input": custom_input(arguments), "status": status}
@@ -328,6 +351,17 @@ def output_item(part: ir.Text | ir.Thinking | ir.ToolCall, item_id: str, status:
             return {"type": "reasoning", "id": item_id, "summary": [{"type": "summary_text", "text": text}] if text else []}
         case ir.ToolCall(id=call_id, name=name, arguments=arguments):
             return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments, "status": status}
+    raise AssertionError(part)
+
+
+def mcp_call_item(call: ir.ServerToolCall, item_id: str, status: str | None = None) -> dict[str, Any]:
+    """An ``mcp_call`` item; ``status`` "in_progress" while it runs, else from its result."""
+    failed = status is None and call.is_error
+    output = mcp_use.output_text(call.output)
+    return {"type": "mcp_call", "id": item_id, "server_label": call.server, "name": call.name, "arguments": call.arguments,
+            "output": None if failed or status else output, "approval_request_id": None,
+            "error": {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": output}]} if failed else None,
+            "status": status or ("failed" if failed else "completed")}
 
 
 def output_text(text: str, tokens: tuple[ir.TokenLogprob, ...] | list[ir.TokenLogprob] = ()) -> dict[str, Any]:
@@ -382,7 +416,7 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
                     echo: dict[str, Any] | None = None, completed: int | None = None) -> dict[str, Any]:
     new_id = item_ids or (lambda prefix: f"{prefix}_{resp.id}")
     body = response_object(resp.id, resp.model, created, req, echo, resp.sampling)
-    prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc"}
+    prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc", ir.ServerToolCall: "mcp", ir.ServerTools: "mcpl"}
     custom = custom_names(req)
     shares = iter(split_logprobs(resp.content, resp.logprobs))
     body["output"] = [output_item(p, new_id(prefixes[type(p)]), custom=custom, tokens=next(shares) if isinstance(p, ir.Text) else ())
@@ -395,5 +429,6 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
 
 
 def conversation_items(resp: ir.Response) -> list[ir.Message]:
-    """The assistant turn of a response, as IR messages to store for previous_response_id."""
-    return [ir.Message(ir.Role.ASSISTANT, tuple(resp.content))] if resp.content else []
+    """The assistant turn of a response, as IR messages to store for previous_response_id
+    (the calls the router ran as the model's calls and their results)."""
+    return ir.as_turns(resp.content)

@@ -19,6 +19,7 @@ from .responses import (
     custom_input,
     custom_names,
     encode_usage,
+    mcp_call_item,
     output_text,
     response_object,
     status_of,
@@ -118,6 +119,26 @@ class StreamEncoder:
                 return self._open(block, item)
             case ir.BlockStop(index=block):
                 return self._close(block)
+            case ir.ServerToolsListed(index=block, server=server, tools=tools):
+                item = {"type": "mcp_list_tools", "id": self._new_id("mcpl"), "server_label": server, "tools": [], "error": None}
+                out = self._open(block, item) + self._item_event("response.mcp_list_tools.in_progress", block)
+                item = self._items[block] = {**item, "tools": list(tools)}
+                return (out + self._item_event("response.mcp_list_tools.completed", block)
+                        + self._event("response.output_item.done", output_index=self._position[block], item=item))
+            case ir.ServerToolCallStart(index=block, id=call_id, server=server, name=name, arguments=arguments):
+                call = ir.ServerToolCall(call_id, server, name, arguments)
+                item = mcp_call_item(call, self._new_id("mcp"), status="in_progress")
+                out = self._open(block, {**item, "arguments": ""})
+                self._items[block] = item
+                return (out + self._item_event("response.mcp_call_arguments.delta", block, delta=arguments)
+                        + self._item_event("response.mcp_call_arguments.done", block, arguments=arguments)
+                        + self._item_event("response.mcp_call.in_progress", block))
+            case ir.ServerToolCallDone(index=block, output=output, is_error=is_error) if block in self._items:
+                started = self._items[block]
+                call = ir.ServerToolCall("", started["server_label"], started["name"], started["arguments"], output, is_error)
+                item = self._items[block] = mcp_call_item(call, started["id"])
+                return (self._item_event("response.mcp_call.failed" if is_error else "response.mcp_call.completed", block)
+                        + self._event("response.output_item.done", output_index=self._position[block], item=item))
             case ir.MessageStop(stop_reason=stop, usage=usage):
                 status, incomplete = status_of(stop)
                 if status == "completed":
@@ -134,10 +155,15 @@ class StreamEncoder:
                 return b": keep-alive\n\n"  # an SSE comment (over WebSocket, where frames are events, nothing)
         return b""
 
+    def _item_event(self, kind: str, block: int, **fields: Any) -> bytes:
+        return self._event(kind, item_id=self._items[block]["id"], output_index=self._position[block], **fields)
+
     def _final(self, block: int) -> dict[str, Any]:
         item = dict(self._items[block])
         text = "".join(self._texts[block])
-        if item["type"] == "message":
+        if item["type"] in ("mcp_call", "mcp_list_tools"):
+            pass  # whole when made
+        elif item["type"] == "message":
             item.update(status="completed", content=[output_text(text, self._tokens.get(block, ()))])
         elif item["type"] == "function_call":
             item.update(status="completed", arguments=text)

@@ -61,6 +61,7 @@ class Dialect:
     x_api_key: bool = False  # the key may come in x-api-key as well as Authorization
     choices_asked: Callable[[Any], int] = lambda body: 1  # answers asked for (Chat Completions' n)
     keeps_history: bool = False  # a finished answer is kept for previous_response_id (if settings["store"])
+    shows_server_calls: bool = False  # has its own items for the MCP calls the router runs (mcp_call; mcp_tool_use)
 
 
 def _decode_chat(body: Any, history: History) -> tuple[ir.Request, dict[str, Any]]:
@@ -93,6 +94,7 @@ MESSAGES = Dialect(
     encode_response=lambda a, resp: anthropic.encode_response(resp),
     error_body=anthropic.error_body,
     x_api_key=True,
+    shows_server_calls=True,
 )
 
 RESPONSES = Dialect(
@@ -105,6 +107,7 @@ RESPONSES = Dialect(
         resp, a.created, a.request, a.item_id, a.settings, int(a.clock())),
     error_body=responses.error_body,
     keeps_history=True,
+    shows_server_calls=True,
 )
 
 DIALECTS: dict[str, Dialect] = {d.endpoint: d for d in (CHAT, MESSAGES, RESPONSES)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import aclosing
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -29,6 +30,9 @@ from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from ..fold import Fold
 from ..relay import Watched
+from ..tools import loop as tool_loop
+from ..tools import policy
+from ..tools.mcp import one_error
 from ..request import Record
 
 if TYPE_CHECKING:
@@ -106,23 +110,34 @@ async def _turn(app: Services, key: KeyRecord, record: Record, message: dict[str
         echo = responses.settings(body)
         record.model_requested = request.model
         request = app.gate.admit(key, request, app.providers)
+        request, server_tools, shown = policy.plan(key.tools, request, app.tools.tools(), app.config.tools.inject, True)
     except AuxotError as err:
         record.status = err.status
         await app.gate.finish(record)
         await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
-    await _run_turn(app, echo, request, record, send)
+    if not server_tools:
+        await _run_turn(app, echo, request, record, send, app.scheduler.stream(request, key=key.id, record=record))
+        return
+    try:  # rounds of the model and tool calls, as one turn; the calls run in this nursery
+        async with trio.open_nursery() as calls:
+            await _run_turn(app, echo, request, record, send, tool_loop.run(
+                app, request, key_id=key.id, patterns=key.tools, server_tools=server_tools, shown=shown, record=record,
+                buffered=False, nursery=calls))
+            calls.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise one_error(group) from None
 
 
-async def _run_turn(app: Services, echo: dict[str, Any], request: ir.Request, record: Record, send: Send) -> None:
-    """One turn: the scheduler's events as frames.  ``echo``: the request's
+async def _run_turn(app: Services, echo: dict[str, Any], request: ir.Request, record: Record, send: Send,
+                    events: AsyncGenerator[ir.Event, None]) -> None:
+    """One turn: the answer's events as frames.  ``echo``: the request's
     Responses-only settings."""
     response_id = app.new_id("resp_")
     encoder: StreamEncoder | None = None
     fold = Fold(response_id)
     try:
         # The relay's watcher notes first token, provider and usage on the record.
-        events = app.scheduler.stream(request, key=record.key_id or "", record=record)
         async with aclosing(events):
             async for event in Watched(events, record):
                 if encoder is None:  # the first event names the model that serves

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..services import Services
 
 NONE = ir.ToolChoice("none")
+AUTO = ir.ToolChoice("auto")
 BLOCK_EVENTS = (ir.TextStart, ir.ThinkingStart, ir.ToolCallStart, ir.TextDelta, ir.ThinkingDelta, ir.ToolArgumentsDelta,
                 ir.BlockStop)
 
@@ -55,14 +56,16 @@ def _parts(result: CallResult) -> tuple[ir.Text | ir.Image, ...]:
 def restore_exchanges(messages: list[ir.Message], kept: Callable[[str], list[ir.Message] | None]) -> list[ir.Message]:
     """The client's history with the server's side of its mixed rounds put back:
     after an assistant turn whose client calls were kept with server calls, those
-    calls join the turn and their results follow it — the model sees what it did."""
+    calls join the turn and their results follow it — the model sees what it did
+    (unless the client sent them back itself, as its dialect's MCP items)."""
+    present = {part.id for message in messages for part in message.content if isinstance(part, ir.ToolCall)}
     out: list[ir.Message] = []
     for message in messages:
         out.append(message)
         if message.role is not ir.Role.ASSISTANT:
             continue
         found = next((k for part in message.content if isinstance(part, ir.ToolCall) and (k := kept(part.id))), None)
-        if found:
+        if found and not any(isinstance(p, ir.ToolCall) and p.id in present for p in found[0].content):
             out[-1] = dataclasses.replace(message, content=message.content + found[0].content)
             out.extend(found[1:])
     return out
@@ -78,23 +81,27 @@ def _sum(a: ir.Usage, b: ir.Usage) -> ir.Usage:
 
 async def run(
     svc: Services, request: ir.Request, *, key_id: str, patterns: tuple[str, ...], server_tools: dict[str, dict[str, Any]],
-    record: Record, buffered: bool, nursery: trio.Nursery,
+    record: Record, buffered: bool, nursery: trio.Nursery, shown: frozenset[str] = frozenset(),
 ) -> AsyncGenerator[ir.Event, None]:
     """The answer's IR events.  The calls run in ``nursery`` (the pipeline's): a
     generator must not yield inside a nursery or a cancel scope of its own, and
-    while they run it yields :class:`ir.KeepAlive` every ``keepalive`` seconds."""
+    while they run it yields :class:`ir.KeepAlive` every ``keepalive`` seconds.
+    The servers in ``shown`` (those the request named, in a dialect with items
+    for them) are shown to the client: their tools as the answer opens, each of
+    their calls as it starts and as it ends; other server calls stay unseen."""
     limits = svc.config.tools
     deadline = trio.current_time() + limits.request_timeout
     messages = restore_exchanges(list(request.messages), svc.tool_exchanges.get)
     usage = ir.Usage()
-    offset = 0  # client block index = this round's index + offset
+    listings = [ir.ServerToolsListed(i, server, _listing(server, server_tools)) for i, server in enumerate(sorted(shown))]
+    offset = len(listings)  # client block index = this round's index + offset
     calls_made = 0
     started = False
     for round_no in range(1, limits.max_rounds + 1):
         last = round_no == limits.max_rounds
-        asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else request.tool_choice)
+        asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else _choice(request, round_no))
         said = Fold("")  # this round's assistant turn, server calls included: what the model is shown next round
-        hidden: set[int] = set()  # block indexes of the server's calls: not the client's business
+        hidden: dict[str, int] = {}  # the server's calls (by id), not streamed as the model's: their client block index
         top = -1
         async with aclosing(svc.scheduler.stream(asked, key=key_id, record=record, buffered=buffered)) as events:
             async for event in events:
@@ -102,14 +109,16 @@ async def run(
                 if isinstance(event, BLOCK_EVENTS):
                     top = max(top, event.index)
                     if isinstance(event, ir.ToolCallStart) and event.name in server_tools:
-                        hidden.add(event.index)
-                    if event.index not in hidden:
+                        hidden[event.id] = event.index + offset
+                    if event.index + offset not in hidden.values():
                         yield dataclasses.replace(event, index=event.index + offset)
                 elif isinstance(event, ir.MessageStart):
                     usage = _sum(usage, event.usage)
                     if not started:
                         started = True
                         yield event
+                        for listing in listings:
+                            yield listing
                 elif isinstance(event, ir.MessageStop):
                     usage = _sum(usage, event.usage)
                 elif isinstance(event, ir.StreamError):
@@ -118,12 +127,16 @@ async def run(
         stop = said.stop
         if stop is None:
             return  # the provider's stream ended without a stop; the scheduler said why
-        turn = said.result().content
+        turn = tuple(p for p in said.result().content if isinstance(p, (ir.Text, ir.Thinking, ir.ToolCall)))  # the model's own
         calls = [p for p in turn if isinstance(p, ir.ToolCall) and p.name in server_tools]
         client_ids = [p.id for p in turn if isinstance(p, ir.ToolCall) and p.name not in server_tools]
         if stop.stop_reason is not ir.StopReason.TOOL_USE or not calls or last:
             yield dataclasses.replace(stop, usage=usage)
             return
+        visible = [call for call in calls if server_tools[call.name]["server"] in shown]
+        for call in visible:
+            server = server_tools[call.name]["server"]
+            yield ir.ServerToolCallStart(hidden[call.id], call.id, server, _bare(call.name, server), call.arguments)
         results: list[CallResult] = []
         done = trio.Event()
 
@@ -144,9 +157,15 @@ async def run(
         record.tool_calls += len(calls)
         answered = [ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
                     for call, result in zip(calls, results)]
+        for call, result in zip(calls, results):
+            if call in visible:
+                yield ir.ServerToolCallDone(hidden[call.id], _parts(result), result.is_error)
+        unseen = [(call, answer) for call, answer in zip(calls, answered) if call not in visible]
         if client_ids:  # a mixed round: the client gets its own calls; the server's ran, kept for its follow-up
-            for call_id in client_ids:
-                svc.tool_exchanges.put(call_id, [ir.Message(ir.Role.ASSISTANT, tuple(calls)), *answered])
+            for call_id in client_ids:  # (those it was shown, it sends back itself)
+                if unseen:
+                    svc.tool_exchanges.put(call_id, [ir.Message(ir.Role.ASSISTANT, tuple(c for c, _ in unseen)),
+                                                     *(a for _, a in unseen)])
             yield dataclasses.replace(stop, usage=usage)
             return
         if trio.current_time() > deadline:
@@ -154,6 +173,26 @@ async def run(
             return
         messages += [ir.Message(ir.Role.ASSISTANT, turn), *answered]
         offset += top + 1
+
+
+def _choice(request: ir.Request, round_no: int) -> ir.ToolChoice | None:
+    """The client's tool_choice holds for the first round; a forced call ("required"
+    or a named tool) is made there, and later rounds may answer (``auto``) — or
+    every round would call again until ``max_rounds``."""
+    forced = request.tool_choice is not None and request.tool_choice.mode in ("required", "tool")
+    return AUTO if forced and round_no > 1 else request.tool_choice
+
+
+def _bare(exposed: str, server: str) -> str:
+    """A server tool's own name, from its name as offered (``server__tool``)."""
+    return exposed.removeprefix(server + ir.SERVER_TOOL_SEPARATOR)
+
+
+def _listing(server: str, server_tools: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The tools of ``server`` this request was given, as the model was offered them."""
+    return tuple({"name": _bare(name, server), "description": tool.get("description") or None,
+                  "input_schema": tool.get("input_schema") or {"type": "object"}}
+                 for name, tool in sorted(server_tools.items()) if tool["server"] == server)
 
 
 async def _run_calls(

@@ -58,3 +58,15 @@ def chosen(patterns: tuple[str, ...], uses: tuple[ir.McpUse, ...], available: di
             raise PermissionDenied(f"this API key may not use the tools of MCP server {use.server!r}", param="tools")
         picked.update(permitted)
     return picked if inject == "explicit" else {**mine, **picked}
+
+
+def plan(patterns: tuple[str, ...], request: ir.Request, available: dict[str, dict[str, Any]], inject: str,
+         shows: bool) -> tuple[ir.Request, dict[str, dict[str, Any]], frozenset[str]]:
+    """A request's server tools: the request as the model gets it (the server
+    tools added, its ``mcp`` consumed), the tools it may call by their offered
+    name, and the servers whose calls the client is shown (those it named, where
+    its dialect ``shows`` them)."""
+    server_tools = chosen(patterns, request.mcp, available, inject)
+    shown = frozenset(use.server for use in request.mcp) if shows else frozenset()
+    request = dataclasses.replace(request, mcp=()) if request.mcp else request
+    return (with_server_tools(request, server_tools) if server_tools else request), server_tools, shown

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import trio
 
+from .. import ir
 from ..workers.dial import Backoff
 from ..workers.wire import valid_name
 from .builtin import NAME as BUILTIN
@@ -26,7 +27,7 @@ from .streamable_http import open_http
 
 log = logging.getLogger("auxot.tools")
 
-SEPARATOR = "__"
+SEPARATOR = ir.SERVER_TOOL_SEPARATOR
 
 
 class ToolsConfigError(Exception):

@@ -20,7 +20,9 @@ from typing import Any, Iterator
 import anthropic
 import openai
 import pytest
+import trio
 
+from auxot.http.websocket import connect
 from tests.support.router_process import RouterProcess, start_router
 from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.tools_worker import (
@@ -153,6 +155,14 @@ def test_the_loop_is_bounded_by_max_rounds(setup: Setup) -> None:
     assert sum(m["role"] == "tool" for m in asked[-1]["messages"]) == 14  # two calls in each of seven rounds
     assert {m["content"] for m in asked[-1]["messages"] if m["role"] == "tool"} == {"again", "and again"}
 
+    # A forced call is the first round's: later rounds may answer (else every round would call again).
+    before = len(upstream.requests)
+    forced = chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "loop forever"}],
+                                          tool_choice={"type": "function", "function": {"name": "test__echo"}})
+    assert forced.choices[0].message.content.strip() == "I will stop here."  # type: ignore[union-attr]
+    assert [r.get("tool_choice") for r in upstream.requests[before:]] == [
+        {"type": "function", "function": {"name": "test__echo"}}] + ["auto"] * 6 + ["none"]
+
 
 def test_a_tools_worker_killed_mid_call_gives_the_model_an_error_result(setup: Setup) -> None:
     router, upstream, _, data, worker = setup
@@ -274,7 +284,7 @@ def test_each_dialect_s_own_mcp_shape_names_the_server(setup: Setup) -> None:
 
     message = claude.messages.create(model="m", max_tokens=100, messages=[{"role": "user", "content": "What is 20 + 22?"}],
                                      extra_body={"mcp_servers": [{"type": "url", "name": "test"}]})
-    assert message.content[0].text.strip() == "The sum is 42"  # type: ignore[union-attr]
+    assert message.content[-1].text.strip() == "The sum is 42"  # type: ignore[union-attr]
 
     with pytest.raises(openai.BadRequestError) as refused:
         chat.responses.create(model="m", input="hi", tools=[{**mcp, "server_url": "https://example.com/mcp"}])  # type: ignore[list-item]
@@ -282,3 +292,77 @@ def test_each_dialect_s_own_mcp_shape_names_the_server(setup: Setup) -> None:
     with pytest.raises(openai.BadRequestError) as unknown:
         chat.responses.create(model="m", input="hi", tools=[{**mcp, "server_label": "nowhere"}])  # type: ignore[list-item]
     assert "no MCP server 'nowhere'" in str(unknown.value)
+
+
+def test_a_client_that_names_the_server_sees_each_call_in_its_dialect_and_sends_it_back(setup: Setup) -> None:
+    """Responses: ``mcp_list_tools`` and ``mcp_call`` items (JSON, SSE and WebSocket mode), sent back as input or
+    by previous_response_id; Anthropic: ``mcp_tool_use`` + ``mcp_tool_result`` blocks (JSON and SSE, through the
+    SDK's beta client), sent back in the assistant turn.  The model's next request holds its call and the result."""
+    router, upstream, _, data, _ = setup
+    api_key = create_key(data, "--name", "shown", "--tools", "test__*")
+    chat = openai.OpenAI(base_url=router.base_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    claude = anthropic.Anthropic(base_url=router.base_url + "/api/anthropic", api_key=api_key, max_retries=0, timeout=60)
+    mcp: Any = {"type": "mcp", "server_label": "test", "require_approval": "never", "allowed_tools": ["add", "echo"]}
+
+    def saw_its_call(messages: list[dict[str, Any]]) -> None:
+        calls = [c["function"] for m in messages for c in m.get("tool_calls") or []]
+        assert {"name": "test__add", "arguments": '{"a": 20, "b": 22}'} in calls
+        assert any(m["role"] == "tool" and m["content"] == "42" for m in messages)
+
+    response = chat.responses.create(model="m", input="What is 20 + 22?", tools=[mcp])
+    assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    listing, call, _ = response.output
+    offered = [t["function"]["name"] for t in upstream.requests[-2]["tools"]]  # inject = "policy": all the key's tools
+    assert listing.server_label == "test" and {"add", "echo"} <= {t.name for t in listing.tools}  # type: ignore[union-attr]
+    assert ["test__" + t.name for t in listing.tools] == offered  # type: ignore[union-attr]  # what the model was offered
+    assert (call.name, call.server_label, call.output, call.status) == ("add", "test", "42", "completed")  # type: ignore[union-attr]
+    assert json.loads(call.arguments) == {"a": 20, "b": 22}  # type: ignore[union-attr]
+    assert response.output_text.strip() == "The sum is 42"
+
+    again = chat.responses.create(model="m", tools=[mcp], input=[
+        {"role": "user", "content": "What is 20 + 22?"}, *[item.model_dump(exclude_none=True) for item in response.output],
+        {"role": "user", "content": "Say it again."}])
+    assert again.output_text.strip() == "The sum is 42"
+    saw_its_call(upstream.requests[-1]["messages"])
+    chained = chat.responses.create(model="m", tools=[mcp], previous_response_id=response.id, input="Say it again.")
+    assert chained.output_text.strip() == "The sum is 42"
+    saw_its_call(upstream.requests[-1]["messages"])
+
+    kinds = [event.type for event in chat.responses.create(model="m", input="What is 20 + 22?", tools=[mcp], stream=True)]
+    assert kinds.index("response.mcp_list_tools.completed") < kinds.index("response.mcp_call.in_progress") \
+        < kinds.index("response.mcp_call.completed") < kinds.index("response.output_text.delta")
+    assert kinds[-1] == "response.completed"
+
+    async def over_websocket() -> list[dict[str, Any]]:
+        ws = await connect(router.base_url.replace("http", "ws") + "/v1/responses", headers=[("Authorization", f"Bearer {api_key}")])
+        await ws.send_text(json.dumps({"type": "response.create", "model": "m", "input": "What is 20 + 22?", "tools": [mcp]}))
+        frames = [json.loads(await ws.receive_text())]
+        while frames[-1]["type"] not in ("response.completed", "response.failed", "error"):
+            frames.append(json.loads(await ws.receive_text()))
+        await ws.aclose()
+        return frames
+
+    frames = trio.run(over_websocket)
+    assert [i["type"] for i in frames[-1]["response"]["output"]] == ["mcp_list_tools", "mcp_call", "message"]
+    assert frames[-1]["response"]["output"][1]["output"] == "42"
+
+    ask = [{"role": "user", "content": "What is 20 + 22?"}]
+    servers: Any = [{"type": "url", "name": "test"}]
+    message = claude.beta.messages.create(model="m", max_tokens=100, messages=ask, mcp_servers=servers)  # type: ignore[arg-type]
+    assert [b.type for b in message.content] == ["mcp_tool_use", "mcp_tool_result", "text"]
+    use, result, text = message.content
+    assert (use.name, use.server_name, use.input) == ("add", "test", {"a": 20, "b": 22})  # type: ignore[union-attr]
+    assert result.tool_use_id == use.id and result.content[0].text == "42" and not result.is_error  # type: ignore[union-attr]
+    assert text.text.strip() == "The sum is 42"  # type: ignore[union-attr]
+    with claude.beta.messages.stream(model="m", max_tokens=100, messages=ask, mcp_servers=servers) as stream:  # type: ignore[arg-type]
+        streamed = stream.get_final_message()
+    def blocks(m: Any) -> list[dict[str, Any]]:  # the call ids are the upstream's, new each request
+        return [{k: v for k, v in b.model_dump().items() if k not in ("id", "tool_use_id")} for b in m.content]
+
+    assert blocks(streamed) == blocks(message) and streamed.content[1].tool_use_id == streamed.content[0].id  # type: ignore[union-attr]
+
+    follow_up = [*ask, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]},
+                 {"role": "user", "content": "Say it again."}]
+    second = claude.beta.messages.create(model="m", max_tokens=100, messages=follow_up, mcp_servers=servers)  # type: ignore[arg-type]
+    assert second.content[-1].text.strip() == "The sum is 42"  # type: ignore[union-attr]
+    saw_its_call(upstream.requests[-1]["messages"])
