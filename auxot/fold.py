@@ -3,7 +3,7 @@ that asked for a single JSON answer.  Pure and incremental."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .ir import (
     BlockStop,
@@ -18,6 +18,7 @@ from .ir import (
     ServerToolCall,
     ServerToolCallDone,
     ServerToolCallStart,
+    ServerToolResult,
     ServerTools,
     ServerToolsListed,
     StreamError,
@@ -42,12 +43,12 @@ __all__ = ["Fold"]
 class _Block:
     """One content block as it streams in: its pieces, joined at the end."""
 
-    kind: str  # text | thinking | tool | server (a server tool call, whole) | listing (a server's tools, whole)
+    kind: str  # text | thinking | tool | server (a server tool call, its result or a server's tools: whole)
     pieces: list[str] = field(default_factory=list)
     signature: str | None = None  # thinking
     call_id: str = ""  # tool, server
     name: str = ""  # tool, server
-    server: ServerToolCall | ServerTools | None = None  # server, listing
+    server: ServerToolCall | ServerToolResult | ServerTools | None = None  # whole blocks
 
     def part(self) -> Output:
         joined = "".join(self.pieces)
@@ -103,12 +104,10 @@ class Fold:
                     self.blocks[i].signature = signature
             case ServerToolCallStart(index=i, id=call_id, server=server, name=name, arguments=arguments):
                 self.blocks[i] = _Block("server", server=ServerToolCall(call_id, server, name, arguments))
-            case ServerToolCallDone(index=i, output=output, is_error=is_error):
-                call = self.blocks[i].server
-                if isinstance(call, ServerToolCall):
-                    self.blocks[i].server = replace(call, output=output, is_error=is_error)
+            case ServerToolCallDone(index=i, call_id=call_id, output=output, is_error=is_error):
+                self.blocks[i] = _Block("server", server=ServerToolResult(call_id, output, is_error))
             case ServerToolsListed(index=i, server=server, tools=tools):
-                self.blocks[i] = _Block("listing", server=ServerTools(server, tools))
+                self.blocks[i] = _Block("server", server=ServerTools(server, tools))
             case BlockStop():
                 pass
             case MessageStop():

@@ -86,14 +86,23 @@ SERVER_TOOL_SEPARATOR = "__"  # a server-side tool's name as offered to the mode
 class ServerToolCall:
     """A call the router ran itself, on an MCP server of its tools workers, shown to
     a client that named that server in its dialect's own shape (Responses
-    ``mcp_call``; Anthropic ``mcp_tool_use`` + ``mcp_tool_result``).  Only in
-    answers: providers never see one (``as_turns`` gives the model's view)."""
+    ``mcp_call``; Anthropic ``mcp_tool_use``); its :class:`ServerToolResult`
+    follows.  Only in answers: providers never see one (``as_turns`` gives the
+    model's view)."""
 
     id: str
     server: str
     name: str  # the tool's own name on its server
     arguments: str  # a JSON document
-    output: tuple[Text | Image, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerToolResult:
+    """What a :class:`ServerToolCall` returned (Anthropic ``mcp_tool_result``; the
+    ``output`` or ``error`` of a Responses ``mcp_call``)."""
+
+    call_id: str
+    output: tuple[Text | Image, ...]
     is_error: bool = False
 
 
@@ -106,7 +115,7 @@ class ServerTools:
     tools: tuple[dict[str, Any], ...]
 
 
-Output = Union[Text, Thinking, ToolCall, ServerToolCall, ServerTools]  # an answer's content
+Output = Union[Text, Thinking, ToolCall, ServerToolCall, ServerToolResult, ServerTools]  # an answer's content
 
 
 @dataclass(frozen=True)
@@ -299,8 +308,7 @@ class MessageStop:
 @dataclass(frozen=True)
 class ServerToolCallStart:
     """A whole block: a call the router is about to run on a tools worker, shown to
-    the client (see :class:`ServerToolCall`); :class:`ServerToolCallDone` at the
-    same index ends it with the result."""
+    the client (:class:`ServerToolCall`)."""
 
     index: int
     id: str
@@ -311,7 +319,10 @@ class ServerToolCallStart:
 
 @dataclass(frozen=True)
 class ServerToolCallDone:
+    """A whole block: that call's result (:class:`ServerToolResult`)."""
+
     index: int
+    call_id: str
     output: tuple[Text | Image, ...]
     is_error: bool = False
 
@@ -388,10 +399,10 @@ def merge_usage(first: Usage, later: Usage) -> Usage:
     )
 
 
-def as_turns(content: tuple[Part | ServerToolCall | ServerTools, ...]) -> list[Message]:
+def as_turns(content: tuple[Part | ServerToolCall | ServerToolResult | ServerTools, ...]) -> list[Message]:
     """An assistant's content as the model saw it: each call the router ran itself
-    becomes the model's tool call (``server__tool``) in the assistant turn and its
-    result in a tool turn after it; server tool listings are left out."""
+    is the model's tool call (``server__tool``) in an assistant turn, and its result
+    a tool result in a tool turn after it; server tool listings are left out."""
     turns: list[Message] = []
 
     def add(role: Role, part: Part) -> None:
@@ -403,7 +414,8 @@ def as_turns(content: tuple[Part | ServerToolCall | ServerTools, ...]) -> list[M
     for part in content:
         if isinstance(part, ServerToolCall):
             add(Role.ASSISTANT, ToolCall(part.id, part.server + SERVER_TOOL_SEPARATOR + part.name, part.arguments))
-            add(Role.TOOL, ToolResult(part.id, part.output, part.is_error))
+        elif isinstance(part, ServerToolResult):
+            add(Role.TOOL, ToolResult(part.call_id, part.output, part.is_error))
         elif isinstance(part, ToolResult):
             add(Role.TOOL, part)
         elif not isinstance(part, ServerTools):

@@ -338,9 +338,10 @@ def encode_response(resp: ir.Response) -> dict[str, Any]:
                                else {"type": "thinking", "thinking": text, "signature": signature or ""})
             case ir.ToolCall(id=call_id, name=name, arguments=arguments):
                 content.append({"type": "tool_use", "id": call_id, "name": name, "input": tool_input(arguments)})
-            case ir.ServerToolCall():
-                content += [mcp_tool_use(part.id, part.server, part.name, tool_input(part.arguments)),
-                            mcp_tool_result(part.id, part.output, part.is_error)]
+            case ir.ServerToolCall(id=call_id, server=server, name=name, arguments=arguments):
+                content.append(mcp_tool_use(call_id, server, name, tool_input(arguments)))
+            case ir.ServerToolResult(call_id=call_id, output=output, is_error=is_error):
+                content.append(mcp_tool_result(call_id, output, is_error))
     return {
         "id": resp.id,
         "type": "message",

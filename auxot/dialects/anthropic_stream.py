@@ -128,11 +128,10 @@ class StreamEncoder:
     def __init__(self, message_id: str, model: str) -> None:
         self._id = message_id
         self._model = model
-        self._blocks: dict[int | tuple[str, int], int] = {}  # IR block (or a server call's result) → Anthropic's index
-        self._call_ids: dict[int, str] = {}  # IR block → the server call it holds
+        self._blocks: dict[int, int] = {}
         self._usage = ir.Usage()
 
-    def _index(self, block: int | tuple[str, int]) -> int:
+    def _index(self, block: int) -> int:
         if block not in self._blocks:
             self._blocks[block] = len(self._blocks)
         return self._blocks[block]
@@ -199,15 +198,14 @@ class StreamEncoder:
                 return _event("content_block_start", {"type": "content_block_start", "index": self._index(i), "content_block": block})
             case ir.ServerToolCallStart(index=i, id=call_id, server=server, name=name, arguments=arguments):
                 at = self._index(i)  # the call as one block, its input in one delta (as Anthropic streams mcp_tool_use)
-                self._call_ids[i] = call_id
                 return (_event("content_block_start", {"type": "content_block_start", "index": at,
                                                        "content_block": mcp_tool_use(call_id, server, name, {})})
                         + _event("content_block_delta", {"type": "content_block_delta", "index": at,
                                                          "delta": {"type": "input_json_delta", "partial_json": arguments}})
                         + _event("content_block_stop", {"type": "content_block_stop", "index": at}))
-            case ir.ServerToolCallDone(index=i, output=output, is_error=is_error):
-                at = self._index(("result", i))
-                block = mcp_tool_result(self._call_ids.get(i, ""), output, is_error)
+            case ir.ServerToolCallDone(index=i, call_id=call_id, output=output, is_error=is_error):
+                at = self._index(i)
+                block = mcp_tool_result(call_id, output, is_error)
                 return (_event("content_block_start", {"type": "content_block_start", "index": at, "content_block": block})
                         + _event("content_block_stop", {"type": "content_block_stop", "index": at}))
             case ir.BlockStop(index=i):

@@ -334,11 +334,9 @@ def custom_names(req: ir.Request | None) -> frozenset[str]:
     return frozenset(t.name for t in req.tools if t.custom) if req else frozenset()
 
 
-def output_item(part: ir.Output, item_id: str, status: str = "completed",
+def output_item(part: ir.Text | ir.Thinking | ir.ToolCall | ir.ServerTools, item_id: str, status: str = "completed",
                 custom: frozenset[str] = frozenset(), tokens: tuple[ir.TokenLogprob, ...] = ()) -> dict[str, Any]:
     match part:
-        case ir.ServerToolCall():
-            return mcp_call_item(part, item_id)
         case ir.ServerTools(server=server, tools=tools):
             return {"type": "mcp_list_tools", "id": item_id, "server_label": server, "tools": list(tools), "error": None}
         case ir.ToolCall(id=call_id, name=name, arguments=arguments) if name in custom:
@@ -354,14 +352,14 @@ def output_item(part: ir.Output, item_id: str, status: str = "completed",
     raise AssertionError(part)
 
 
-def mcp_call_item(call: ir.ServerToolCall, item_id: str, status: str | None = None) -> dict[str, Any]:
-    """An ``mcp_call`` item; ``status`` "in_progress" while it runs, else from its result."""
-    failed = status is None and call.is_error
-    output = mcp_use.output_text(call.output)
+def mcp_call_item(call: ir.ServerToolCall, result: ir.ServerToolResult | None, item_id: str) -> dict[str, Any]:
+    """An ``mcp_call`` item: the call, with its result's output (or error) once there is one."""
+    failed = result is not None and result.is_error
+    output = mcp_use.output_text(result.output) if result else None
     return {"type": "mcp_call", "id": item_id, "server_label": call.server, "name": call.name, "arguments": call.arguments,
-            "output": None if failed or status else output, "approval_request_id": None,
+            "output": None if failed else output, "approval_request_id": None,
             "error": {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": output}]} if failed else None,
-            "status": status or ("failed" if failed else "completed")}
+            "status": "in_progress" if result is None else "failed" if failed else "completed"}
 
 
 def output_text(text: str, tokens: tuple[ir.TokenLogprob, ...] | list[ir.TokenLogprob] = ()) -> dict[str, Any]:
@@ -416,11 +414,13 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
                     echo: dict[str, Any] | None = None, completed: int | None = None) -> dict[str, Any]:
     new_id = item_ids or (lambda prefix: f"{prefix}_{resp.id}")
     body = response_object(resp.id, resp.model, created, req, echo, resp.sampling)
-    prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc", ir.ServerToolCall: "mcp", ir.ServerTools: "mcpl"}
+    prefixes = {ir.Text: "msg", ir.Thinking: "rs", ir.ToolCall: "fc", ir.ServerTools: "mcpl"}
     custom = custom_names(req)
     shares = iter(split_logprobs(resp.content, resp.logprobs))
-    body["output"] = [output_item(p, new_id(prefixes[type(p)]), custom=custom, tokens=next(shares) if isinstance(p, ir.Text) else ())
-                      for p in resp.content]
+    results = {p.call_id: p for p in resp.content if isinstance(p, ir.ServerToolResult)}  # each in its call's mcp_call
+    body["output"] = [mcp_call_item(p, results.get(p.id), new_id("mcp")) if isinstance(p, ir.ServerToolCall)
+                      else output_item(p, new_id(prefixes[type(p)]), custom=custom, tokens=next(shares) if isinstance(p, ir.Text) else ())
+                      for p in resp.content if not isinstance(p, ir.ServerToolResult)]
     body["status"], body["incomplete_details"] = status_of(resp.stop_reason)
     if body["status"] == "completed":
         body["completed_at"] = completed if completed is not None else created

@@ -52,6 +52,7 @@ class StreamEncoder:
         self._tokens: dict[int, list[ir.TokenLogprob]] = {}  # text blocks' token logprobs, when asked
         self._usage = ir.Usage()
         self._custom = custom_names(req)  # custom tools: their input is sent whole when the call ends
+        self._server_calls: dict[str, tuple[int, ir.ServerToolCall]] = {}  # call id → its block, for its result
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
@@ -127,16 +128,17 @@ class StreamEncoder:
                         + self._event("response.output_item.done", output_index=self._position[block], item=item))
             case ir.ServerToolCallStart(index=block, id=call_id, server=server, name=name, arguments=arguments):
                 call = ir.ServerToolCall(call_id, server, name, arguments)
-                item = mcp_call_item(call, self._new_id("mcp"), status="in_progress")
+                self._server_calls[call_id] = (block, call)
+                item = mcp_call_item(call, None, self._new_id("mcp"))
                 out = self._open(block, {**item, "arguments": ""})
                 self._items[block] = item
                 return (out + self._item_event("response.mcp_call_arguments.delta", block, delta=arguments)
                         + self._item_event("response.mcp_call_arguments.done", block, arguments=arguments)
                         + self._item_event("response.mcp_call.in_progress", block))
-            case ir.ServerToolCallDone(index=block, output=output, is_error=is_error) if block in self._items:
-                started = self._items[block]
-                call = ir.ServerToolCall("", started["server_label"], started["name"], started["arguments"], output, is_error)
-                item = self._items[block] = mcp_call_item(call, started["id"])
+            case ir.ServerToolCallDone(call_id=call_id, output=output, is_error=is_error) if call_id in self._server_calls:
+                block, started = self._server_calls[call_id]  # the result completes its call's item
+                result = ir.ServerToolResult(call_id, output, is_error)
+                item = self._items[block] = mcp_call_item(started, result, self._items[block]["id"])
                 return (self._item_event("response.mcp_call.failed" if is_error else "response.mcp_call.completed", block)
                         + self._event("response.output_item.done", output_index=self._position[block], item=item))
             case ir.MessageStop(stop_reason=stop, usage=usage):

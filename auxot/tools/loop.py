@@ -157,9 +157,9 @@ async def run(
         record.tool_calls += len(calls)
         answered = [ir.Message(ir.Role.TOOL, (ir.ToolResult(call.id, _parts(result), result.is_error),))
                     for call, result in zip(calls, results)]
-        for call, result in zip(calls, results):
-            if call in visible:
-                yield ir.ServerToolCallDone(hidden[call.id], _parts(result), result.is_error)
+        shown_results = [(call, result) for call, result in zip(calls, results) if call in visible]
+        for k, (call, result) in enumerate(shown_results):  # blocks after the round's own
+            yield ir.ServerToolCallDone(offset + top + 1 + k, call.id, _parts(result), result.is_error)
         unseen = [(call, answer) for call, answer in zip(calls, answered) if call not in visible]
         if client_ids:  # a mixed round: the client gets its own calls; the server's ran, kept for its follow-up
             for call_id in client_ids:  # (those it was shown, it sends back itself)
@@ -172,7 +172,7 @@ async def run(
             yield ir.StreamError(ErrorKind.TIMEOUT, f"the request's tool rounds took over {limits.request_timeout:g} s")
             return
         messages += [ir.Message(ir.Role.ASSISTANT, turn), *answered]
-        offset += top + 1
+        offset += top + 1 + len(shown_results)
 
 
 def _choice(request: ir.Request, round_no: int) -> ir.ToolChoice | None:

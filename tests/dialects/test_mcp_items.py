@@ -29,12 +29,21 @@ EVENTS: list[ir.Event] = [
     ir.ServerToolsListed(0, "calc", TOOLS),
     ir.ServerToolCallStart(1, "call_1", "calc", "add", '{"a": 20, "b": 22}'),
     ir.KeepAlive(),
-    ir.ServerToolCallDone(1, (ir.Text("42"),)),
-    ir.ServerToolCallStart(2, "call_2", "calc", "add", '{"a": "x"}'),
-    ir.ServerToolCallDone(2, (ir.Text("a must be a number"),), is_error=True),
-    ir.TextStart(3),
-    ir.TextDelta(3, "The sum is 42"),
-    ir.BlockStop(3),
+    ir.ServerToolCallDone(2, "call_1", (ir.Text("42"),)),
+    ir.ServerToolCallStart(3, "call_2", "calc", "add", '{"a": "x"}'),
+    ir.ServerToolCallDone(4, "call_2", (ir.Text("a must be a number"),), is_error=True),
+    ir.TextStart(5),
+    ir.TextDelta(5, "The sum is 42"),
+    ir.BlockStop(5),
+    ir.MessageStop(ir.StopReason.END_TURN, usage=ir.Usage(10, 7)),
+]
+# One round with two calls: both start, then both end (the loop's order).
+PARALLEL: list[ir.Event] = [
+    ir.MessageStart("m", ir.Usage(10)),
+    ir.ServerToolCallStart(0, "call_1", "calc", "add", '{"a": 20, "b": 22}'),
+    ir.ServerToolCallStart(1, "call_2", "calc", "add", '{"a": "x"}'),
+    ir.ServerToolCallDone(2, "call_1", (ir.Text("42"),)),
+    ir.ServerToolCallDone(3, "call_2", (ir.Text("a must be a number"),), is_error=True),
     ir.MessageStop(ir.StopReason.END_TURN, usage=ir.Usage(10, 7)),
 ]
 
@@ -43,9 +52,9 @@ def request() -> ir.Request:
     return ir.Request("m", (ir.Message(ir.Role.USER, (ir.Text("What is 20 + 22?"),)),))
 
 
-def folded() -> ir.Response:
+def folded(events: list[ir.Event] = EVENTS) -> ir.Response:
     fold = Fold("resp_1")
-    for event in EVENTS:
+    for event in events:
         fold.feed(event)
     return fold.result()
 
@@ -101,27 +110,32 @@ def test_anthropic_json_answer_has_each_call_and_its_result() -> None:
     message = BetaMessage.model_validate(body)
     assert [b.type for b in message.content] == ["mcp_tool_use", "mcp_tool_result", "mcp_tool_use", "mcp_tool_result", "text"]
     use, result, _, failed, _ = body["content"]
+    together = anthropic_codec.encode_response(folded(PARALLEL))["content"]  # in the order they happened
+    assert [b["type"] for b in together] == ["mcp_tool_use", "mcp_tool_use", "mcp_tool_result", "mcp_tool_result"]
+    assert [b.get("tool_use_id") for b in together] == [None, None, "call_1", "call_2"]
     assert use == {"type": "mcp_tool_use", "id": "call_1", "name": "add", "server_name": "calc", "input": {"a": 20, "b": 22}}
     assert result == {"type": "mcp_tool_result", "tool_use_id": "call_1", "is_error": False,
                       "content": [{"type": "text", "text": "42"}]}
     assert failed["is_error"] is True and failed["tool_use_id"] == "call_2"
 
 
-def test_anthropic_stream_accumulates_in_the_sdk_to_the_json_answer() -> None:
+@pytest.mark.parametrize("events", [EVENTS, PARALLEL], ids=["one-by-one", "parallel"])
+def test_anthropic_stream_accumulates_in_the_sdk_to_the_json_answer(events: list[ir.Event]) -> None:
     """The SDK's own stream accumulator builds the same content as the JSON answer."""
     encoder = AnthropicEncoder("msg_1", "m")
-    raw = b"".join(encoder.encode(e) for e in EVENTS)
-    events = sse_events(raw)
-    assert [e["index"] for e in events if e["type"] == "content_block_start"] == [0, 1, 2, 3, 4]
+    raw = b"".join(encoder.encode(e) for e in events)
+    sent = sse_events(raw)
+    blocks = len(folded(events).content) - (1 if events is EVENTS else 0)  # the listing is not an Anthropic block
+    assert [e["index"] for e in sent if e["type"] == "content_block_start"] == list(range(blocks))
     snapshot, buffers = None, {}  # type: ignore[var-annotated]
-    for event in events:
+    for event in sent:
         if event["type"] == "ping":
             continue
         parsed = TypeAdapter(BetaRawMessageStreamEvent).validate_python(event)
         snapshot = accumulate_event(event=parsed, current_snapshot=snapshot, request_headers={}, json_bufs=buffers)  # type: ignore[arg-type]
     assert snapshot is not None
     streamed = snapshot.model_dump(exclude_none=True)["content"]
-    expected = anthropic_codec.encode_response(folded())["content"]
+    expected = anthropic_codec.encode_response(folded(events))["content"]
     assert [{k: v for k, v in b.items() if k != "citations"} for b in streamed] == expected
 
 
@@ -143,6 +157,8 @@ def test_the_stored_conversation_for_previous_response_id_is_the_model_s_view() 
     assert [t.role for t in turns] == [ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.ASSISTANT]
     assert turns[0].content == (ir.ToolCall("call_1", "calc__add", '{"a": 20, "b": 22}'),)
     assert turns[-1].content == (ir.Text("The sum is 42"),)
+    parallel = responses.conversation_items(folded(PARALLEL))  # one round's calls: one assistant turn, one tool turn
+    assert [t.role for t in parallel] == [ir.Role.ASSISTANT, ir.Role.TOOL] and len(parallel[0].content) == 2
 
 
 def test_an_anthropic_client_sends_the_blocks_back_and_the_model_sees_its_call_and_the_result() -> None:
@@ -166,8 +182,8 @@ def test_approval_items_are_a_400_naming_the_field(kind: str) -> None:
 
 
 def test_an_image_result_is_named_in_the_text_these_shapes_carry() -> None:
-    call = ir.ServerToolCall("c", "s", "shot", "{}", (ir.Text("here:"), ir.Image(media_type="image/png", data="AAAA")))
-    item = responses.output_item(call, "mcp_1")
+    result = ir.ServerToolResult("c", (ir.Text("here:"), ir.Image(media_type="image/png", data="AAAA")))
+    item = responses.mcp_call_item(ir.ServerToolCall("c", "s", "shot", "{}"), result, "mcp_1")
     assert item["output"] == "here:\n[image: image/png]"
-    assert anthropic_codec.mcp_tool_result("c", call.output, False)["content"] == [{"type": "text", "text": "here:\n[image: image/png]"}]
+    assert anthropic_codec.mcp_tool_result("c", result.output, False)["content"] == [{"type": "text", "text": "here:\n[image: image/png]"}]
 

@@ -12,6 +12,7 @@ from auxot.config import user_cache_dir
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
 CODEX = "@openai/codex@0.169.0"
 EVERYTHING = "@modelcontextprotocol/server-everything@2026.8.31"  # the MCP reference server that exercises every feature
+FILESYSTEM = "@modelcontextprotocol/server-filesystem@2026.8.31"  # the MCP reference server for files under given roots
 
 
 def npm_cli(package: str, binary: str, prefix_name: str, override_env: str) -> Path:
