@@ -105,6 +105,17 @@ def _keys(args: argparse.Namespace) -> int:
             for row in (header, *rows):
                 cells = [cell.rjust(w) if i in (7, 8) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
                 print(" ".join(cells).rstrip())
+        elif args.keys_command == "team-tools":
+            if args.team is None:
+                for team, limit in store.team_tools().items():
+                    print(f"{team}: {','.join(limit) or '(none)'}")
+                return 0
+            if (args.tools is None) == (not args.clear):
+                raise ConfigError("keys team-tools TEAM takes --tools PATTERNS or --clear")
+            patterns = None if args.clear else tuple(t.strip() for t in args.tools.split(",") if t.strip())
+            store.set_team_tools(args.team, patterns)
+            print(f"team {args.team}: " + ("no team limit; each key's own --tools" if patterns is None else
+                                           f"its keys' server-side tools cut to {','.join(patterns) or '(none)'}"))
         elif args.keys_command == "revoke":
             revoke = store.revoke_worker_key if args.id.startswith(("wkey_", "tkey_")) else store.revoke_key
             if not revoke(args.id):
@@ -221,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--tools-worker", action="store_true",
                         help="a tools. key, for `python -m auxot tools-worker` (MCP servers; not valid for the API)")
     ksub.add_parser("list", help="list keys (never prints a secret)")
+    team_tools = ksub.add_parser("team-tools", help="cut a team's keys' server-side tools to these patterns (no TEAM: list)")
+    team_tools.add_argument("team", nargs="?", default=None, metavar="TEAM")
+    team_tools.add_argument("--tools", default=None, metavar="T,...", help="patterns, as for keys create --tools ('' for none)")
+    team_tools.add_argument("--clear", action="store_true", help="no team limit: each key's own --tools")
     revoke = ksub.add_parser("revoke", help="revoke a key by id (a connected worker using it is dropped)")
     revoke.add_argument("id")
     rotate = ksub.add_parser("rotate", help="give a key a new secret (same id, models and limits); prints it as the last line")

@@ -60,13 +60,21 @@ CMAKE_FLAGS = [
 ]
 
 
+# AMX kernels are left out (x86-64): on some virtual machines (a Firecracker guest with a
+# Sapphire Rapids CPU, whose flags and kernel both say AMX) the tile state is not kept and
+# llama-server dies of SIGILL (``tilezero``) at its first matrix product; a small model
+# gains nothing from them.  Part of the recipe, so a cached build made with them is not reused.
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+RECIPE = "no-amx"
+
+
 class ProvisionError(Exception):
     pass
 
 
 def cpu_tag() -> str:
     """A short name for this CPU's instruction set (its architecture and feature
-    flags), which a native build may use."""
+    flags), which a native build may use, and for the build recipe (``RECIPE``)."""
     flags = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -75,7 +83,7 @@ def cpu_tag() -> str:
                 break
     except OSError:
         pass
-    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:10]
+    return hashlib.sha256(f"{platform.machine()} {flags} {RECIPE}".encode()).hexdigest()[:10]
 
 
 def cached_binary(cache: Path | None = None, cuda_arch: str | None = None) -> Path:
@@ -210,6 +218,8 @@ def build_llama_server(progress: Progress, cache: Path | None = None, build_plan
     if target.exists():
         return target
     flags = list(CMAKE_FLAGS)
+    if platform.machine() in ("x86_64", "AMD64"):
+        flags += [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
     if build_plan.cuda_arch:
         flags += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={build_plan.cuda_arch}",
                   f"-DCMAKE_CUDA_COMPILER={build_plan.nvcc}"]

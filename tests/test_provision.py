@@ -1,4 +1,8 @@
 import io
+import platform
+import re
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -104,3 +108,15 @@ def test_the_offloaded_layers_come_from_llama_server_s_own_log() -> None:
     line = b"load_tensors: offloaded 31/31 layers to GPU"
     assert (found := OFFLOADED.search(line)) is not None and found.group(1) == b"31/31"
     assert OFFLOADED.search(b"load_tensors: CPU_Mapped model buffer size = 86.94 MiB") is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("objdump") is None, reason="an x86-64 build, read with objdump")
+def test_the_cpu_build_has_no_amx_instructions() -> None:
+    """On a VM whose CPU says AMX but does not keep tile state, an AMX kernel dies of SIGILL (provision.NO_AMX)."""
+    binary = provision.find_llama_server(None, provision.plan(None))
+    if binary is None:
+        pytest.skip("run `python -m auxot install` first")
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(binary)], capture_output=True, text=True, check=True).stdout
+    assert "vfmadd" in listing  # the native build's vector code is there (a disassembly that read nothing would pass below)
+    assert not re.search(r"\b(tilezero|ldtilecfg|tdpb[su][su]d|tdpbf16ps)\b", listing)

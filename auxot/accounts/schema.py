@@ -73,9 +73,18 @@ MIGRATIONS: list[str | tuple[str, ...]] = [
     ALTER TABLE usage ADD COLUMN tool_rounds INTEGER;
     ALTER TABLE usage ADD COLUMN tool_calls INTEGER;
     """,
+    # 6: a team's server-side tools (JSON list of patterns): its keys' own are cut to
+    # them; a team with no row sets no limit.  Changes move the key epoch too.
+    (
+        "CREATE TABLE teams (name TEXT PRIMARY KEY, tools TEXT NOT NULL)",
+        *(f"CREATE TRIGGER teams_epoch_{what.lower()} AFTER {what} ON teams"
+          " BEGIN UPDATE key_epoch SET n = n + 1; END" for what in ("INSERT", "UPDATE", "DELETE")),
+    ),
 ]
 
-KEY_COLUMNS = "id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at, tools"
+KEY_COLUMNS = ("api_keys.id, prefix, api_keys.name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at,"
+               " api_keys.tools, teams.tools")
+KEYS = "api_keys LEFT JOIN teams ON teams.name = api_keys.team"  # a key with its team's tools
 USAGE_COLUMNS = (
     "started_at", "key_id", "endpoint", "model_requested", "model_served", "provider",
     "input_tokens", "cached_tokens", "output_tokens", "ttft_ms", "latency_ms", "status", "outcome", "tool_rounds", "tool_calls",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import keys
-from .schema import KEY_COLUMNS, MIGRATIONS, USAGE_COLUMNS, USAGE_INSERT
+from .schema import KEY_COLUMNS, KEYS, MIGRATIONS, USAGE_COLUMNS, USAGE_INSERT
 
 LEDGER_TEXT_MAX = 256  # characters: no text a request brings may grow the ledger by more
 
@@ -60,12 +60,14 @@ class KeyRecord:
     tpm: int | None = None
     rotated_at: float | None = None
     tools: tuple[str, ...] = ()  # server-side tools it may use: patterns like "web_fetch" or "everything__*"; empty: none
+    team_tools: tuple[str, ...] | None = None  # its team's patterns, which cut its own; None: the team sets none
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> KeyRecord:
-        key_id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at, tools = row
+        key_id, prefix, name, created_at, revoked_at, team, expires_at, models, rpm, tpm, rotated_at, tools, team_tools = row
         return cls(key_id, prefix, name, created_at, revoked_at, team, expires_at,
-                   tuple(json.loads(models)) if models else (), rpm, tpm, rotated_at, tuple(json.loads(tools)) if tools else ())
+                   tuple(json.loads(models)) if models else (), rpm, tpm, rotated_at, tuple(json.loads(tools)) if tools else (),
+                   tuple(json.loads(team_tools)) if team_tools is not None else None)
 
 
 @dataclass(frozen=True)
@@ -154,18 +156,32 @@ class Store:
             )
         return record, key
 
+    def set_team_tools(self, team: str, tools: tuple[str, ...] | None) -> None:
+        """The server-side tools ``team``'s keys may use at most (patterns; () none);
+        ``None``: no team limit, each key's own."""
+        with self._lock:
+            if tools is None:
+                self._db.execute("DELETE FROM teams WHERE name = ?", (team,))
+            else:
+                self._db.execute("INSERT INTO teams (name, tools) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET tools = excluded.tools",
+                                 (team, json.dumps(list(tools))))
+
+    def team_tools(self) -> dict[str, tuple[str, ...]]:
+        with self._lock:
+            return {name: tuple(json.loads(tools)) for name, tools in self._db.execute("SELECT name, tools FROM teams ORDER BY name")}
+
     def count_keys(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM api_keys").fetchone()[0])
 
     def list_keys(self) -> list[KeyRecord]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
+            rows = self._db.execute(f"SELECT {KEY_COLUMNS} FROM {KEYS} ORDER BY created_at").fetchall()
         return [KeyRecord.from_row(row) for row in rows]
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            row = self._db.execute(f"SELECT {KEY_COLUMNS} FROM {KEYS} WHERE api_keys.id = ?", (key_id,)).fetchone()
         return None if row is None else KeyRecord.from_row(row)
 
     def revoke_key(self, key_id: str) -> bool:
@@ -185,7 +201,7 @@ class Store:
                 "UPDATE api_keys SET previous_digest = digest, digest = ?, rotated_at = ? WHERE id = ?",
                 (keys.digest(key), time.time(), key_id),
             )
-            record = self._db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            record = self._db.execute(f"SELECT {KEY_COLUMNS} FROM {KEYS} WHERE api_keys.id = ?", (key_id,)).fetchone()
         return KeyRecord.from_row(record), key
 
     def lookup(self, key: str) -> KeyRecord | None:
@@ -197,10 +213,10 @@ class Store:
         """Like :meth:`lookup`, but also recognises a secret that was rotated away."""
         presented = keys.digest(key)
         with self._lock:
-            row = self._db.execute(f"SELECT {KEY_COLUMNS}, digest FROM api_keys WHERE digest = ?", (presented,)).fetchone()
+            row = self._db.execute(f"SELECT {KEY_COLUMNS}, digest FROM {KEYS} WHERE digest = ?", (presented,)).fetchone()
             if row is None:
                 row = self._db.execute(
-                    f"SELECT {KEY_COLUMNS}, previous_digest FROM api_keys WHERE previous_digest = ?", (presented,)
+                    f"SELECT {KEY_COLUMNS}, previous_digest FROM {KEYS} WHERE previous_digest = ?", (presented,)
                 ).fetchone()
                 rotated_away = True
             else:

@@ -76,9 +76,14 @@ def output_text(output: tuple[ir.Text | ir.Image, ...]) -> str:
     return "\n".join(p.text if isinstance(p, ir.Text) else f"[image: {p.media_type or p.url or 'image'}]" for p in output)
 
 
+def exposed(server: str, name: str) -> str:
+    """A server tool's name as the model is offered it."""
+    return server + ir.SERVER_TOOL_SEPARATOR + name
+
+
 def server_call(server: str, name: str, call_id: str, arguments: str) -> ir.ToolCall:
     """A shown call, sent back by the client: the model's call as it made it."""
-    return ir.ToolCall(call_id, server + ir.SERVER_TOOL_SEPARATOR + name, arguments)
+    return ir.ToolCall(call_id, exposed(server, name), arguments)
 
 
 def error_text(raw: Any) -> str:

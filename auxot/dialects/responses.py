@@ -286,7 +286,13 @@ def _decode_tool_choice(raw: Any) -> ir.ToolChoice | None:
         return ir.ToolChoice(raw)
     if isinstance(raw, dict) and raw.get("type") == "function":
         return ir.ToolChoice("tool", check.string(raw.get("name"), "tool_choice.name", required=True))
-    raise InvalidRequest(f"tool_choice must be auto, none, required or a function; got {raw!r}", param="tool_choice")
+    if isinstance(raw, dict) and raw.get("type") == "mcp":  # a tool of an MCP server the request names (tools_protocol §explicit)
+        server = check.string(raw.get("server_label"), "tool_choice.server_label", required=True)
+        if raw.get("name") is None:
+            raise InvalidRequest("tool_choice.name is required: name the server's tool to force (or use \"required\")",
+                                 param="tool_choice.name")
+        return ir.ToolChoice("tool", mcp_use.exposed(server, check.string(raw.get("name"), "tool_choice.name", required=True)))
+    raise InvalidRequest(f"tool_choice must be auto, none, required, a function or an mcp tool; got {raw!r}", param="tool_choice")
 
 
 def _decode_format(raw: Any) -> ir.ResponseFormat | None:

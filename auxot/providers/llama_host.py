@@ -5,6 +5,7 @@ and what it says it can take (``GET /props``)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,17 @@ def sampling_defaults(props: dict[str, Any]) -> ir.Sampling:
         return round(float(value), 4) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     return ir.Sampling(temperature=number("temperature"), top_p=number("top_p"))
+
+
+def how_it_ended(returncode: int | None) -> str:
+    """llama-server's exit, in words: a signal by name, and what SIGILL means."""
+    if returncode is None or returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if name == "SIGILL":
+        return ("was killed by SIGILL: the binary uses an instruction this CPU cannot run "
+                "(a build from another machine? `python -m auxot install` builds one for this CPU)")
+    return f"was killed by {name}"

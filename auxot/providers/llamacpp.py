@@ -10,8 +10,7 @@ at once if its port is taken.  The supervisor owns the child inside a nursery:
 It counts the child as ready only once ``/health`` answers 200, restarts it
 with exponential backoff when it dies, and keeps the tail of its stderr for
 diagnostics.  Stopping is SIGTERM, a short grace, then SIGKILL — always reaped,
-in a shielded scope — because llama-server has been seen to hang on its first
-SIGTERM.
+in a shielded scope — as llama-server has been seen to hang on its first SIGTERM.
 
 Requests always stream from llama-server (even when the client asked for one
 JSON answer) so a client that goes away closes the upstream connection and
@@ -46,6 +45,7 @@ from .exchange import stream_exchange
 from .llama_host import (
     capabilities_from_props,
     free_port,
+    how_it_ended,
     listens_on,
     sampling_defaults,
     thread_args,
@@ -201,7 +201,7 @@ class LlamaCppProvider(ProviderBase):
                     log.info("%s: llama-server ready on 127.0.0.1:%d (pid %d)", self.name, port, process.pid)
                     settled()
                     await process.wait()
-                    self.stderr_tail.append(f"[auxot] llama-server exited with status {process.returncode}")
+                    self.stderr_tail.append(f"[auxot] llama-server {how_it_ended(process.returncode)}")
                 if process.returncode is not None:
                     with trio.move_on_after(1):  # its last words (why it exited), up to EOF
                         await drained.wait()
@@ -253,7 +253,7 @@ class LlamaCppProvider(ProviderBase):
             except HTTPClientError:
                 pass
             await trio.sleep(0.1)
-        self.stderr_tail.append(f"[auxot] llama-server exited with status {process.returncode} while starting")
+        self.stderr_tail.append(f"[auxot] llama-server {how_it_ended(process.returncode)} (while starting)")
         return False
 
     async def _drain_stderr(self, stream: trio.abc.ReceiveStream | None, drained: trio.Event) -> None:

@@ -80,7 +80,7 @@ def _sum(a: ir.Usage, b: ir.Usage) -> ir.Usage:
 
 
 async def run(
-    svc: Services, request: ir.Request, *, key_id: str, patterns: tuple[str, ...], server_tools: dict[str, dict[str, Any]],
+    svc: Services, request: ir.Request, *, key_id: str, grant: policy.Grant, server_tools: dict[str, dict[str, Any]],
     record: Record, buffered: bool, nursery: trio.Nursery, shown: frozenset[str] = frozenset(),
 ) -> AsyncGenerator[ir.Event, None]:
     """The answer's IR events.  The calls run in ``nursery`` (the pipeline's): a
@@ -142,7 +142,7 @@ async def run(
 
         async def run_round() -> None:
             timeout = max(0.1, min(limits.call_timeout, deadline - trio.current_time()))
-            results.extend(await _run_calls(svc, calls, patterns, limits.calls_per_round, limits.calls_per_request - calls_made,
+            results.extend(await _run_calls(svc, calls, grant, limits.calls_per_round, limits.calls_per_request - calls_made,
                                             timeout))
             done.set()
 
@@ -196,7 +196,7 @@ def _listing(server: str, server_tools: dict[str, dict[str, Any]]) -> tuple[dict
 
 
 async def _run_calls(
-    svc: Services, calls: list[ir.ToolCall], patterns: tuple[str, ...], per_round: int, left: int, timeout: float,
+    svc: Services, calls: list[ir.ToolCall], grant: policy.Grant, per_round: int, left: int, timeout: float,
 ) -> list[CallResult]:
     results: list[CallResult | None] = [None] * len(calls)
 
@@ -204,7 +204,7 @@ async def _run_calls(
         if i >= per_round or i >= left:
             results[i] = _refused(f"not run: over the limit of {min(per_round, max(left, 0))} tool calls here")
             return
-        if not policy.allowed(patterns, call.name) or call.name not in svc.tools.tools():  # again, at execution
+        if not grant.allows(call.name) or call.name not in svc.tools.tools():  # again, at execution
             results[i] = _refused(f"the tool {call.name!r} is not available to this key now")
             return
         try:

@@ -1,17 +1,22 @@
 """Which server-side tools a request may use: those a tools worker offers now,
 that the key allows (``keys create --tools 'web_fetch,everything__*'``; default
-none).  Checked when the tools are offered to the model and again when a call
-is about to run.  Pure."""
+none) and its team too, where the team sets a limit (``keys team-tools``).
+Checked when the tools are offered to the model and again when a call is about
+to run.  Pure."""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import ir
 from ..errors import InvalidRequest, PermissionDenied
 from .servers import SEPARATOR
+
+if TYPE_CHECKING:
+    from ..accounts.store import KeyRecord
 
 
 def allowed(patterns: Iterable[str], name: str) -> bool:
@@ -21,11 +26,25 @@ def allowed(patterns: Iterable[str], name: str) -> bool:
     return any(fnmatchcase(name, p) or (SEPARATOR not in p and fnmatchcase(bare, p)) for p in patterns)
 
 
-def offered(patterns: tuple[str, ...], available: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Grant:
+    """The server-side tools a key may use: its own patterns (``keys create
+    --tools``), cut to its team's where the team sets some (``keys team-tools``)."""
+
+    key: tuple[str, ...] = ()
+    team: tuple[str, ...] | None = None
+
+    def allows(self, name: str) -> bool:
+        return allowed(self.key, name) and (self.team is None or allowed(self.team, name))
+
+    @classmethod
+    def of(cls, key: KeyRecord) -> Grant:
+        return cls(key.tools, key.team_tools)
+
+
+def offered(grant: Grant, available: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The tools this key may have, of those on offer."""
-    if not patterns:
-        return {}
-    return {name: tool for name, tool in available.items() if allowed(patterns, name)}
+    return {name: tool for name, tool in available.items() if grant.allows(name)}
 
 
 def with_server_tools(request: ir.Request, server_tools: dict[str, dict[str, Any]]) -> ir.Request:
@@ -40,12 +59,12 @@ def with_server_tools(request: ir.Request, server_tools: dict[str, dict[str, Any
     return dataclasses.replace(request, tools=request.tools + added)
 
 
-def chosen(patterns: tuple[str, ...], uses: tuple[ir.McpUse, ...], available: dict[str, dict[str, Any]],
+def chosen(grant: Grant, uses: tuple[ir.McpUse, ...], available: dict[str, dict[str, Any]],
            inject: str) -> dict[str, dict[str, Any]]:
     """The server tools a request gets.  ``inject = "policy"``: every tool the key
     may use, plus any the request names; ``"explicit"``: only those the request
     names in its dialect's own shape (``uses``) — always within what the key may use."""
-    mine = offered(patterns, available)
+    mine = offered(grant, available)
     picked: dict[str, dict[str, Any]] = {}
     for use in uses:
         on_server = {name: tool for name, tool in available.items() if tool["server"] == use.server}
@@ -60,13 +79,13 @@ def chosen(patterns: tuple[str, ...], uses: tuple[ir.McpUse, ...], available: di
     return picked if inject == "explicit" else {**mine, **picked}
 
 
-def plan(patterns: tuple[str, ...], request: ir.Request, available: dict[str, dict[str, Any]], inject: str,
+def plan(grant: Grant, request: ir.Request, available: dict[str, dict[str, Any]], inject: str,
          shows: bool) -> tuple[ir.Request, dict[str, dict[str, Any]], frozenset[str]]:
     """A request's server tools: the request as the model gets it (the server
     tools added, its ``mcp`` consumed), the tools it may call by their offered
     name, and the servers whose calls the client is shown (those it named, where
     its dialect ``shows`` them)."""
-    server_tools = chosen(patterns, request.mcp, available, inject)
+    server_tools = chosen(grant, request.mcp, available, inject)
     shown = frozenset(use.server for use in request.mcp) if shows else frozenset()
     request = dataclasses.replace(request, mcp=()) if request.mcp else request
     return (with_server_tools(request, server_tools) if server_tools else request), server_tools, shown

@@ -61,10 +61,11 @@ def test_a_version_1_database_migrates_and_keeps_its_keys(tmp_path: Path) -> Non
     path = tmp_path / "db.sqlite3"
     key = v1_database(path)
     store = Store(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
     record = store.lookup(key)
     assert record is not None and record.id == "key_old" and record.name == "old"
-    assert (record.models, record.rpm, record.tpm, record.expires_at, record.team, record.tools) == ((), None, None, None, None, ())
+    assert (record.models, record.rpm, record.tpm, record.expires_at, record.team, record.tools, record.team_tools) == (
+        (), None, None, None, None, (), None)
     store.record_usage({c: None for c in USAGE_COLUMNS} | {"started_at": 1.0, "key_id": "key_old", "endpoint": "e", "outcome": "ok"})
     assert len(store.usage_rows()) == 1
     store.close()
@@ -186,3 +187,23 @@ def test_the_ledger_checkpoints_in_the_thread_path_only(tmp_path: Path) -> None:
     assert wal.stat().st_size == size
     assert len(store.usage_rows()) == store_module.CHECKPOINT_EVERY + 6
     store.close()
+
+
+def test_a_team_s_tools_come_with_its_keys_and_move_the_key_epoch(tmp_path: Path) -> None:
+    store = Store(tmp_path / "auxot.sqlite3")
+    try:
+        record, key = store.create_key("t", "team", team="blue", tools=("test__*",))
+        other, other_key = store.create_key("u", tools=("test__*",))
+        assert store.lookup(key).team_tools is None  # type: ignore[union-attr]  # no team limit yet
+        before = store.version()
+        store.set_team_tools("blue", ("test__echo",))
+        assert store.version() != before  # the router's key cache sees the change
+        assert store.lookup(key).team_tools == ("test__echo",) and store.lookup(key).tools == ("test__*",)  # type: ignore[union-attr]
+        assert store.lookup(other_key).team_tools is None  # type: ignore[union-attr]  # not in the team
+        assert store.get_key(record.id).team_tools == ("test__echo",)  # type: ignore[union-attr]
+        store.set_team_tools("blue", ())
+        assert store.lookup(key).team_tools == () and store.team_tools() == {"blue": ()}  # type: ignore[union-attr]
+        store.set_team_tools("blue", None)
+        assert store.lookup(key).team_tools is None and store.team_tools() == {}  # type: ignore[union-attr]
+    finally:
+        store.close()

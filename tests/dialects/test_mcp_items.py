@@ -187,3 +187,11 @@ def test_an_image_result_is_named_in_the_text_these_shapes_carry() -> None:
     assert item["output"] == "here:\n[image: image/png]"
     assert anthropic_codec.mcp_tool_result("c", result.output, False)["content"] == [{"type": "text", "text": "here:\n[image: image/png]"}]
 
+
+
+def test_a_responses_tool_choice_can_force_a_named_server_s_tool() -> None:
+    forced = responses.decode_request({"model": "m", "input": "hi", "tool_choice": {"type": "mcp", "server_label": "calc", "name": "add"}})
+    assert forced.tool_choice == ir.ToolChoice("tool", "calc__add")  # the name the model is offered
+    with pytest.raises(InvalidRequest) as refused:
+        responses.decode_request({"model": "m", "input": "hi", "tool_choice": {"type": "mcp", "server_label": "calc"}})
+    assert refused.value.param == "tool_choice.name"

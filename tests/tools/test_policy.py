@@ -9,6 +9,7 @@ from auxot import ir
 from auxot.dialects import anthropic, openai_chat, responses
 from auxot.errors import InvalidRequest, PermissionDenied
 from auxot.tools import policy
+from auxot.tools.policy import Grant
 
 AVAILABLE = {f"{server}__{tool}": {"name": f"{server}__{tool}", "server": server, "description": "", "input_schema": {}}
              for server, tool in [("test", "add"), ("test", "echo"), ("auxot", "web_fetch"), ("files", "read")]}
@@ -21,21 +22,28 @@ def test_patterns_match_exposed_names_and_bare_tool_names() -> None:
 
 
 def test_policy_mode_gives_a_key_its_tools_and_what_the_request_names() -> None:
-    assert set(policy.chosen(("test__add",), (), AVAILABLE, "policy")) == {"test__add"}
-    assert policy.chosen((), (), AVAILABLE, "policy") == {}  # default: none
+    assert set(policy.chosen(Grant(("test__add",)), (), AVAILABLE, "policy")) == {"test__add"}
+    assert policy.chosen(Grant(()), (), AVAILABLE, "policy") == {}  # default: none
     named = (ir.McpUse("test", ("echo",)),)
-    assert set(policy.chosen(("test__*",), named, AVAILABLE, "policy")) == {"test__add", "test__echo"}
+    assert set(policy.chosen(Grant(("test__*",)), named, AVAILABLE, "policy")) == {"test__add", "test__echo"}
+
+
+def test_a_team_limit_cuts_its_keys_own_tools() -> None:
+    assert set(policy.chosen(Grant(("test__*",), ("test__echo", "files__*")), (), AVAILABLE, "policy")) == {"test__echo"}
+    assert policy.chosen(Grant(("test__*",), ()), (), AVAILABLE, "policy") == {}  # the team allows none
+    assert not Grant(("files__*",), ("test__*",)).allows("files__read")  # the team's limit is not a grant of its own
+    assert Grant(("test__add",), None).allows("test__add")  # no team limit: the key's own
 
 
 def test_explicit_mode_gives_only_what_the_request_names_within_the_key() -> None:
-    assert policy.chosen(("test__*", "files__*"), (), AVAILABLE, "explicit") == {}
+    assert policy.chosen(Grant(("test__*", "files__*")), (), AVAILABLE, "explicit") == {}
     named = (ir.McpUse("test", ("echo",)),)
-    assert set(policy.chosen(("test__*", "files__*"), named, AVAILABLE, "explicit")) == {"test__echo"}
-    assert set(policy.chosen(("test__*",), (ir.McpUse("test"),), AVAILABLE, "explicit")) == {"test__add", "test__echo"}
+    assert set(policy.chosen(Grant(("test__*", "files__*")), named, AVAILABLE, "explicit")) == {"test__echo"}
+    assert set(policy.chosen(Grant(("test__*",)), (ir.McpUse("test"),), AVAILABLE, "explicit")) == {"test__add", "test__echo"}
     with pytest.raises(PermissionDenied, match="may not use the tools of MCP server 'files'"):
-        policy.chosen(("test__*",), (ir.McpUse("files"),), AVAILABLE, "explicit")
+        policy.chosen(Grant(("test__*",)), (ir.McpUse("files"),), AVAILABLE, "explicit")
     with pytest.raises(InvalidRequest, match="no MCP server 'nope'"):
-        policy.chosen(("*",), (ir.McpUse("nope"),), AVAILABLE, "explicit")
+        policy.chosen(Grant(("*",)), (ir.McpUse("nope"),), AVAILABLE, "explicit")
 
 
 def test_a_client_tool_named_like_a_server_tool_is_refused() -> None:

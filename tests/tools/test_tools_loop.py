@@ -11,6 +11,7 @@ import json
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -119,6 +120,27 @@ def test_a_key_without_tools_gets_none_and_a_clash_is_a_400(setup: Setup) -> Non
         chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], tools=[
             {"type": "function", "function": {"name": "test__add", "parameters": {"type": "object"}}}])
     assert "test__add" in str(clash.value) and "server-side" in str(clash.value)
+
+
+def test_a_team_limit_cuts_its_keys_tools_at_once(setup: Setup) -> None:
+    router, upstream, _, data, _ = setup
+    blue = openai.OpenAI(base_url=router.base_url + "/v1", max_retries=0, timeout=60,
+                         api_key=create_key(data, "--name", "blue key", "--team", "blue", "--tools", "test__*"))
+    ask: Any = [{"role": "user", "content": "What is 20 + 22?"}]
+
+    def team_tools(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "auxot", "keys", "--data-dir", str(data), "team-tools", *args],
+                              capture_output=True, text=True, check=True).stdout
+
+    assert "cut to test__echo" in team_tools("blue", "--tools", "test__echo")
+    assert team_tools() == "blue: test__echo\n"
+    answer = blue.chat.completions.create(model="m", messages=ask)  # the running router sees the change (the key epoch)
+    assert answer.choices[0].message.content.strip() == "No tools here."  # type: ignore[union-attr]
+    assert [t["function"]["name"] for t in upstream.requests[-1]["tools"]] == ["test__echo"]  # the key's test__*, cut to the team's
+
+    team_tools("blue", "--clear")
+    answer = blue.chat.completions.create(model="m", messages=ask)
+    assert answer.choices[0].message.content.strip() == "The sum is 42"  # type: ignore[union-attr]
 
 
 def test_a_client_tool_goes_back_to_the_client(setup: Setup) -> None:
