@@ -67,13 +67,14 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
         answer = Answer(svc.new_id(dialect.id_prefix), int(svc.clock()), request, settings, svc.new_id, svc.clock)
         kept = Fold(answer.id) if dialect.keeps_history and settings.get("store") else None
 
-        async def answer_with(events: AsyncGenerator[ir.Event, None]) -> None:
+        async def answer_with(events: AsyncGenerator[ir.Event, None], *, from_provider: bool = False) -> None:
             if kept is not None:
                 events = _folding(events, kept)
             await relay(
                 receive, send, events, error_body=dialect.error_body, record=record, stalled=svc.stall_check(scope),
                 stream=(lambda model: dialect.stream_encoder(answer, model)) if request.stream else None,
                 fold=lambda response: dialect.encode_response(answer, response), response_id=answer.id,
+                batched_reads=from_provider,
             )
 
         if server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery
@@ -88,7 +89,10 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             def ask() -> AsyncGenerator[ir.Event, None]:
                 return svc.scheduler.stream(request, key=key.id, record=record, buffered=not request.stream)
 
-            await answer_with(ask() if n == 1 else choices.one_after_another(n, ask))
+            if n == 1:
+                await answer_with(ask(), from_provider=True)
+            else:
+                await answer_with(choices.one_after_another(n, ask))
         if kept is not None and kept.stop is not None and kept.error is None:
             svc.responses.put(answer.id, [*request.messages, *responses.conversation_items(kept.result())])
 

@@ -23,7 +23,7 @@ from typing import (
 
 import trio
 
-from . import ir
+from . import ir, reads
 from .asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
 from .dialects.table import StreamEncoder
 from .errors import AuxotError, ErrorKind, ProviderError, UpstreamError
@@ -95,11 +95,15 @@ async def relay(
     response_id: str = "",
     record: Record,
     stalled: Callable[[], bool] = lambda: False,
+    batched_reads: bool = False,
 ) -> str:
     """Returns an outcome word for logs: ok, error, disconnected, stalled.  The
     request's ``record`` sees every event (tokens, first token, stop) and the
     status.  ``stalled`` says whether a disconnect was the server closing a
-    client that stopped reading (``http_server``)."""
+    client that stopped reading (``http_server``).  ``batched_reads``: the events
+    come straight from a provider, which says which came from one upstream read
+    (auxot/reads.py); they are written together.  Not where a layer between
+    drops some (the tool loop hides server calls)."""
     outcome = "disconnected"
     watched = Watched(events, record)
     send = _final_message_shielded(send)
@@ -118,7 +122,7 @@ async def relay(
         try:
             async with aclosing(events):
                 if stream is not None:
-                    outcome = await _stream(send, watched, stream, error_body, record)
+                    outcome = await _stream(send, watched, stream, error_body, record, batched_reads)
                 else:
                     assert fold is not None
                     outcome = await _fold(send, watched, fold, error_body, response_id, record)
@@ -149,6 +153,7 @@ def _final_message_shielded(send: Send) -> Send:
 
 async def _stream(
     send: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody, record: Record,
+    batched_reads: bool = False,
 ) -> str:
     try:
         first = await anext(events)
@@ -167,27 +172,20 @@ async def _stream(
     record.status = 200
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *served_headers(record)]})
 
-    async def send_now(data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+    pending: list[bytes] = []
+
+    async def put(data: bytes) -> None:
+        """What is encoded waits while more events of its upstream read follow
+        (auxot/reads.py): one send per read, however many tokens it carried."""
+        if data:
+            pending.append(data)
+        if pending and not (batched_reads and reads.more_follow()):
+            body = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
 
     try:
-        # Most streams are short or slow (a model's tokens): each chunk is written
-        # as it comes, with no extra task (1,000 open streams must stay small, and
-        # a writer task would cost a task switch per token).  A stream whose last
-        # DIRECT_CHUNKS chunks came faster than FAST_CHUNKS_PER_S is a long, fast
-        # one (a cloud relay, a replayed answer): a writer task takes over and
-        # coalesces what queues up behind each write.
-        began = trio.current_time()
-        outcome = await _pump(events, encoder, send_now, first=first, limit=DIRECT_CHUNKS)
-        while outcome is None and trio.current_time() - began > DIRECT_CHUNKS / FAST_CHUNKS_PER_S:
-            began = trio.current_time()
-            outcome = await _pump(events, encoder, send_now, limit=DIRECT_CHUNKS)
-        if outcome is None:
-            async with trio.open_nursery() as nursery:
-                chunks_in, chunks_out = trio.open_memory_channel[bytes](QUEUED_CHUNKS)
-                nursery.start_soon(_write_coalesced, send, chunks_out)
-                async with chunks_in:
-                    outcome = await _pump(events, encoder, chunks_in.send)
+        outcome = await _pump(events, encoder, put, first=first)
     except BaseException as exc:
         if not _cancelled(exc):
             raise
@@ -195,11 +193,12 @@ async def _stream(
         # the grace period ran out: end the stream with an error, not silently.
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             event = ir.StreamError(ErrorKind.UNAVAILABLE, "the router is shutting down; the answer was cut short")
-            await send({"type": "http.response.body", "body": encoder.encode(event), "more_body": True})
+            await send({"type": "http.response.body", "body": b"".join(pending) + encoder.encode(event), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         raise
+    if pending:  # the provider ended with more promised
+        await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-    assert outcome is not None  # the last pump had no limit: it ran to the end
     return outcome
 
 
@@ -210,34 +209,17 @@ def _cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-DIRECT_CHUNKS = 64  # chunks written one by one before a stream gets a coalescing writer...
-FAST_CHUNKS_PER_S = 1000.0  # ...if they came at least this fast (else the next 64 are looked at)
-# Encoded chunks waiting for the client: enough to keep decoding while a write is
-# in flight, few enough that a client that stops reading stops the upstream read.
-QUEUED_CHUNKS = 256
-
-
-async def _pump(
-    events: AsyncIterator[ir.Event], encoder: Any, put: Callable[[bytes], Awaitable[None]], *,
-    first: ir.Event | None = None, limit: int | None = None,
-) -> str | None:
-    """Encode the events and ``put`` each chunk, until they end ("ok" or "error")
-    or ``limit`` chunks were put (None: the rest is still in ``events``).  A
+async def _pump(events: AsyncIterator[ir.Event], encoder: Any, put: Callable[[bytes], Awaitable[None]], *, first: ir.Event) -> str:
+    """Encode the events and ``put`` each one's bytes (b"" too: the end of an
+    upstream read may encode to nothing), until they end ("ok" or "error").  A
     provider's failure mid-stream becomes an in-stream error chunk."""
     outcome = "ok"
-    if first is not None:
-        await put(encoder.encode(first))
-    count = 0
+    await put(encoder.encode(first))
     try:
         async for event in events:
             if isinstance(event, ir.StreamError):
                 outcome = "error"
-            data = encoder.encode(event)
-            if data:
-                await put(data)
-            count += 1
-            if count == limit and outcome == "ok":
-                return None
+            await put(encoder.encode(event))
     except Exception as exc:
         outcome = "error"
         if isinstance(exc, AuxotError):
@@ -247,21 +229,6 @@ async def _pump(
             message, kind = "internal error mid-stream; see the router's log", ErrorKind.INTERNAL
         await put(encoder.encode(ir.StreamError(kind, message)))
     return outcome
-
-
-async def _write_coalesced(send: Send, chunks: trio.MemoryReceiveChannel[bytes]) -> None:
-    """Send chunks as they come; those that queued up while the last write was in
-    flight go out together, as one body message (one socket write instead of
-    one per chunk).  Nothing waits to be coalesced: a lone chunk is sent at once."""
-    async with chunks:
-        async for data in chunks:
-            batch = [data]
-            while len(batch) < QUEUED_CHUNKS:
-                try:
-                    batch.append(chunks.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            await send({"type": "http.response.body", "body": b"".join(batch) if len(batch) > 1 else data, "more_body": True})
 
 
 async def _fold(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import AsyncGenerator, Callable
 
-from .. import ir
+from .. import ir, reads
 from ..dialects.upstream import UpstreamStream
 from ..errors import (
     ConnectError,
@@ -38,14 +38,17 @@ async def stream_exchange(
                 raise outcome.from_status(who, resp.status, await resp.read(1024 * 1024), resp.header("retry-after"), secret=secret)
             upstream = UpstreamStream(dialect, id_factory)
             async for chunk in resp.iter_bytes():
-                for event in upstream.feed(chunk):
+                events = upstream.feed(chunk)
+                for n, event in enumerate(events, 1):
                     if model is not None and isinstance(event, ir.MessageStart):
                         event = dataclasses.replace(event, model=model)
                     started = True
+                    reads.yielding(n < len(events))  # one upstream read, one client write (auxot/reads.py)
                     yield event
             # Reading to the end of the body, even after the final event, lets the
             # connection go back to the pool for the next request.
             for event in upstream.end():
+                reads.yielding(False)
                 yield event
     except HTTPClientError as exc:
         if started:
