@@ -11,6 +11,17 @@ Scenarios (default: nonstream relay streams tokens):
 ``tokens``     SmolLM2 tokens/s through auxot vs llama-server directly (:mod:`.model`)
 ``start``      warm start of ``serve``;  ``client``  the HTTP client's own cost
 ``profile``    py-spy samples auxot under load (:mod:`.profile`; needs py-spy)
+``fanout``     many streams at a model's pace (500 × 20 tokens/s): the router's CPU per
+               token, the delay it adds, the most streams held within one core (:mod:`.fanout`;
+               its upstream :mod:`.paced_upstream` and client :mod:`.fanout_client` are
+               processes of their own; ``--fanout-streams 200,500,1000`` steps up)
+
+``--peers portkey,litellm`` puts auxot's peers beside it (:mod:`.peers`: the Portkey
+gateway from npm, the LiteLLM proxy from PyPI, each installed once into the auxot
+cache and run as its own process).  With ``nonstream``: auxot, each peer and the
+ceiling app in ``--rounds`` interleaved rounds on the same nginx, non-streamed and
+200-chunk streams, one table with each figure ÷ Portkey's and the targets against
+Portkey (:mod:`.versus`).  With ``fanout``: each peer is one more side.
 
 With processes and options of their own: ``cli`` (the CLI tier), ``worker``
 (remote workers), ``faults`` (llama-server children killed under load) and
@@ -38,20 +49,23 @@ from typing import Any
 
 from . import (
     client,
+    fanout,
     load,
     model,
     nonstream,
     pace,
+    peers,
     procs,
     profile,
     relay,
     report,
     streams,
     tools,
+    versus,
 )
 from .nginx import Nginx
 
-SCENARIOS = ("nonstream", "relay", "streams", "pace", "tokens", "start", "client", "profile")
+SCENARIOS = ("nonstream", "relay", "streams", "pace", "tokens", "start", "client", "profile", "fanout")
 DEFAULT = ("nonstream", "relay", "streams", "pace", "tokens")
 
 
@@ -71,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5, help="tokens: interleaved runs (default 5)")
     p.add_argument("--max-tokens", type=int, default=256, help="tokens: max_tokens (default 256)")
     p.add_argument("--requests", type=int, default=5000, help="client: requests per side (default 5000)")
+    p.add_argument("--peers", default="", help="nonstream, fanout: peers measured beside auxot: portkey, litellm or both, "
+                   "comma-separated (default: none; installed once into the auxot cache)")
+    p.add_argument("--rounds", type=int, default=3, help="nonstream --peers: interleaved rounds, medians kept (default 3)")
+    p.add_argument("--fanout-streams", default="500", help="fanout: streams at once; several, comma-separated, step up (default 500)")
+    p.add_argument("--fanout-rate", type=float, default=20.0, help="fanout: tokens/s per stream, a model's pace (default 20)")
+    p.add_argument("--fanout-seconds", type=float, default=10.0, help="fanout: how long each stream lasts (default 10)")
+    p.add_argument("--fanout-clients", type=int, default=1, help="fanout: client processes the streams are split among (default 1)")
     p.add_argument(
         "--load", choices=("auto", "wrk", "hey", "trio"), default="auto", help="load generator (default: wrk, else hey, else trio)"
     )
@@ -128,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(chosen) - set(SCENARIOS):
         _parser().error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     install = not args.no_install
+    peer_names = peers.parse(args.peers)
+    if peer_names and not {"nonstream", "fanout"} & set(chosen):
+        print("bench: --peers counts only with the nonstream and fanout scenarios")
     needs_servers = bool({"nonstream", "relay", "streams", "pace", "profile"} & set(chosen))
     results: dict[str, Any] = {}
     summary: list[str] = []
@@ -173,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             points = nonstream.run(loader, targets, pids, concurrencies, args.duration)
             print(report.nonstream_table(points, summary), flush=True)
             results["nonstream"] = points
+            if peer_names:
+                rounds = f"{args.rounds} interleaved round{'s' if args.rounds != 1 else ''}"
+                _section(f"1b. auxot beside {', '.join(peer_names)} and the ceiling app: {rounds} (medians), {args.duration:g} s per point")
+                vs, versions = versus.run(loader, ng.base_url, router, peer_names, work, args.rounds, args.duration)
+                print("\n".join(versions))
+                print(report.versus_table(vs, summary), flush=True)
+                results["peers"] = vs
 
         if "relay" in chosen and ng and router:
             _section(f"2. streaming relay, {args.chunks} chunks, median of {args.relay_runs} runs")
@@ -211,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
             figs_p = pace.run(paced.base_url, paced.pid, router.base_url, router.pid, router.key, args.pace_seconds, pace_chunks)
             print(report.pace_table(figs_p), flush=True)
             results["pace"] = figs_p
+
+    if "fanout" in chosen:
+        steps = fanout.parse_steps(args.fanout_streams)
+        _section(fanout.describe(steps, args.fanout_rate, args.fanout_seconds, args.fanout_clients))
+        with tempfile.TemporaryDirectory(prefix="auxot-bench-fanout-") as tmp:
+            figs_f, versions = fanout.run(steps, args.fanout_rate, args.fanout_seconds, peer_names, args.fanout_clients, Path(tmp))
+        print("\n".join(versions))
+        print(fanout.table(figs_f, summary), flush=True)
+        results["fanout"] = figs_f
 
     if "start" in chosen:
         _section("warm start of `serve` until ready (3 runs)")

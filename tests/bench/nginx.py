@@ -8,6 +8,8 @@ Locations (auxot's cloud providers append ``/chat/completions`` to their base UR
 - ``/small/chat/completions``: the same answer as an SSE stream (``return 200``),
   what auxot asks for (its cloud providers always stream);
 - ``/relay/chat/completions``: a long stream from a file;
+- ``/stream200/chat/completions``: a stream of :data:`STREAM_CHUNKS` one-token
+  chunks from a file, the size of a typical answer (the peers' stream figures);
 - ``/hold/chat/completions``: a short stream from a file, paced by
   ``limit_rate`` so that it lasts about ``hold_seconds``.
 
@@ -22,6 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from . import fixtures
 from .procs import die_with_parent
@@ -38,7 +41,7 @@ def _nginx_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
-def wait_listening(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_listening(port: int, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -49,6 +52,9 @@ def wait_listening(port: int, timeout: float, proc: subprocess.Popen[bytes] | No
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+
+
+STREAM_CHUNKS = 200
 
 
 class Nginx:
@@ -62,6 +68,8 @@ class Nginx:
         self.dir.mkdir(parents=True, exist_ok=True)
         relay = self.dir / "relay.sse"
         relay.write_text(fixtures.sse_tokens(fixtures.token_texts(relay_chunks)), encoding="utf-8")
+        stream200 = self.dir / "stream200.sse"
+        stream200.write_text(fixtures.sse_tokens(fixtures.token_texts(STREAM_CHUNKS)), encoding="utf-8")
         hold = self.dir / "hold.sse"
         hold.write_text(fixtures.sse_tokens(fixtures.token_texts(hold_chunks)), encoding="utf-8")
         # limit_rate sends about this many bytes per second, so the file lasts ~hold_seconds.
@@ -85,6 +93,7 @@ http {{
     location = /v1/chat/completions {{ default_type application/json; return 200 {_nginx_string(fixtures.CHAT_JSON)}; }}
     location = /small/chat/completions {{ default_type text/event-stream; return 200 {_nginx_string(fixtures.sse_answer())}; }}
     location = /relay/chat/completions {{ default_type text/event-stream; error_page 405 =200 $uri; alias {relay}; }}
+    location = /stream200/chat/completions {{ default_type text/event-stream; error_page 405 =200 $uri; alias {stream200}; }}
     location = /hold/chat/completions {{
       default_type text/event-stream; error_page 405 =200 $uri; alias {hold};
       limit_rate {rate}; sendfile off; output_buffers 1 256;

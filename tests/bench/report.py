@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import model, nonstream, pace, relay, streams
+from . import model, nonstream, pace, relay, streams, versus
 
 # The issue's targets (#11), as ratios measured in the same run.
 TARGET_P50_RATIO = 1.35  # c=1: auxot p50 ≤ 1.35 × the ceiling's p50
@@ -14,6 +14,11 @@ TARGET_RPS_SHARE = 0.65  # c=64: auxot req/s ≥ 65% of the ceiling's
 TARGET_CHUNKS_PER_S = 10_000  # relay with translation, per stream
 TARGET_KB_PER_STREAM = 50
 TARGET_TOKENS_RATIO = 0.98
+# Against the peers (--peers), as ratios to Portkey's figure in the same rounds.
+TARGET_VS_PORTKEY_P50 = 0.9  # c=1 p50 ≤ 0.9 × Portkey's
+TARGET_VS_PORTKEY_RPS = 1.1  # c=64 req/s ≥ 1.1 × Portkey's
+TARGET_TAIL = 2.0  # p99 ÷ p50 at c=64 ≤ 2
+TARGET_VS_PORTKEY_STREAMS = 1.1  # 200-chunk streams/s at c=16 ≥ 1.1 × Portkey's
 
 
 def verdict(ok: bool) -> str:
@@ -118,6 +123,51 @@ def pace_table(figs: dict[str, pace.Figure | float]) -> str:
     return "\n".join(lines)
 
 
+# The peers table's rows: label, Figures field, digits, and the target on auxot's figure (None: no target):
+# ("portkey", factor, "<=" or ">=") compares with Portkey's figure × factor, ("abs", bound, op) with the bound.
+VERSUS_ROWS: tuple[tuple[str, str, int, tuple[str, float, str] | None], ...] = (
+    ("non-stream c=1 p50 ms", "p50_c1_ms", 3, ("portkey", TARGET_VS_PORTKEY_P50, "<=")),
+    ("non-stream c=64 req/s", "rps_c64", 0, ("portkey", TARGET_VS_PORTKEY_RPS, ">=")),
+    ("non-stream c=64 p50 ms", "p50_c64_ms", 2, None),
+    ("non-stream c=64 p99 ms", "p99_c64_ms", 2, None),
+    ("non-stream c=64 p99/p50", "tail_c64", 2, ("abs", TARGET_TAIL, "<=")),
+    ("server CPU µs/req c=64", "cpu_us_c64", 0, None),
+    ("200-chunk streams/s c=16", "streams_per_s_c16", 1, ("portkey", TARGET_VS_PORTKEY_STREAMS, ">=")),
+    ("200-chunk stream ms c=1", "stream_ms_c1", 2, None),
+    ("RSS after load MB", "rss_mb", 1, None),
+    ("errors (all loads)", "errors", 0, None),
+)
+
+
+def versus_table(figs: dict[str, versus.Figures], summary: list[str]) -> str:
+    """figure | each side | each side ÷ Portkey | target | met/missed (targets on auxot's figure)."""
+    sides = list(figs)
+    base = figs.get("portkey")
+    head = f"{'figure':<25} " + " ".join(f"{n:>9}" for n in sides)
+    head += " | " + " ".join(f"{n[:6] + ' ÷pk':>10}" for n in sides if n != "portkey") + f" | {'target':<18} verdict"
+    lines = [head]
+    for label, attr, digits, target in VERSUS_ROWS:
+        values = {n: float(getattr(f, attr)) for n, f in figs.items()}
+        row = f"{label:<25} " + " ".join(f"{_f(values[n], digits):>9}" for n in sides)
+        ratios = [values[n] / values["portkey"] if base and values["portkey"] else float("nan") for n in sides if n != "portkey"]
+        row += " | " + " ".join(f"{_f(r):>10}" for r in ratios)
+        if target is not None:
+            kind, bound, op = target
+            wanted, aux = (bound if kind == "abs" else (values["portkey"] * bound if base else float("nan"))), values["auxot"]
+            text = f"{op} {bound:g}{'' if kind == 'abs' else ' × portkey'}"
+            if math.isnan(wanted):
+                mark = "n/a (no portkey)"
+            else:
+                mark = verdict(aux <= wanted if op == "<=" else aux >= wanted)
+                summary.append(f"peers: {label} auxot {_f(aux, digits)} (target {text} = {_f(wanted, digits)}): {mark}")
+            row += f" | {text:<18} {mark}"
+        lines.append(row)
+    lines.append("(÷pk: the side's figure ÷ Portkey's; lower is better for ms, CPU and RSS, higher for req/s and streams/s)")
+    if few := [f"{n} {f.fewest_streams_c16}" for n, f in figs.items() if f.fewest_streams_c16 < 32]:
+        lines.append(f"(coarse streams/s: fewest whole streams finished in a c=16 point: {', '.join(few)}; lengthen --duration)")
+    return "\n".join(lines)
+
+
 def tokens_table(med: dict[str, model.Medians], summary: list[str]) -> str:
     lines = [f"{'path':<8} {'tokens':>7} {'TTFT ms':>9} {'decode tok/s':>13} {'total tok/s':>12}"]
     for name, m in med.items():
@@ -136,7 +186,7 @@ def as_json(obj: Any) -> Any:
     """Dataclasses (and their computed figures) as JSON-able dicts."""
     if hasattr(obj, "__dataclass_fields__"):
         out = {k: as_json(getattr(obj, k)) for k in obj.__dataclass_fields__}
-        for extra in ("rps", "per_stream_kb"):
+        for extra in ("rps", "per_stream_kb", "held", "within_core", "stutters"):
             if hasattr(type(obj), extra):
                 out[extra] = getattr(obj, extra)
         return out

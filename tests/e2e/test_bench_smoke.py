@@ -73,3 +73,13 @@ def test_tools_bench_runs_and_reports_its_figures() -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "added per tool round" in proc.stdout and "added per extra parallel call" in proc.stdout
     assert all(f"{kind:<6} p50" in proc.stdout for kind in ("plain", "one", "four"))
+
+
+def test_fanout_bench_runs_and_auxot_holds_a_small_pace() -> None:
+    """Ten streams at 20 tokens/s for a second: every token through auxot, the pace held (the bench decides)."""
+    proc = subprocess.run([sys.executable, "-m", "tests.bench", "fanout", "--fanout-streams", "10", "--fanout-seconds", "1",
+                           "--no-install"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    auxot = next(line for line in proc.stdout.splitlines() if line.startswith("  auxot "))  # its row in the table
+    assert "held the pace" in auxot and " 0 " in auxot, proc.stdout[-3000:]  # no errors
+    assert "fanout: auxot held up to 10 streams" in proc.stdout
