@@ -88,23 +88,27 @@ class _Connection(TCPServer):
         async with self.send_lock:
             try:
                 # Shielded as hypercorn does (a cancelled write would corrupt the
-                # stream), but the deadline inside the shield still applies.
-                with trio.CancelScope(shield=True):
-                    with trio.fail_after(self._connections.send_timeout):
-                        await self.stream.send_all(event.data)
-            except trio.TooSlowError:
+                # stream); the scope's own deadline still applies inside the shield.
+                # One plain scope (not shield + fail_after): this runs for every chunk written.
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + self._connections.send_timeout) as scope:
+                    await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+                return
+            if scope.cancelled_caught:
                 self._connections.note_stall(self._peer())
                 await trio.aclose_forcefully(self.stream)
-                await self.protocol.handle(Closed())
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
 
     async def _read_data(self) -> None:
         while True:
+            data: bytes | bytearray = b""
             try:
-                with trio.fail_after(self.config.read_timeout or math.inf):
+                with trio.CancelScope(deadline=trio.current_time() + (self.config.read_timeout or math.inf)) as scope:
                     data = await self.stream.receive_some(MAX_RECV)
-            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            if scope.cancelled_caught:
                 break
             await self.protocol.handle(RawData(bytes(data)))
             if data == b"":

@@ -78,13 +78,15 @@ class Connection:
                 raise ProtocolError(f"malformed response from upstream: {exc}") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]  # PAUSED only follows a complete answer, never read past
+            data: bytes | bytearray = b""
             try:
-                with trio.fail_after(timeout):
+                # A plain scope, not fail_after (a generator context manager): once per read of every stream.
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
                     data = await self._stream.receive_some(READ_SIZE)
-            except trio.TooSlowError:
-                raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
+            if scope.cancelled_caught:
+                raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s")
             if not data and not self.received:
                 # Closed before a single byte of the answer (a kept-alive connection
                 # the peer dropped as the request went out): the peer never took it.
