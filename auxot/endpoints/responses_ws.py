@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import aclosing
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -30,10 +30,10 @@ from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from ..fold import Fold
 from ..relay import Watched
+from ..request import Record
 from ..tools import loop as tool_loop
 from ..tools import policy
 from ..tools.mcp import one_error
-from ..request import Record
 
 if TYPE_CHECKING:
     from ..accounts.store import KeyRecord
