@@ -20,7 +20,7 @@ import trio
 
 from . import choices, ir
 from .asgi import Receive, Scope, Send, read_json
-from .dialects import responses
+from .dialects import responses_output
 from .dialects.table import Answer, Dialect
 from .errors import AuxotError, InvalidRequest
 from .fold import Fold
@@ -94,7 +94,7 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             else:
                 await answer_with(choices.one_after_another(n, ask))
         if kept is not None and kept.stop is not None and kept.error is None:
-            svc.responses.put(answer.id, [*request.messages, *responses.conversation_items(kept.result())])
+            svc.responses.put(answer.id, [*request.messages, *responses_output.conversation_items(kept.result())])
 
 
 async def _folding(events: AsyncGenerator[ir.Event, None], fold: Fold) -> AsyncGenerator[ir.Event, None]:

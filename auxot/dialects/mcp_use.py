@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ir
-from ..sse import dumps as sse_dumps
 from ..errors import InvalidRequest
+from ..sse import dumps as sse_dumps
 from . import check
 
 

@@ -1,7 +1,7 @@
 """IR events → an OpenAI Responses stream.
 
 A small state machine over block events (the event order is in
-``responses.py``'s docstring; the required fields of every event and of the
+``responses_output.py``'s docstring; the required fields of every event and of the
 response objects they carry are listed in spec/responses.md §required).
 Every event carries a ``sequence_number`` counting from 0.  Framing: SSE for
 HTTP, or one JSON document per line for WebSocket mode.
@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import ir, sse
 from . import logprobs
-from .responses import (
+from .responses_output import (
     applied,
     custom_input,
     custom_names,

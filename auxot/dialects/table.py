@@ -25,6 +25,7 @@ from . import (
     openai_chat,
     openai_chat_stream,
     responses,
+    responses_output,
     responses_stream,
 )
 
@@ -103,7 +104,7 @@ RESPONSES = Dialect(
     decode=_decode_responses,
     stream_encoder=lambda a, model: responses_stream.StreamEncoder(
         a.id, a.created, model, a.request, a.item_id, echo=a.settings, clock=a.clock),
-    encode_response=lambda a, resp: responses.encode_response(
+    encode_response=lambda a, resp: responses_output.encode_response(
         resp, a.created, a.request, a.item_id, a.settings, int(a.clock())),
     error_body=responses.error_body,
     keeps_history=True,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import ir
 from ..asgi import Receive, Scope, Send, read_json, send_json
-from ..dialects import responses
+from ..dialects import responses, responses_output
 from ..errors import AuxotError, InvalidRequest, ProviderError
 from ..fold import Fold
 from ..relay import Watched, send_error
@@ -93,5 +93,5 @@ async def _compact(app: Services, scope: Scope, receive: Receive, send: Send, re
                        "content": [{"type": "input_text", "text": p.text} for p in m.content if isinstance(p, ir.Text)]})
     await send_json(send, 200, {
         "id": result.id, "object": "response.compaction", "created_at": int(app.clock()),
-        "model": record.model_served or request.model, "output": output, "usage": responses.encode_usage(result.usage),
+        "model": record.model_served or request.model, "output": output, "usage": responses_output.encode_usage(result.usage),
     })

@@ -25,7 +25,7 @@ import trio
 
 from .. import ir, sse
 from ..asgi import Receive, Scope, Send, refuse_websocket
-from ..dialects import responses
+from ..dialects import responses, responses_output
 from ..dialects.responses_stream import StreamEncoder
 from ..errors import AuxotError
 from ..fold import Fold
@@ -162,7 +162,7 @@ async def _run_turn(app: Services, echo: dict[str, Any], request: ir.Request, re
             await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
     if fold.stop is not None and fold.error is None and echo["store"]:
-        app.responses.put(response_id, [*request.messages, *responses.conversation_items(fold.result())])
+        app.responses.put(response_id, [*request.messages, *responses_output.conversation_items(fold.result())])
 
 
 async def _error_frame(

@@ -9,13 +9,17 @@ import json
 import pytest
 
 from auxot import ir, sse
-from auxot.dialects import openai_chat, openai_chat_upstream, responses
+from auxot.dialects import (
+    openai_chat,
+    openai_chat_upstream,
+    responses,
+    responses_output,
+)
 from auxot.dialects.upstream import UpstreamStream
 from auxot.errors import InvalidRequest
 from auxot.fold import Fold
 from auxot.providers.capabilities import Capabilities, missing, needs
 from tests.support import GOLDEN
-
 
 
 def folded(name: str = "llamacpp_logprobs.openai.sse") -> ir.Response:
@@ -55,7 +59,7 @@ def test_the_upstream_s_logprobs_reach_a_json_answer() -> None:
     choice = openai_chat.encode_response(resp, 1)["choices"][0]
     assert [e["token"] for e in choice["logprobs"]["content"]] == [t.token for t in resp.logprobs]
     assert choice["logprobs"]["content"][0]["top_logprobs"][1].keys() == {"token", "logprob", "bytes"}
-    (item,) = responses.encode_response(resp, 1)["output"]
+    (item,) = responses_output.encode_response(resp, 1)["output"]
     assert item["content"][0]["logprobs"] == choice["logprobs"]["content"]
     assert openai_chat.encode_response(folded("llamacpp_text.openai.sse"), 1)["choices"][0]["logprobs"] is None
 
@@ -83,4 +87,4 @@ def test_a_provider_that_cannot_give_them_is_not_asked() -> None:
 def test_text_blocks_share_the_tokens_in_order() -> None:
     tokens = tuple(ir.TokenLogprob(t, -1.0) for t in ("He", "llo", " wor", "ld"))
     content = (ir.Text("Hello"), ir.ToolCall("c", "f", "{}"), ir.Text(" world"))
-    assert responses.split_logprobs(content, tokens) == [tokens[:2], tokens[2:]]
+    assert responses_output.split_logprobs(content, tokens) == [tokens[:2], tokens[2:]]

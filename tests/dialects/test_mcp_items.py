@@ -10,14 +10,16 @@ import json
 from typing import Any
 
 import pytest
-from anthropic.lib.streaming._beta_messages import accumulate_event  # the SDK's accumulator, as .stream() uses it
+from anthropic.lib.streaming._beta_messages import (
+    accumulate_event,  # the SDK's accumulator, as .stream() uses it
+)
 from anthropic.types.beta import BetaMessage, BetaRawMessageStreamEvent
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from auxot import ir
 from auxot.dialects import anthropic as anthropic_codec
-from auxot.dialects import responses
+from auxot.dialects import responses, responses_output
 from auxot.dialects.anthropic_stream import StreamEncoder as AnthropicEncoder
 from auxot.dialects.responses_stream import StreamEncoder as ResponsesEncoder
 from auxot.errors import InvalidRequest
@@ -69,7 +71,7 @@ def ids() -> Any:
 
 
 def test_responses_json_answer_has_the_listing_and_the_calls() -> None:
-    body = responses.encode_response(folded(), 1, request(), ids())
+    body = responses_output.encode_response(folded(), 1, request(), ids())
     parsed = Response.model_validate(body)
     assert [item.type for item in parsed.output] == ["mcp_list_tools", "mcp_call", "mcp_call", "message"]
     listing, ok, failed, _ = body["output"]
@@ -140,7 +142,7 @@ def test_anthropic_stream_accumulates_in_the_sdk_to_the_json_answer(events: list
 
 
 def test_a_responses_client_sends_the_calls_back_and_the_model_sees_its_call_and_the_result() -> None:
-    body = responses.encode_response(folded(), 1, request(), ids())
+    body = responses_output.encode_response(folded(), 1, request(), ids())
     again = responses.decode_request({"model": "m", "input": [{"role": "user", "content": "What is 20 + 22?"}, *body["output"],
                                                               {"role": "user", "content": "And doubled?"}]})
     roles = [m.role for m in again.messages]
@@ -153,11 +155,11 @@ def test_a_responses_client_sends_the_calls_back_and_the_model_sees_its_call_and
 
 
 def test_the_stored_conversation_for_previous_response_id_is_the_model_s_view() -> None:
-    turns = responses.conversation_items(folded())
+    turns = responses_output.conversation_items(folded())
     assert [t.role for t in turns] == [ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.ASSISTANT, ir.Role.TOOL, ir.Role.ASSISTANT]
     assert turns[0].content == (ir.ToolCall("call_1", "calc__add", '{"a": 20, "b": 22}'),)
     assert turns[-1].content == (ir.Text("The sum is 42"),)
-    parallel = responses.conversation_items(folded(PARALLEL))  # one round's calls: one assistant turn, one tool turn
+    parallel = responses_output.conversation_items(folded(PARALLEL))  # one round's calls: one assistant turn, one tool turn
     assert [t.role for t in parallel] == [ir.Role.ASSISTANT, ir.Role.TOOL] and len(parallel[0].content) == 2
 
 
@@ -183,7 +185,7 @@ def test_approval_items_are_a_400_naming_the_field(kind: str) -> None:
 
 def test_an_image_result_is_named_in_the_text_these_shapes_carry() -> None:
     result = ir.ServerToolResult("c", (ir.Text("here:"), ir.Image(media_type="image/png", data="AAAA")))
-    item = responses.mcp_call_item(ir.ServerToolCall("c", "s", "shot", "{}"), result, "mcp_1")
+    item = responses_output.mcp_call_item(ir.ServerToolCall("c", "s", "shot", "{}"), result, "mcp_1")
     assert item["output"] == "here:\n[image: image/png]"
     assert anthropic_codec.mcp_tool_result("c", result.output, False)["content"] == [{"type": "text", "text": "here:\n[image: image/png]"}]
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 
 from auxot import ir, sse
-from auxot.dialects import responses
+from auxot.dialects import responses, responses_output
 from auxot.dialects.responses_stream import StreamEncoder
 from auxot.errors import AuxotError, InvalidRequest
 from conformance import responses_schema
@@ -69,7 +69,7 @@ def test_bad_requests(body: dict, message: str) -> None:
 
 def test_response_encoding_marks_truncation_incomplete() -> None:
     resp = ir.Response("resp_1", "m", (ir.Text("hi"), ir.ToolCall("call_1", "f", "{}")), ir.StopReason.MAX_TOKENS, usage=ir.Usage(3, 2))
-    body = responses.encode_response(resp, 1)
+    body = responses_output.encode_response(resp, 1)
     assert body["status"] == "incomplete" and body["incomplete_details"] == {"reason": "max_output_tokens"}
     assert [i["type"] for i in body["output"]] == ["message", "function_call"]
     assert body["usage"]["total_tokens"] == 5
@@ -117,7 +117,7 @@ def test_codex_s_additional_tools_and_custom_tools() -> None:
     assert wait.name == "wait" and not wait.custom
     assert req.messages[1].content == (ir.ToolCall("c1", "exec", '{"input": "print(1)"}'),)
     call = ir.Response("r", "m", (ir.ToolCall("c2", "exec", '{"input": "ls"}'),), ir.StopReason.TOOL_USE)
-    (item,) = responses.encode_response(call, 0, req)["output"]
+    (item,) = responses_output.encode_response(call, 0, req)["output"]
     assert item["type"] == "custom_tool_call" and item["input"] == "ls" and item["call_id"] == "c2"
     encoder = StreamEncoder("r", 0, "m", req, lambda prefix: prefix + "_1")
     stream = b"".join(encoder.encode(e) for e in (ir.MessageStart("m"), ir.ToolCallStart(0, "c2", "exec"),
@@ -143,7 +143,7 @@ def test_the_response_object_has_every_required_field_and_repeats_the_request() 
     echo = responses.settings(ECHO_BODY)
     resp = ir.Response("resp_1", "m", (ir.Thinking("hm"), ir.Text("hi"), ir.ToolCall("call_1", "f", "{}")), ir.StopReason.TOOL_USE,
                        usage=ir.Usage(3, 2))
-    body = responses.encode_response(resp, 100, req, echo=echo, completed=107)
+    body = responses_output.encode_response(resp, 100, req, echo=echo, completed=107)
     assert responses_schema.response_problems(body) == []
     assert body["completed_at"] == 107 and body["temperature"] == 0.2 and body["top_p"] == 1.0
     assert body["tools"] == ECHO_BODY["tools"] and body["tool_choice"] == ECHO_BODY["tool_choice"]
@@ -153,7 +153,7 @@ def test_the_response_object_has_every_required_field_and_repeats_the_request() 
     assert (body["truncation"], body["background"], body["previous_response_id"]) == ("disabled", False, "resp_0")
     # Unset, top_p is what the provider says it applies (llama-server's default), else the reference's 1.
     assert req.sampling.top_p is None
-    said = responses.encode_response(dataclasses.replace(resp, sampling=ir.Sampling(top_p=0.95)), 100, req, echo=echo)
+    said = responses_output.encode_response(dataclasses.replace(resp, sampling=ir.Sampling(top_p=0.95)), 100, req, echo=echo)
     assert (said["temperature"], said["top_p"]) == (0.2, 0.95)
 
     ids = iter(range(100))

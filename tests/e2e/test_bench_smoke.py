@@ -16,7 +16,6 @@ from tests.bench import tools
 from tests.support import ROOT
 
 
-
 def test_bench_harness_runs_every_loopback_scenario(tmp_path: Path) -> None:
     if tools.find("nginx", install=False) is None:
         pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run installs it)")

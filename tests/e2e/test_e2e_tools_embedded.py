@@ -15,7 +15,12 @@ from pathlib import Path
 import openai
 
 from tests.support.router_process import start_router
-from tests.support.tools_worker import create_key, start_tools_worker, wait_registered, worker_config
+from tests.support.tools_worker import (
+    create_key,
+    start_tools_worker,
+    wait_registered,
+    worker_config,
+)
 
 
 def test_the_embedded_model_makes_a_forced_call_and_answers_with_the_result(tmp_path: Path) -> None:
