@@ -87,8 +87,8 @@ class ServerToolCall:
     """A call the router ran itself, on an MCP server of its tools workers, shown to
     a client that named that server in its dialect's own shape (Responses
     ``mcp_call``; Anthropic ``mcp_tool_use``); its :class:`ServerToolResult`
-    follows.  Only in answers: providers never see one (``as_turns`` gives the
-    model's view)."""
+    follows.  Only in answers: providers never see one (``dialects.mcp_use.as_turns``
+    gives the model's view)."""
 
     id: str
     server: str
@@ -398,26 +398,3 @@ def merge_usage(first: Usage, later: Usage) -> Usage:
         later.cache_write_tokens if later.cache_write_tokens is not None else first.cache_write_tokens,
     )
 
-
-def as_turns(content: tuple[Part | ServerToolCall | ServerToolResult | ServerTools, ...]) -> list[Message]:
-    """An assistant's content as the model saw it: each call the router ran itself
-    is the model's tool call (``server__tool``) in an assistant turn, and its result
-    a tool result in a tool turn after it; server tool listings are left out."""
-    turns: list[Message] = []
-
-    def add(role: Role, part: Part) -> None:
-        if turns and turns[-1].role is role:
-            turns[-1] = Message(role, (*turns[-1].content, part))
-        else:
-            turns.append(Message(role, (part,)))
-
-    for part in content:
-        if isinstance(part, ServerToolCall):
-            add(Role.ASSISTANT, ToolCall(part.id, part.server + SERVER_TOOL_SEPARATOR + part.name, part.arguments))
-        elif isinstance(part, ServerToolResult):
-            add(Role.TOOL, ToolResult(part.call_id, part.output, part.is_error))
-        elif isinstance(part, ToolResult):
-            add(Role.TOOL, part)
-        elif not isinstance(part, ServerTools):
-            add(Role.ASSISTANT, part)
-    return turns

@@ -148,7 +148,7 @@ def _decode_message(raw: Any, path: str) -> list[ir.Message]:
             continue
         (results if isinstance(part, ir.ToolResult) and role == "user" else parts).append(part)
     if role == "assistant":  # the calls the router ran (mcp_tool_use + mcp_tool_result) as the model made and saw them
-        return ir.as_turns(tuple(parts)) or [ir.Message(ir.Role.ASSISTANT, ())]
+        return mcp_use.as_turns(tuple(parts)) or [ir.Message(ir.Role.ASSISTANT, ())]
     out = []
     if results:
         out.append(ir.Message(ir.Role.TOOL, tuple(results)))

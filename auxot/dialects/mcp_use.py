@@ -86,6 +86,30 @@ def server_call(server: str, name: str, call_id: str, arguments: str) -> ir.Tool
     return ir.ToolCall(call_id, exposed(server, name), arguments)
 
 
+def as_turns(content: tuple[ir.Part | ir.ServerToolCall | ir.ServerToolResult | ir.ServerTools, ...]) -> list[ir.Message]:
+    """An assistant's content as the model saw it: each call the router ran itself
+    is the model's tool call (``server__tool``) in an assistant turn, and its result
+    a tool result in a tool turn after it; server tool listings are left out."""
+    turns: list[ir.Message] = []
+
+    def add(role: ir.Role, part: ir.Part) -> None:
+        if turns and turns[-1].role is role:
+            turns[-1] = ir.Message(role, (*turns[-1].content, part))
+        else:
+            turns.append(ir.Message(role, (part,)))
+
+    for part in content:
+        if isinstance(part, ir.ServerToolCall):
+            add(ir.Role.ASSISTANT, server_call(part.server, part.name, part.id, part.arguments))
+        elif isinstance(part, ir.ServerToolResult):
+            add(ir.Role.TOOL, ir.ToolResult(part.call_id, part.output, part.is_error))
+        elif isinstance(part, ir.ToolResult):
+            add(ir.Role.TOOL, part)
+        elif not isinstance(part, ir.ServerTools):
+            add(ir.Role.ASSISTANT, part)
+    return turns
+
+
 def error_text(raw: Any) -> str:
     """The text of a Responses ``mcp_call.error`` as sent back: a string, an
     ``mcp_tool_execution_error`` with content, or a protocol/HTTP error with a message."""

@@ -164,4 +164,4 @@ def encode_response(resp: ir.Response, created: int, req: ir.Request | None = No
 def conversation_items(resp: ir.Response) -> list[ir.Message]:
     """The assistant turn of a response, as IR messages to store for previous_response_id
     (the calls the router ran as the model's calls and their results)."""
-    return ir.as_turns(resp.content)
+    return mcp_use.as_turns(resp.content)
