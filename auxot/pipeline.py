@@ -57,7 +57,8 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             request = svc.gate.admit(key, request, svc.providers)
             n = dialect.choices_asked(body)
             # The key's server tools, of those tools workers offer now (and those the request names).
-            request, server_tools, shown = policy.plan(policy.Grant.of(key), request, svc.tools.tools(), svc.config.tools.inject,
+            grant = policy.Grant.of(key)
+            request, server_tools, shown = policy.plan(grant, request, svc.tools.tools(), svc.config.tools.inject,
                                                        dialect.shows_server_calls)
             if server_tools and n > 1:
                 raise InvalidRequest("n > 1 cannot be combined with server-side tools", param="n")
@@ -80,7 +81,7 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
         if server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery
             try:
                 async with trio.open_nursery() as calls:
-                    await answer_with(tool_loop.run(svc, request, key_id=key.id, grant=policy.Grant.of(key), server_tools=server_tools,
+                    await answer_with(tool_loop.run(svc, request, key_id=key.id, grant=grant, server_tools=server_tools,
                                                     shown=shown, record=record, buffered=not request.stream, nursery=calls))
                     calls.cancel_scope.cancel()  # the answer is out (or the client left): nothing may still run
             except BaseExceptionGroup as group:

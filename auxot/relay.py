@@ -186,9 +186,7 @@ async def _stream(
 
     try:
         outcome = await _pump(events, encoder, put, first=first)
-    except BaseException as exc:
-        if not _cancelled(exc):
-            raise
+    except trio.Cancelled:
         # The client went away (nothing to tell) or the router is shutting down and
         # the grace period ran out: end the stream with an error, not silently.
         with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -200,13 +198,6 @@ async def _stream(
         await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return outcome
-
-
-def _cancelled(exc: BaseException) -> bool:
-    """Cancelled, or a group of Cancelled (the producer and the writer both were)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_cancelled(e) for e in exc.exceptions)
-    return isinstance(exc, trio.Cancelled)
 
 
 async def _pump(events: AsyncIterator[ir.Event], encoder: Any, put: Callable[[bytes], Awaitable[None]], *, first: ir.Event) -> str:

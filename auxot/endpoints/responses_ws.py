@@ -110,7 +110,8 @@ async def _turn(app: Services, key: KeyRecord, record: Record, message: dict[str
         echo = responses.settings(body)
         record.model_requested = request.model
         request = app.gate.admit(key, request, app.providers)
-        request, server_tools, shown = policy.plan(policy.Grant.of(key), request, app.tools.tools(), app.config.tools.inject, True)
+        grant = policy.Grant.of(key)
+        request, server_tools, shown = policy.plan(grant, request, app.tools.tools(), app.config.tools.inject, True)
     except AuxotError as err:
         record.status = err.status
         await app.gate.finish(record)
@@ -122,7 +123,7 @@ async def _turn(app: Services, key: KeyRecord, record: Record, message: dict[str
     try:  # rounds of the model and tool calls, as one turn; the calls run in this nursery
         async with trio.open_nursery() as calls:
             await _run_turn(app, echo, request, record, send, tool_loop.run(
-                app, request, key_id=key.id, grant=policy.Grant.of(key), server_tools=server_tools, shown=shown, record=record,
+                app, request, key_id=key.id, grant=grant, server_tools=server_tools, shown=shown, record=record,
                 buffered=False, nursery=calls))
             calls.cancel_scope.cancel()
     except BaseExceptionGroup as group:

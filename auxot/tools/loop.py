@@ -101,7 +101,7 @@ async def run(
         last = round_no == limits.max_rounds
         asked = dataclasses.replace(request, messages=tuple(messages), tool_choice=NONE if last else _choice(request, round_no))
         said = Fold("")  # this round's assistant turn, server calls included: what the model is shown next round
-        hidden: dict[str, int] = {}  # the server's calls (by id), not streamed as the model's: their client block index
+        hidden: dict[int, str] = {}  # client block index → the server call there, not streamed as the model's
         top = -1
         async with aclosing(svc.scheduler.stream(asked, key=key_id, record=record, buffered=buffered)) as events:
             async for event in events:
@@ -109,8 +109,8 @@ async def run(
                 if isinstance(event, BLOCK_EVENTS):
                     top = max(top, event.index)
                     if isinstance(event, ir.ToolCallStart) and event.name in server_tools:
-                        hidden[event.id] = event.index + offset
-                    if event.index + offset not in hidden.values():
+                        hidden[event.index + offset] = event.id
+                    if event.index + offset not in hidden:
                         yield dataclasses.replace(event, index=event.index + offset)
                 elif isinstance(event, ir.MessageStart):
                     usage = _sum(usage, event.usage)
@@ -134,9 +134,10 @@ async def run(
             yield dataclasses.replace(stop, usage=usage)
             return
         visible = [call for call in calls if server_tools[call.name]["server"] in shown]
+        at = {call_id: index for index, call_id in hidden.items()}
         for call in visible:
             server = server_tools[call.name]["server"]
-            yield ir.ServerToolCallStart(hidden[call.id], call.id, server, _bare(call.name, server), call.arguments)
+            yield ir.ServerToolCallStart(at[call.id], call.id, server, _bare(call.name, server), call.arguments)
         results: list[CallResult] = []
         done = trio.Event()
 
