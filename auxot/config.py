@@ -19,6 +19,9 @@ the command line) and then passed explicitly.  No globals.
     request_timeout = 600.0       # seconds for all of a request's rounds
     keepalive = 5.0               # while tools run, a keep-alive to streaming clients this often
     inject = "policy"             # or "explicit": only when a request names the MCP server in its dialect's shape
+    client_servers = []           # URL globs of clients' own MCP servers the router may reach, e.g.
+                                  # ["https://mcp.example.com/*"]; none by default: a request's server URL is a 400
+    client_servers_private = []   # non-public addresses those may resolve to, e.g. ["127.0.0.1", "10.0.0.0/8"]
 
     [workers]                     # remote GPU workers (python -m auxot worker) at /ws
     heartbeat_interval = 5.0
@@ -213,6 +216,8 @@ class ToolsConfig:
     request_timeout: float = 600.0  # seconds all of a request's rounds may take
     keepalive: float = 5.0  # while tools run, the client's stream gets a keep-alive this often
     inject: str = "policy"  # "policy": a key's tools on every request; "explicit": only when the request names their server
+    client_servers: tuple[str, ...] = ()  # URL patterns (globs) of clients' own MCP servers the router may reach; none: refused
+    client_servers_private: tuple[str, ...] = ()  # non-public addresses or networks those may resolve to (default: none)
 
 
 @dataclass(frozen=True)

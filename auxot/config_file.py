@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -304,4 +305,14 @@ def _tools(table: dict[str, Any]) -> ToolsConfig:
     inject = _typed(table, "inject", str, "tools", d.inject)
     if inject not in ("policy", "explicit"):
         raise ConfigError(f'tools.inject must be "policy" or "explicit"; got {inject!r}')
-    return ToolsConfig(**values, inject=inject)
+    patterns = tuple(str(p) for p in _typed(table, "client_servers", list, "tools", []))
+    for pattern in patterns:
+        if not pattern.startswith(("http://", "https://")):
+            raise ConfigError(f"tools.client_servers: each entry is a URL pattern starting http:// or https://; got {pattern!r}")
+    private = tuple(str(a) for a in _typed(table, "client_servers_private", list, "tools", []))
+    for network in private:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"tools.client_servers_private: {network!r} is not an address or network") from None
+    return ToolsConfig(**values, inject=inject, client_servers=patterns, client_servers_private=private)

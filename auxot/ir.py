@@ -180,12 +180,18 @@ class Reasoning:
 
 @dataclass(frozen=True)
 class McpUse:
-    """The client asked, in its dialect's own shape, for the tools of an MCP server the
-    router's tools workers run (Responses/Chat ``{"type": "mcp", "server_label"}``,
-    Anthropic ``mcp_servers``).  The router consumes it; providers never see it."""
+    """The client asked, in its dialect's own shape, for the tools of an MCP server:
+    one the router's tools workers run, named (Responses/Chat ``{"type": "mcp",
+    "server_label"}``, Anthropic ``mcp_servers``), or its own at ``url``, which the
+    router reaches itself where its operator allows that URL (``[tools]
+    client_servers``), with the request's ``headers``.  The router consumes it;
+    providers never see it."""
 
     server: str
     allowed_tools: tuple[str, ...] | None = None  # None: every tool of that server
+    url: str | None = None  # the client's own server (Streamable HTTP); None: a tools worker's
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # sent to ``url`` (credentials)
+    param: str = field(default="tools", compare=False)  # where the request named it, for errors
 
 
 @dataclass(frozen=True)

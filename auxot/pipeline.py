@@ -13,7 +13,7 @@ dialect's JSON error with its status; after, as its in-stream error (the relay).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 import trio
@@ -26,7 +26,7 @@ from .errors import AuxotError, InvalidRequest
 from .fold import Fold
 from .relay import relay, send_error
 from .tools import loop as tool_loop
-from .tools import policy
+from .tools import request_tools
 from .tools.mcp import one_error
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def endpoint(dialect: Dialect) -> Endpoint:
 
 
 async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Receive, send: Send) -> None:
-    async with svc.record(dialect.endpoint) as record:
+    async with svc.record(dialect.endpoint) as record, AsyncExitStack() as held:
         send = svc.gate.metered(record, send)  # the ledger row is written before the answer's last byte
         try:
             key = await svc.authenticate(scope, x_api_key=dialect.x_api_key)
@@ -56,11 +56,11 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
             record.model_requested = request.model
             request = svc.gate.admit(key, request, svc.providers)
             n = dialect.choices_asked(body)
-            # The key's server tools, of those tools workers offer now (and those the request names).
-            grant = policy.Grant.of(key)
-            request, server_tools, shown = policy.plan(grant, request, svc.tools.tools(), svc.config.tools.inject,
-                                                       dialect.shows_server_calls)
-            if server_tools and n > 1:
+            # The key's server tools, of those tools workers offer now (and those the request names),
+            # and those of the client's own servers where it gave their URLs: open until the answer is out.
+            tools = await request_tools.prepare(svc, key, request, dialect.shows_server_calls, held)
+            request = tools.request
+            if tools.server_tools and n > 1:
                 raise InvalidRequest("n > 1 cannot be combined with server-side tools", param="n")
         except AuxotError as err:
             await send_error(send, err, dialect.error_body, record)
@@ -78,11 +78,11 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
                 batched_reads=from_provider,
             )
 
-        if server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery
+        if tools.server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery
             try:
                 async with trio.open_nursery() as calls:
-                    await answer_with(tool_loop.run(svc, request, key_id=key.id, grant=grant, server_tools=server_tools,
-                                                    shown=shown, record=record, buffered=not request.stream, nursery=calls))
+                    await answer_with(tool_loop.run(svc, tools, key_id=key.id, record=record, buffered=not request.stream,
+                                                    nursery=calls))
                     calls.cancel_scope.cancel()  # the answer is out (or the client left): nothing may still run
             except BaseExceptionGroup as group:
                 raise one_error(group) from None

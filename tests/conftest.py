@@ -23,7 +23,7 @@ def data_dir(tmp_path: Path) -> Path:
 # The slow lane: tests that run real components (llama-server and the model, the
 # router as a process, npm CLIs, nginx/wrk).  `pytest -m "not slow"` is the fast
 # lane: units, codecs, goldens and in-process tests.
-SLOW_FILES = ("test_e2e_", "test_bench_smoke", "test_tools_loop", "test_mcp_everything", "test_mcp_filesystem")
+SLOW_FILES = ("test_e2e_", "test_bench_smoke", "test_tools_loop", "test_client_servers", "test_mcp_everything", "test_mcp_filesystem")
 SLOW_FIXTURES = {"router"}
 NEEDS_LLAMA = ("test_e2e_", "test_bench_smoke")  # slow files that run llama-server and the model (the router fixture does)
 

@@ -1,9 +1,11 @@
 """The dialects' own MCP shapes (spec/tools_protocol.md §explicit, §shown).
 
-Asking: a request names an MCP server the router's tools workers run, read into
-:class:`ir.McpUse`.  Refused with 400, naming the field: a server URL
-(client-supplied servers are not reached; the router's are named), credentials
-(they live on the tools worker), and ``require_approval`` other than
+Asking: a request names an MCP server the router's tools workers run, or gives
+the URL of its own (with its credentials, sent to that URL only), read into
+:class:`ir.McpUse`; whether the operator lets the router reach that URL is
+decided later (``tools/client_servers.py``).  Refused with 400, naming the
+field: credentials for a tools worker's server (they live on the worker), a
+connector, a URL that is not http(s), and ``require_approval`` other than
 ``"never"`` (approvals do not exist yet).
 
 Showing: the calls the router ran for such a request come back as the
@@ -13,7 +15,9 @@ output is text (:func:`output_text`).  Pure."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import ir
 from ..errors import InvalidRequest
@@ -32,41 +36,93 @@ def _allowed(raw: Any, path: str) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+def _url(raw: Any, path: str) -> str:
+    url: str = check.string(raw, path, required=True)
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        parts = parts._replace(scheme="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise InvalidRequest(f"{path} must be an http:// or https:// URL", param=path)
+    return url
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TRANSPORTS_OWN = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-type", "accept",
+                             "mcp-session-id", "mcp-protocol-version", "te", "upgrade", "keep-alive"})
+
+
+def _headers(raw: Any, path: str) -> list[tuple[str, str]]:
+    """The headers a client sends its own server: names and values HTTP can carry,
+    none of those the transport sets itself."""
+    headers = check.obj(raw, path)
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or name.lower() in _TRANSPORTS_OWN:
+            raise InvalidRequest(f"{path}: {name[:60]!r} is not a header a request may set here", param=path)
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise InvalidRequest(f"{path}.{name[:60]} must be a string of one line", param=path)
+    return list(headers.items())
+
+
+def _bearer(raw: Any, path: str) -> tuple[str, str]:
+    token: str = check.string(raw, path, required=True)
+    if not token or any(c in token for c in "\r\n\0 "):
+        raise InvalidRequest(f"{path} must be a token of one word", param=path)
+    return ("Authorization", f"Bearer {token}")
+
+
+def _credentials_need_url(server: dict[str, Any], path: str, fields: tuple[str, ...]) -> None:
+    for field in fields:
+        if server.get(field) is not None:
+            raise InvalidRequest(f"{path}.{field}: credentials go only with the client's own server URL; the MCP servers "
+                                 "this router's tools workers run keep theirs on the worker", param=f"{path}.{field}")
+
+
 def from_openai(tool: dict[str, Any], path: str) -> ir.McpUse:
-    """Responses (and Chat Completions) ``{"type": "mcp", "server_label", "allowed_tools", "require_approval"}``."""
+    """Responses (and Chat Completions) ``{"type": "mcp", "server_label", "server_url", "headers",
+    "authorization", "allowed_tools", "require_approval"}``."""
     label = check.string(tool.get("server_label"), f"{path}.server_label", required=True)
-    for field in ("server_url", "connector_id"):
-        if tool.get(field) is not None:
-            raise InvalidRequest(f"{path}.{field}: this router reaches only the MCP servers its tools workers run; "
-                                 "name one with server_label", param=f"{path}.{field}")
-    for field in ("headers", "authorization"):
-        if tool.get(field) is not None:
-            raise InvalidRequest(f"{path}.{field}: an MCP server's credentials live on its tools worker, not in requests",
-                                 param=f"{path}.{field}")
+    if tool.get("connector_id") is not None:
+        raise InvalidRequest(f"{path}.connector_id: this router has no connectors; name an MCP server with "
+                             "server_label (and server_url for your own)", param=f"{path}.connector_id")
     approval = tool.get("require_approval", "always")
     if approval != "never":
         raise InvalidRequest(f"{path}.require_approval must be \"never\" (approvals are not supported; "
                              "OpenAI's default is \"always\")", param=f"{path}.require_approval")
-    return ir.McpUse(label, _allowed(tool.get("allowed_tools"), f"{path}.allowed_tools"))
+    allowed = _allowed(tool.get("allowed_tools"), f"{path}.allowed_tools")
+    if tool.get("server_url") is None:
+        _credentials_need_url(tool, path, ("headers", "authorization"))
+        return ir.McpUse(label, allowed, param=f"{path}.server_label")
+    url = _url(tool["server_url"], f"{path}.server_url")
+    sent = _headers(tool.get("headers") or {}, f"{path}.headers")
+    if tool.get("authorization") is not None:
+        sent.append(_bearer(tool["authorization"], f"{path}.authorization"))
+    return ir.McpUse(label, allowed, url, tuple(sent), f"{path}.server_url")
 
 
 def from_anthropic(raw: Any) -> tuple[ir.McpUse, ...]:
-    """Anthropic ``mcp_servers: [{"type": "url", "name", "tool_configuration": {"enabled", "allowed_tools"}}]``."""
+    """Anthropic ``mcp_servers: [{"type": "url", "url", "name", "authorization_token",
+    "tool_configuration": {"enabled", "allowed_tools"}}]`` (``url`` may be left out to
+    name a tools worker's server)."""
     uses = []
     for i, entry in enumerate(check.array(raw, "mcp_servers")):
         path = f"mcp_servers[{i}]"
         server = check.obj(entry, path)
         name = check.string(server.get("name"), f"{path}.name", required=True)
-        if server.get("url") is not None:
-            raise InvalidRequest(f"{path}.url: this router reaches only the MCP servers its tools workers run; "
-                                 "name one and leave url out", param=f"{path}.url")
-        if server.get("authorization_token") is not None:
-            raise InvalidRequest(f"{path}.authorization_token: an MCP server's credentials live on its tools worker",
-                                 param=f"{path}.authorization_token")
+        if server.get("type", "url") != "url":
+            raise InvalidRequest(f"{path}.type must be \"url\"", param=f"{path}.type")
         config = check.obj(server.get("tool_configuration") or {}, f"{path}.tool_configuration")
-        if config.get("enabled") is False:
-            continue
-        uses.append(ir.McpUse(name, _allowed(config.get("allowed_tools"), f"{path}.tool_configuration.allowed_tools")))
+        allowed = _allowed(config.get("allowed_tools"), f"{path}.tool_configuration.allowed_tools")
+        if server.get("url") is None:
+            _credentials_need_url(server, path, ("authorization_token",))
+            use = ir.McpUse(name, allowed, param=f"{path}.name")
+        else:
+            token = server.get("authorization_token")
+            use = ir.McpUse(name, allowed, _url(server["url"], f"{path}.url"),
+                            (_bearer(token, f"{path}.authorization_token"),) if token is not None else (), f"{path}.url")
+        if config.get("enabled") is not False:
+            uses.append(use)
     return tuple(uses)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -32,7 +32,7 @@ from ..fold import Fold
 from ..relay import Watched
 from ..request import Record
 from ..tools import loop as tool_loop
-from ..tools import policy
+from ..tools import request_tools
 from ..tools.mcp import one_error
 
 if TYPE_CHECKING:
@@ -105,26 +105,31 @@ async def _turn(app: Services, key: KeyRecord, record: Record, message: dict[str
         await _error_frame(send, 400, "invalid_request_error", f"unknown frame type {frame.get('type')!r}; expected 'response.create'")
         return
     body = frame.get("response") if isinstance(frame.get("response"), dict) else {k: v for k, v in frame.items() if k != "type"}
+    async with AsyncExitStack() as held:  # the client's own MCP servers, open for the turn
+        await _answer_turn(app, key, record, body, send, held)
+
+
+async def _answer_turn(app: Services, key: KeyRecord, record: Record, body: Any, send: Send,
+                       held: AsyncExitStack) -> None:
     try:
         request = responses.decode_request(body, history=app.responses.get)
         echo = responses.settings(body)
         record.model_requested = request.model
         request = app.gate.admit(key, request, app.providers)
-        grant = policy.Grant.of(key)
-        request, server_tools, shown = policy.plan(grant, request, app.tools.tools(), app.config.tools.inject, True)
+        tools = await request_tools.prepare(app, key, request, True, held)
+        request = tools.request
     except AuxotError as err:
         record.status = err.status
         await app.gate.finish(record)
         await _error_frame(send, err.status, responses.error_body(err)["error"]["type"], err.message, err.param, err.retry_after)
         return
-    if not server_tools:
+    if not tools.server_tools:
         await _run_turn(app, echo, request, record, send, app.scheduler.stream(request, key=key.id, record=record))
         return
     try:  # rounds of the model and tool calls, as one turn; the calls run in this nursery
         async with trio.open_nursery() as calls:
             await _run_turn(app, echo, request, record, send, tool_loop.run(
-                app, request, key_id=key.id, grant=grant, server_tools=server_tools, shown=shown, record=record,
-                buffered=False, nursery=calls))
+                app, tools, key_id=key.id, record=record, buffered=False, nursery=calls))
             calls.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise one_error(group) from None

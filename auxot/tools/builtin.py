@@ -11,7 +11,6 @@ differently a moment later (DNS rebinding) is not caught.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -21,6 +20,7 @@ import trio
 from ..errors import HTTPClientError
 from ..http import Pool
 from ..http.connection import Timeouts
+from .addresses import Refused, check_host, networks
 from .mcp import CallResult, Tool
 
 NAME = "auxot"
@@ -46,15 +46,11 @@ class BuiltinConfig:
     timeout: float = 20.0
 
 
-class Refused(Exception):
-    pass
-
-
 class Builtin:
     def __init__(self, config: BuiltinConfig) -> None:
         self.config = config
         self.tools: tuple[Tool, ...] = (WEB_FETCH,) if config.web_fetch else ()
-        self._allowed = [ipaddress.ip_network(a, strict=False) for a in config.allow_private]
+        self._allowed = networks(config.allow_private)
 
     async def call(self, name: str, arguments: dict[str, Any], timeout: float) -> CallResult:
         started = trio.current_time()
@@ -79,7 +75,8 @@ class Builtin:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise Refused(f"only http:// and https:// URLs; got {url[:200]!r}")
-            await self._check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            await check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), self._allowed,
+                             "[auxot] allow_private in the tools worker's config")
             headers = [("User-Agent", "auxot-web-fetch"), ("Accept", "text/*, application/json, application/xml;q=0.9, */*;q=0.5")]
             if data:
                 headers.append(("Content-Type", str(arguments.get("content_type") or "application/octet-stream")))
@@ -105,18 +102,6 @@ class Builtin:
             finally:
                 await pool.aclose()
         raise Refused(f"more than {MAX_REDIRECTS} redirects")
-
-    async def _check_host(self, host: str, port: int) -> None:
-        try:
-            infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
-        except OSError as exc:
-            raise Refused(f"cannot resolve {host!r}: {exc}") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global and not any(address in net for net in self._allowed):
-                raise Refused(f"{host!r} resolves to {address}, a non-public address this tools worker may not reach "
-                              "(allow it with [auxot] allow_private in its config)")
-
 
 def _describe(status: int, content_type: str, raw: bytes, cut: bool, limit: int) -> str:
     head = f"HTTP {status}" + (f" ({content_type})" if content_type else "")

@@ -27,7 +27,9 @@ from ..errors import ErrorKind
 from ..fold import Fold
 from ..request import Record
 from . import policy
+from .client_servers import ClientServers
 from .mcp import CallResult
+from .request_tools import RequestTools
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -80,16 +82,17 @@ def _sum(a: ir.Usage, b: ir.Usage) -> ir.Usage:
 
 
 async def run(
-    svc: Services, request: ir.Request, *, key_id: str, grant: policy.Grant, server_tools: dict[str, dict[str, Any]],
-    record: Record, buffered: bool, nursery: trio.Nursery, shown: frozenset[str] = frozenset(),
+    svc: Services, tools: RequestTools, *, key_id: str, record: Record, buffered: bool, nursery: trio.Nursery,
 ) -> AsyncGenerator[ir.Event, None]:
     """The answer's IR events.  The calls run in ``nursery`` (the pipeline's): a
     generator must not yield inside a nursery or a cancel scope of its own, and
     while they run it yields :class:`ir.KeepAlive` every ``keepalive`` seconds.
-    The servers in ``shown`` (those the request named, in a dialect with items
-    for them) are shown to the client: their tools as the answer opens, each of
-    their calls as it starts and as it ends; other server calls stay unseen."""
+    The servers in ``tools.shown`` (those the request named, in a dialect with
+    items for them) are shown to the client: their tools as the answer opens,
+    each of their calls as it starts and as it ends; other server calls stay
+    unseen.  Calls to the client's own servers (``tools.own``) go there."""
     limits = svc.config.tools
+    request, grant, server_tools, shown, own = tools.request, tools.grant, tools.server_tools, tools.shown, tools.own
     deadline = trio.current_time() + limits.request_timeout
     messages = restore_exchanges(list(request.messages), svc.tool_exchanges.get)
     usage = ir.Usage()
@@ -143,8 +146,8 @@ async def run(
 
         async def run_round() -> None:
             timeout = max(0.1, min(limits.call_timeout, deadline - trio.current_time()))
-            results.extend(await _run_calls(svc, calls, grant, limits.calls_per_round, limits.calls_per_request - calls_made,
-                                            timeout))
+            results.extend(await _run_calls(svc, calls, grant, own, limits.calls_per_round,
+                                            limits.calls_per_request - calls_made, timeout))
             done.set()
 
         nursery.start_soon(run_round)
@@ -197,7 +200,8 @@ def _listing(server: str, server_tools: dict[str, dict[str, Any]]) -> tuple[dict
 
 
 async def _run_calls(
-    svc: Services, calls: list[ir.ToolCall], grant: policy.Grant, per_round: int, left: int, timeout: float,
+    svc: Services, calls: list[ir.ToolCall], grant: policy.Grant, own: ClientServers, per_round: int, left: int,
+    timeout: float,
 ) -> list[CallResult]:
     results: list[CallResult | None] = [None] * len(calls)
 
@@ -205,7 +209,8 @@ async def _run_calls(
         if i >= per_round or i >= left:
             results[i] = _refused(f"not run: over the limit of {min(per_round, max(left, 0))} tool calls here")
             return
-        if not grant.allows(call.name) or call.name not in svc.tools.tools():  # again, at execution
+        theirs = call.name in own.tools  # the client's own server: the operator allowed it for this request
+        if not theirs and (not grant.allows(call.name) or call.name not in svc.tools.tools()):  # again, at execution
             results[i] = _refused(f"the tool {call.name!r} is not available to this key now")
             return
         try:
@@ -216,7 +221,7 @@ async def _run_calls(
         if not isinstance(arguments, dict):
             results[i] = _refused("the tool's arguments must be a JSON object")
             return
-        results[i] = await svc.tools.call(call.name, arguments, timeout)
+        results[i] = await (own.call if theirs else svc.tools.call)(call.name, arguments, timeout)
 
     async with trio.open_nursery() as nursery:
         for i, call in enumerate(calls):

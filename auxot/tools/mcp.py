@@ -32,6 +32,7 @@ PROTOCOL_VERSION = "2025-11-25"
 ACCEPTED_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 INIT_TIMEOUT = 30.0
 LIST_TIMEOUT = 30.0
+RESULT_TEXT_MAX = 64 * 1024  # characters of text a result carries on to the model; the rest is cut with a note
 MAX_LIST_PAGES = 100  # a server whose cursor never ends does not hang the worker
 
 
@@ -76,6 +77,23 @@ class CallResult:
     structured: Any = None  # structuredContent, if any
     is_error: bool = False
     duration_s: float = 0.0
+
+
+def cut(content: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Text beyond RESULT_TEXT_MAX characters (all parts together) is cut, with a note saying so."""
+    out: list[dict[str, Any]] = []
+    left = RESULT_TEXT_MAX
+    for part in content:
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            text = part["text"]
+            if len(text) > left:
+                out.append({**part, "text": text[:left] + f"\n[auxot: result cut at {RESULT_TEXT_MAX} characters; "
+                                                          f"{len(text) - left} more were dropped]"})
+                left = 0
+                continue
+            left -= len(text)
+        out.append(part)
+    return out
 
 
 class Session:

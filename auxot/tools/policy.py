@@ -67,6 +67,8 @@ def chosen(grant: Grant, uses: tuple[ir.McpUse, ...], available: dict[str, dict[
     mine = offered(grant, available)
     picked: dict[str, dict[str, Any]] = {}
     for use in uses:
+        if use.url is not None:
+            continue  # the client's own server (client_servers.py)
         on_server = {name: tool for name, tool in available.items() if tool["server"] == use.server}
         if not on_server:
             raise InvalidRequest(f"no MCP server {use.server!r} is on this router's tools workers now", param="tools")
@@ -80,12 +82,14 @@ def chosen(grant: Grant, uses: tuple[ir.McpUse, ...], available: dict[str, dict[
 
 
 def plan(grant: Grant, request: ir.Request, available: dict[str, dict[str, Any]], inject: str,
-         shows: bool) -> tuple[ir.Request, dict[str, dict[str, Any]], frozenset[str]]:
+         shows: bool, own: dict[str, dict[str, Any]] | None = None,
+         ) -> tuple[ir.Request, dict[str, dict[str, Any]], frozenset[str]]:
     """A request's server tools: the request as the model gets it (the server
     tools added, its ``mcp`` consumed), the tools it may call by their offered
     name, and the servers whose calls the client is shown (those it named, where
-    its dialect ``shows`` them)."""
-    server_tools = chosen(grant, request.mcp, available, inject)
+    its dialect ``shows`` them).  ``own``: the tools of the client's own servers,
+    open for this request (the operator allowed their URLs; no key pattern applies)."""
+    server_tools = {**chosen(grant, request.mcp, available, inject), **(own or {})}
     shown = frozenset(use.server for use in request.mcp) if shows else frozenset()
     request = dataclasses.replace(request, mcp=()) if request.mcp else request
     return (with_server_tools(request, server_tools) if server_tools else request), server_tools, shown

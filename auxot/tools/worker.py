@@ -33,13 +33,12 @@ from ..http.websocket import WebSocket
 from ..workers.dial import CannotReach, WorkerRefused, dial
 from ..workers.wire import CLOSE_HEARTBEAT, CLOSE_PROTOCOL, valid_name
 from . import wire
-from .mcp import McpError, McpTimeout
+from .mcp import McpError, McpTimeout, cut
 from .servers import Servers, ToolsConfigError, load_config
 
 log = logging.getLogger("auxot.tools")
 
 WELCOME_TIMEOUT = 10.0
-RESULT_TEXT_MAX = 64 * 1024  # characters of text a result carries; the rest is cut with a note
 REFUSED_EXIT = 3
 CANNOT_REACH_EXIT = 4
 
@@ -50,23 +49,6 @@ class ToolsWorkerOptions:
     key: str = field(repr=False)
     name: str
     ca_bundle: str | None = None
-
-
-def cut(content: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """Text beyond RESULT_TEXT_MAX characters (all parts together) is cut, with a note saying so."""
-    out: list[dict[str, Any]] = []
-    left = RESULT_TEXT_MAX
-    for part in content:
-        if part.get("type") == "text" and isinstance(part.get("text"), str):
-            text = part["text"]
-            if len(text) > left:
-                out.append({**part, "text": text[:left] + f"\n[auxot: result cut at {RESULT_TEXT_MAX} characters; "
-                                                          f"{len(text) - left} more were dropped]"})
-                left = 0
-                continue
-            left -= len(text)
-        out.append(part)
-    return out
 
 
 class ToolsSession:

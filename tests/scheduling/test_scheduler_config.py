@@ -55,6 +55,9 @@ models = ["qwen"]
     ("[scheduler]\nqueue_size = 0\n", "scheduler.queue_size must be positive"),
     ('[scheduler]\nqueue_timeout = "soon"\n', "scheduler.queue_timeout must be float"),
     ("scheduler = 3\n", "[scheduler] must be a table"),
+    ('[tools]\nclient_servers = ["mcp.example.com/*"]\n', "tools.client_servers: each entry is a URL pattern starting http"),
+    ('[tools]\nclient_servers_private = ["localhost"]\n', "tools.client_servers_private: 'localhost' is not an address"),
+    ('[tools]\nclient_servers = "https://mcp.example.com/*"\n', "tools.client_servers must be list"),
 ])
 def test_bad_values_name_the_field(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):

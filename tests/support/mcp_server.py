@@ -2,12 +2,13 @@
 dependency; its 2.x server class is ``mcp.server.mcpserver.MCPServer``).
 
     python -m tests.support.mcp_server stdio
-    python -m tests.support.mcp_server http PORT [--json]   (Streamable HTTP at /mcp; --json: JSON answers, not SSE)
+    python -m tests.support.mcp_server http PORT [--json] [--whoami]   (Streamable HTTP at /mcp; --json: JSON answers)
 
 Tools: ``echo`` (text), ``add`` (structured content), ``fail`` (an ``isError``
 result), ``pixel`` (an image), ``slow`` (sleeps, for deadlines and cancellation;
 reports progress), ``grow`` (adds the tool ``late`` and says the list changed),
-and 30 ``filler_N`` tools (so ``tools/list`` pages with a cursor where the SDK does).
+and 30 ``filler_N`` tools (so ``tools/list`` pages with a cursor where the SDK does).  With
+``--whoami`` (HTTP only) also ``whoami``: the Authorization header the call came with.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ async def slow(seconds: float, ctx: Context) -> str:
     return f"slept {seconds}"
 
 
+def whoami(ctx: Context) -> str:
+    headers = ctx.headers or {}
+    return str(headers.get("authorization", "no credentials"))
+
+
 def late() -> str:
     return "I came later"
 
@@ -70,4 +76,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "stdio":
         server.run("stdio")
     else:
+        if "--whoami" in sys.argv:
+            server.add_tool(whoami, description="Say which credentials this call came with")
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]), json_response="--json" in sys.argv)

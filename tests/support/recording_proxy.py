@@ -17,6 +17,7 @@ class RecordingProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
         self.requests: list[tuple[str, Any]] = []  # (path, JSON body or None)
+        self.methods: list[str] = []  # each request's method, in order
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -27,6 +28,7 @@ class RecordingProxy:
 
             def forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                proxy.methods.append(self.command)
                 try:
                     proxy.requests.append((self.path, json.loads(body) if body else None))
                 except ValueError:
@@ -47,7 +49,7 @@ class RecordingProxy:
                 conn.close()
                 self.close_connection = True
 
-            do_GET = do_POST = do_HEAD = forward
+            do_GET = do_POST = do_HEAD = do_DELETE = forward
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -1,14 +1,17 @@
-"""Which server tools a request gets (tools/policy.py) and how each dialect names
-an MCP server (dialects/mcp_use.py).  Pure."""
+"""Which server tools a request gets (tools/policy.py, tools/client_servers.py's
+check) and how each dialect names an MCP server (dialects/mcp_use.py).  Pure."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from auxot import ir
+from auxot.config import ToolsConfig
 from auxot.dialects import anthropic, openai_chat, responses
 from auxot.errors import InvalidRequest, PermissionDenied
-from auxot.tools import policy
+from auxot.tools import client_servers, policy
 from auxot.tools.policy import Grant
 
 AVAILABLE = {f"{server}__{tool}": {"name": f"{server}__{tool}", "server": server, "description": "", "input_schema": {}}
@@ -65,7 +68,13 @@ def test_openai_dialects_name_a_server_with_an_mcp_tool() -> None:
 
 
 @pytest.mark.parametrize("change,field", [
-    ({"server_url": "https://evil.example/mcp"}, "tools[0].server_url"),
+    ({"server_url": "ftp://files.example/mcp"}, "tools[0].server_url"),
+    ({"server_url": "https://x.example:port/mcp"}, "tools[0].server_url"),
+    ({"connector_id": "connector_gmail"}, "tools[0].connector_id"),
+    ({"server_url": "https://x.example/mcp", "headers": {"Host": "y"}}, "tools[0].headers"),
+    ({"server_url": "https://x.example/mcp", "headers": {"X-A": "1\r\nX-B: 2"}}, "tools[0].headers"),
+    ({"server_url": "https://x.example/mcp", "authorization": "two words"}, "tools[0].authorization"),
+    ({"authorization": "token"}, "tools[0].authorization"),
     ({"require_approval": "always"}, "tools[0].require_approval"),
     ({"require_approval": None}, "tools[0].require_approval"),
     ({"headers": {"Authorization": "x"}}, "tools[0].headers"),
@@ -86,5 +95,34 @@ def test_anthropic_names_a_server_in_mcp_servers() -> None:
         {"type": "url", "name": "off", "tool_configuration": {"enabled": False}}]})
     assert request.mcp == (ir.McpUse("test", ("echo",)),) and request.tools == ()
     with pytest.raises(InvalidRequest) as refused:
-        anthropic.decode_request({**base, "mcp_servers": [{"type": "url", "name": "x", "url": "https://evil.example/sse"}]})
-    assert refused.value.param == "mcp_servers[0].url"
+        anthropic.decode_request({**base, "mcp_servers": [{"type": "url", "name": "x", "authorization_token": "t"}]})
+    assert refused.value.param == "mcp_servers[0].authorization_token"  # a tools worker's server keeps its own
+    own = anthropic.decode_request({**base, "mcp_servers": [
+        {"type": "url", "name": "x", "url": "https://mcp.example/sse", "authorization_token": "t0k"}]}).mcp[0]
+    assert (own.url, own.headers, own.param) == ("https://mcp.example/sse", (("Authorization", "Bearer t0k"),),
+                                                 "mcp_servers[0].url")
+    assert "t0k" not in repr(own)  # credentials stay out of logs
+
+
+def test_a_clients_own_server_is_read_with_its_credentials_and_checked_against_the_operators_list() -> None:
+    tool = {**MCP, "server_label": "mine", "server_url": "https://mcp.example/v1/mcp", "headers": {"X-Org": "o-1"},
+            "authorization": "t0k"}
+    use = responses.decode_request({"model": "m", "input": "hi", "tools": [tool]}).mcp[0]
+    assert (use.server, use.url, use.allowed_tools) == ("mine", "https://mcp.example/v1/mcp", ("add",))
+    assert use.headers == (("X-Org", "o-1"), ("Authorization", "Bearer t0k")) and "t0k" not in repr(use)
+
+    def check(patterns: tuple[str, ...], *uses: ir.McpUse, workers: frozenset[str] = frozenset()) -> list[ir.McpUse]:
+        return client_servers.check(uses, ToolsConfig(client_servers=patterns), set(workers))
+
+    assert check(("https://mcp.example/*",), use) == [use]
+    assert check((), ir.McpUse("test")) == []  # a tools worker's server, named: not this module's
+    for patterns, uses, workers, says in [
+        ((), (use,), (), "does not allow"),  # the default: no client's server is reached
+        (("https://mcp.example/v2/*",), (use,), (), "does not allow"),
+        (("https://mcp.example/*",), (use,), ("mine",), "taken"),  # one of the router's servers has that name
+        (("https://mcp.example/*",), (use, use), (), "taken"),
+        (("https://mcp.example/*",), (dataclasses.replace(use, server="my__own"),), (), "without '__'"),
+    ]:
+        with pytest.raises(InvalidRequest) as refused:
+            check(patterns, *uses, workers=frozenset(workers))
+        assert says in refused.value.message and refused.value.param == "tools[0].server_url"
