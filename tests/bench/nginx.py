@@ -72,7 +72,10 @@ class Nginx:
         stream200.write_text(fixtures.sse_tokens(fixtures.token_texts(STREAM_CHUNKS)), encoding="utf-8")
         hold = self.dir / "hold.sse"
         hold.write_text(fixtures.sse_tokens(fixtures.token_texts(hold_chunks)), encoding="utf-8")
-        # limit_rate sends about this many bytes per second, so the file lasts ~hold_seconds.
+        # limit_rate sends about this many bytes per second, so the file lasts ~hold_seconds; the first
+        # 512 bytes go at once (limit_rate_after), so the first whole SSE event does too: at a slow rate
+        # nginx would otherwise send 58 bytes, then the rest of that event a second later, and a router
+        # (which can only pass on whole events) would be charged that second at every stream's start.
         rate = max(1, int(hold.stat().st_size / max(hold_seconds, 0.1)))
         d = self.dir
         (d / "nginx.conf").write_text(f"""
@@ -96,7 +99,7 @@ http {{
     location = /stream200/chat/completions {{ default_type text/event-stream; error_page 405 =200 $uri; alias {stream200}; }}
     location = /hold/chat/completions {{
       default_type text/event-stream; error_page 405 =200 $uri; alias {hold};
-      limit_rate {rate}; sendfile off; output_buffers 1 256;
+      limit_rate {rate}; limit_rate_after 512; sendfile off; output_buffers 1 256;
     }}
   }}
 }}
