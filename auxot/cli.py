@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import sys
 import time
@@ -50,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("auxot: created your first API key. It is shown only this once; keep it:", flush=True)
         print(f"  {key}", flush=True)
     started = time.monotonic()
+    _tune_collector()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -65,6 +67,21 @@ def _serve(args: argparse.Namespace) -> int:
         store.close()
         lock.release()
     return 0
+
+
+GC_GEN0_THRESHOLD = 10_000
+
+
+def _tune_collector() -> None:
+    """Fewer, larger cyclic collections.  A router allocates short-lived containers
+    for every token (events, dicts, frames); at CPython's default first-generation
+    threshold (700) the fanout bench's router spent ~6% of its CPU in ~400
+    collections, at 10,000 under 1% in ~20 — for at most about a megabyte of
+    cyclic garbage held a little longer.  What exists at start-up (modules,
+    configuration) is frozen out of the collector's view."""
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, second, third)
 
 
 def _install(args: argparse.Namespace) -> int:

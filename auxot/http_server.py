@@ -25,6 +25,7 @@ by the version range in setup.cfg.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from functools import partial
@@ -81,10 +82,30 @@ class _Connection(TCPServer):
         except (OSError, AttributeError):
             return None
 
+    def _write_now(self, data: bytes) -> int:
+        """Write what a plain TCP socket takes at once, without waiting or a trip
+        through trio's scheduler (its lock and its send take one each, per chunk
+        of every stream): the bytes written, 0 when it would block (or is TLS, or
+        closed, or failed: the waiting path then says how).  The relay still
+        yields once per upstream read, so nothing is starved."""
+        if self.send_lock.locked() or not isinstance(self.stream, trio.SocketStream):
+            return 0  # another write is waiting: keep the order
+        fd = self.stream.socket.fileno()  # -1 once closed: a reused descriptor number is never written
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:
+            return 0
+
     async def protocol_send(self, event: Any) -> None:
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
+        if (sent := self._write_now(event.data)) == len(event.data):
+            return
+        if sent:
+            event = RawData(event.data[sent:])
         async with self.send_lock:
             try:
                 # Shielded as hypercorn does (a cancelled write would corrupt the
