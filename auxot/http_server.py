@@ -67,6 +67,9 @@ class Connections:
         return self._stalled.pop(tuple(client or ()), None) is not None
 
 
+TLS_PIECE = 16 * 1024  # bytes per TLS send: the progress deadline applies to each
+
+
 class _Connection(TCPServer):
     """One client connection: hypercorn's, with a deadline on each write and a
     check of the chunk framing after each read."""
@@ -108,18 +111,33 @@ class _Connection(TCPServer):
             event = RawData(event.data[sent:])
         async with self.send_lock:
             try:
-                # Shielded as hypercorn does (a cancelled write would corrupt the
-                # stream); the scope's own deadline still applies inside the shield.
-                # One plain scope (not shield + fail_after): this runs for every chunk written.
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + self._connections.send_timeout) as scope:
-                    await self.stream.send_all(event.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                moved = await self._send_making_progress(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await self.protocol.handle(Closed())
                 return
-            if scope.cancelled_caught:
+            if not moved:
                 self._connections.note_stall(self._peer())
                 await trio.aclose_forcefully(self.stream)
                 await self.protocol.handle(Closed())
+
+    async def _send_making_progress(self, data: bytes) -> bool:
+        """Send all of ``data``; False if a send moved no byte for ``send_timeout``
+        (a slow reader that keeps taking bytes is waited for however long the whole
+        takes).  Shielded as hypercorn does (a cancelled write would corrupt the
+        stream); each scope's own deadline still applies inside the shield."""
+        sock = self.stream.socket if isinstance(self.stream, trio.SocketStream) else None
+        view = memoryview(data)
+        while view:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self._connections.send_timeout) as scope:
+                if sock is not None:
+                    sent = await sock.send(view)  # what the socket takes, once it takes any
+                else:  # TLS: a piece at a time
+                    sent = min(len(view), TLS_PIECE)
+                    await self.stream.send_all(view[:sent])
+            if scope.cancelled_caught:
+                return False
+            view = view[sent:]
+        return True
 
     async def _read_data(self) -> None:
         while True:

@@ -146,6 +146,7 @@ class Medians:
     ttft_ms: float
     decode_tps: float
     total_tps: float
+    total_tps_runs: tuple[float, ...] = ()  # each run's, in order: run i of each path ran back to back
 
 
 def run_tokens(runs: int, max_tokens: int) -> dict[str, Medians]:
@@ -165,6 +166,7 @@ def run_tokens(runs: int, max_tokens: int) -> dict[str, Medians]:
         name: Medians(
             statistics.median(r.tokens for r in rs), statistics.median(r.ttft for r in rs) * 1000,
             statistics.median(r.decode_tps for r in rs), statistics.median(r.total_tps for r in rs),
+            tuple(r.total_tps for r in rs),
         )
         for name, rs in results.items()
     }

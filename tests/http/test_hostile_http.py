@@ -26,7 +26,7 @@ from auxot.config import CloudConfig, Config
 from auxot.providers.cloud import CloudProvider
 from auxot.scheduling.scheduler import Scheduler
 from auxot.server import serve
-from tests.support.cloud_double import API_KEY, CloudDouble
+from tests.support.cloud_double import API_KEY, HUGE_TEXT, CloudDouble
 from tests.support.loopback_server import LoopbackServer
 
 MODEL = "claude-test"
@@ -256,6 +256,55 @@ async def test_a_streaming_client_that_stops_reading_frees_its_slot(router: Rout
             {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).encode())
     assert status == 200
     await trio.aclose_forcefully(stream)
+
+
+def dechunk(body: bytes) -> bytes:
+    out, at = bytearray(), 0
+    while at < len(body):
+        end = body.index(b"\r\n", at)
+        n = int(body[at:end], 16)
+        if n == 0:
+            break
+        out += body[end + 2:end + 2 + n]
+        at = end + 4 + n
+    return bytes(out)
+
+
+async def test_slow_readers_get_every_byte_in_order(router: Router) -> None:
+    """A write the socket cannot take at once (a full buffer: the 5 MB event, two
+    readers taking 16 KB at a time with pauses) is finished by the waiting path,
+    after what the direct write took, with nothing lost, reordered or mixed up
+    between connections; a request in between is answered meanwhile."""
+    router.double.mode = "huge"
+    body = json.dumps({"model": MODEL, "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    texts: list[str] = []
+
+    async def slow_reader() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        await stream.socket.connect(("127.0.0.1", router.port))
+        await stream.send_all(head("/api/anthropic/v1/messages", router.key,
+                                   f"Content-Length: {len(body)}\r\nConnection: close\r\n") + body)
+        raw = bytearray()
+        while chunk := await stream.receive_some(16384):
+            raw += chunk
+            await trio.sleep(0.001)
+        await stream.aclose()
+        events = dechunk(bytes(raw).partition(b"\r\n\r\n")[2]).split(b"\n\n")
+        deltas = [json.loads(e.partition(b"data: ")[2]) for e in events if b"text_delta" in e]
+        texts.append("".join(d["delta"]["text"] for d in deltas))
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow_reader)
+            nursery.start_soon(slow_reader)
+            await trio.sleep(0.2)
+            status, _ = await call(router, "/api/anthropic/v1/messages", json.dumps(
+                {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).encode())
+            assert status == 200
+    assert texts == [HUGE_TEXT, HUGE_TEXT]
+    assert [row["outcome"] for row in router.rows()].count("ok") == 3
 
 
 async def test_shutdown_answers_the_queue_at_once_refuses_new_connections_and_lets_the_served_finish(
