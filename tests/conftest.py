@@ -41,11 +41,19 @@ def _components_missing() -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing = _components_missing()
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
+        fixtures = {name for name in getattr(item, "fixturenames", ()) if _from_here(item, name)}
         if item.path.name.startswith(SLOW_FILES) or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
         if missing and (item.path.name.startswith(NEEDS_LLAMA) or fixtures & SLOW_FIXTURES):
             item.add_marker(pytest.mark.skip(reason=missing))
+
+
+def _from_here(item: pytest.Item, name: str) -> bool:
+    """Is the fixture ``name`` that ``item`` gets this module's own (not a test
+    file's fixture of the same name, such as a router on a cloud double)?"""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.get(name) if info is not None else None
+    return bool(defs) and getattr(defs[-1].func, "__module__", "") == __name__
 
 
 def pytest_report_header(config: pytest.Config) -> str:
