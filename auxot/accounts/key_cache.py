@@ -11,8 +11,9 @@ the next request.  Ledger rows are written on another connection and do not
 move it.
 
 Checking the version is a one-row read on the event loop (a few µs, no disk
-I/O in WAL mode); if another thread holds the store, the lookup goes to a
-worker thread as before.  Unknown keys are not cached (no memory for
+I/O in WAL mode), on a connection of its own, so a lookup running in a thread
+does not turn the next requests' checks into misses; if SQLite is busy, the
+lookup goes to a worker thread as before.  Unknown keys are not cached (no memory for
 garbage keys); the cache holds at most ``max_entries`` records.
 """
 

@@ -106,6 +106,9 @@ class Store:
         self._ledger.execute("PRAGMA wal_autocheckpoint=0")
         self._ledger_lock = threading.Lock()
         self._ledger_commits = 0  # since the last checkpoint
+        # The key epoch as the event loop reads it (version(wait=False)), on a connection
+        # only it uses: never behind the lock a key lookup in a thread holds, never waiting.
+        self._epoch = self._connect(path, timeout=0)
 
     @staticmethod
     def _connect(path: Path, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
@@ -136,6 +139,7 @@ class Store:
         with self._lock, self._ledger_lock:
             self._db.close()
             self._ledger.close()
+            self._epoch.close()
 
     # --- keys --------------------------------------------------------------
 
@@ -227,15 +231,18 @@ class Store:
 
     def version(self, *, wait: bool = True) -> int | None:
         """A number that moves whenever any process changes a key (a trigger on
-        ``api_keys`` counts; ledger rows do not move it).  With ``wait=False`` it
-        returns None instead of waiting for a lock another thread holds (so the
-        event loop may call it: a one-row read, a few µs)."""
-        if not self._lock.acquire(blocking=wait):
-            return None
-        try:
+        ``api_keys`` counts; ledger rows do not move it).  With ``wait=False`` (the
+        event loop's call: a one-row read, a few µs) it reads on a connection of its
+        own and returns None rather than wait for SQLite."""
+        if not wait:
+            try:
+                return int(self._epoch.execute("SELECT n FROM key_epoch").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):
+                    return None
+                raise
+        with self._lock:
             return int(self._db.execute("SELECT n FROM key_epoch").fetchone()[0])
-        finally:
-            self._lock.release()
 
     # --- the usage ledger ----------------------------------------------------
 
