@@ -40,9 +40,9 @@ def _url(raw: Any, path: str) -> str:
     url: str = check.string(raw, path, required=True)
     parts = urlsplit(url)
     try:
-        parts.port  # noqa: B018 (a port that is not a number raises here)
+        parts.port  # noqa: B018 (a port that is not a number raises)
     except ValueError:
-        parts = parts._replace(scheme="")
+        raise InvalidRequest(f"{path} has a port that is not a number", param=path) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise InvalidRequest(f"{path} must be an http:// or https:// URL", param=path)
     return url

@@ -71,10 +71,14 @@ def allowed_url(config: ToolsConfig, url: str) -> bool:
     return any(fnmatchcase(url, pattern) for pattern in config.client_servers)
 
 
-def check(uses: tuple[ir.McpUse, ...], config: ToolsConfig, workers_servers: set[str]) -> list[ir.McpUse]:
+def check(uses: tuple[ir.McpUse, ...], config: ToolsConfig, available: dict[str, dict[str, Any]]) -> list[ir.McpUse]:
     """The request's own servers, each allowed by the operator and labelled so its
-    tools' names are unambiguous; else a 400 naming the field."""
+    tools' names are unambiguous (not the name of a server whose tools are
+    ``available`` from the tools workers); else a 400 naming the field."""
     own = [use for use in uses if use.url is not None]
+    if not own:
+        return own
+    workers_servers = {tool["server"] for tool in available.values()}
     labels: set[str] = set()
     for use in own:
         assert use.url is not None

@@ -30,7 +30,7 @@ class RequestTools:
 async def prepare(svc: Services, key: KeyRecord, request: ir.Request, shows: bool, held: AsyncExitStack) -> RequestTools:
     grant = policy.Grant.of(key)
     available = svc.tools.tools()
-    uses = client_servers.check(request.mcp, svc.config.tools, {tool["server"] for tool in available.values()})
+    uses = client_servers.check(request.mcp, svc.config.tools, available)
     own = await held.enter_async_context(client_servers.opened(uses, svc.config.tools))
     request, server_tools, shown = policy.plan(grant, request, available, svc.config.tools.inject, shows, own.tools)
     return RequestTools(request, grant, server_tools, shown, own)

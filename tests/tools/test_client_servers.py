@@ -130,7 +130,8 @@ def test_responses_reaches_the_clients_own_server_with_its_credentials(setup: Se
     assert not any("secret-" in json.dumps({**body, "messages": [m for m in body["messages"] if m["role"] != "tool"]})
                    for body in upstream.requests)
     assert not any("secret-" in line for line in router.output)
-    assert router.data_dir is None or not any(b"secret-" in p.read_bytes() for p in router.data_dir.rglob("*") if p.is_file())
+    assert router.data_dir is not None
+    assert not any(b"secret-" in p.read_bytes() for p in router.data_dir.rglob("*") if p.is_file())
 
 
 def test_anthropic_mcp_servers_with_a_url_and_token(setup: Setup) -> None:

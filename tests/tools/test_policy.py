@@ -112,7 +112,8 @@ def test_a_clients_own_server_is_read_with_its_credentials_and_checked_against_t
     assert use.headers == (("X-Org", "o-1"), ("Authorization", "Bearer t0k")) and "t0k" not in repr(use)
 
     def check(patterns: tuple[str, ...], *uses: ir.McpUse, workers: frozenset[str] = frozenset()) -> list[ir.McpUse]:
-        return client_servers.check(uses, ToolsConfig(client_servers=patterns), set(workers))
+        available = {f"{server}__t": {"name": f"{server}__t", "server": server} for server in workers}
+        return client_servers.check(uses, ToolsConfig(client_servers=patterns), available)
 
     assert check(("https://mcp.example/*",), use) == [use]
     assert check((), ir.McpUse("test")) == []  # a tools worker's server, named: not this module's
