@@ -26,6 +26,7 @@ from hypercorn.trio import serve
 
 from auxot.asgi import SSE_HEADERS, Receive, Scope, Send
 from auxot.http import Pool
+from auxot.http_server import Connections, serve_http
 
 from . import fixtures
 
@@ -83,9 +84,13 @@ def make_app(hold_seconds: float, hold_chunks: int, upstream: str | None = None)
     return app
 
 
-async def main(hold_seconds: float, hold_chunks: int, upstream: str | None) -> None:
+async def main(hold_seconds: float, hold_chunks: int, upstream: str | None, server: str) -> None:
+    app = make_app(hold_seconds, hold_chunks, upstream)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(serve, make_app(hold_seconds, hold_chunks, upstream), hypercorn_config())
+        if server == "hypercorn":
+            binds = await nursery.start(serve, app, hypercorn_config())
+        else:
+            binds = await nursery.start(serve_http, app, hypercorn_config(), Connections(30.0), trio.Event())
         print(binds[0], flush=True)
 
 
@@ -94,8 +99,10 @@ if __name__ == "__main__":
     parser.add_argument("--hold-seconds", type=float, default=30.0)
     parser.add_argument("--hold-chunks", type=int, default=60)
     parser.add_argument("--upstream", help="the floor: fetch each answer from this base URL through auxot.http.Pool")
+    parser.add_argument("--server", choices=("auxot", "hypercorn"), default="auxot",
+                        help="auxot's own server (auxot.http_server, as auxot serve runs it), or hypercorn.trio.serve")
     args = parser.parse_args()
     try:
-        trio.run(main, args.hold_seconds, args.hold_chunks, args.upstream)
+        trio.run(main, args.hold_seconds, args.hold_chunks, args.upstream, args.server)
     except KeyboardInterrupt:
         pass
