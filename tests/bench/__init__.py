@@ -1,5 +1,5 @@
 """``python -m tests.bench``: what the router costs, measured side by side
-against the server ceiling (an empty ASGI app on the same hypercorn settings)
+against the server ceiling (an empty ASGI app on auxot's own server)
 and the upstream reached directly, all on loopback, in one run.
 
 Scenarios (default: nonstream relay streams tokens):

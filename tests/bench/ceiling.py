@@ -1,17 +1,19 @@
-"""The server ceiling: an almost empty ASGI app on hypercorn with the settings
-``auxot serve`` uses, run as its own process (``python -m tests.bench.ceiling``;
+"""The server ceiling: an almost empty ASGI app on auxot's own server
+(``auxot.http_server.serve_http``, HTTP/1.1 on h11) with the settings
+``auxot serve`` uses (``--server hypercorn``: on ``hypercorn.trio.serve``, the
+server auxot used before), run as its own process (``python -m tests.bench.ceiling``;
 it prints its base URL when it listens).
 
 It reads the request body and answers the same fixed JSON the upstream does;
 ``POST /hold...`` instead streams the hold fixture, one chunk every
 ``hold_seconds / hold_chunks`` (the open-streams scenario's ceiling).  What it
-costs is what hypercorn and trio cost per request, nothing of auxot's.
+costs is what the server and trio cost per request, nothing of auxot's.
 
 With ``--upstream URL`` it is the *floor* instead: the same app, but each
 non-streamed answer is fetched from ``URL/v1/chat/completions`` (nginx's fixed
 JSON) through auxot's own HTTP client (``auxot.http.Pool``, h11 over a trio
 socket, keep-alive) and passed back untouched.  No parsing, no auth, no
-ledger: what any router built on hypercorn, trio and h11 must pay at least.
+ledger: what any router built on this server, trio and h11 must pay at least.
 """
 
 from __future__ import annotations
