@@ -23,6 +23,19 @@ SSE_HEADERS = [
 ]
 
 
+# A server extension (``scope["extensions"]``) of auxot's own HTTP/1.1 server:
+# ``watch(callback)`` calls ``callback`` once if the client leaves before the
+# function it returns is called, with no task of the app's reading ``receive``
+# for it.  Servers without it: read ``receive`` for ``http.disconnect``.
+DEPARTURE = "auxot.departure"
+Departure = Callable[[Callable[[], None]], Callable[[], None]]
+
+
+def departure(scope: Scope) -> Departure | None:
+    extensions = scope.get("extensions")
+    return extensions.get(DEPARTURE) if extensions else None
+
+
 class ClientGone(Exception):
     """The client disconnected before the request body was complete."""
 

@@ -36,7 +36,8 @@ import h11
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from .http_socket import Connections, IdleDeadline, SocketWriter
+from .asgi import DEPARTURE
+from .http_socket import Callback, Connections, Departures, IdleDeadline, SocketWriter
 
 log = logging.getLogger("auxot.http")
 
@@ -71,7 +72,8 @@ class Http11:
     """One client connection's requests, one after another."""
 
     def __init__(self, app: Any, stream: trio.abc.Stream, connections: Connections, config: HypercornConfig, *,
-                 scheme: str, client: tuple[Any, ...] | None, server: tuple[Any, ...] | None) -> None:
+                 scheme: str, client: tuple[Any, ...] | None, server: tuple[Any, ...] | None,
+                 departures: Departures | None = None, fd: int = -1) -> None:
         self._app = app
         self._stream = stream
         self._connections = connections
@@ -87,6 +89,10 @@ class Http11:
         self._started = self._head_sent = self._finished = self._body_done = self._gone = False
         self._refusal = 0  # the status h11 gave for bad framing in the body
         self._waiting: trio.CancelScope | None = None  # a receive waiting for the client to leave
+        self._departures, self._fd = departures, fd
+        self._on_leave: Callback | None = None  # the app's, while it watches for the client leaving
+        self._hung_up: Callback = self._left  # one bound method: Departures.discard compares by identity
+        self._extensions = {DEPARTURE: self._watch_departure} if departures is not None and fd >= 0 else {}
 
     async def run(self) -> bytes | None:
         """Answer requests until the connection is to close; returns the bytes
@@ -148,7 +154,7 @@ class Http11:
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": request.http_version.decode(), "method": request.method.decode("ascii").upper(),
             "scheme": self._scheme, "path": _unquote(path), "raw_path": path, "query_string": query, "root_path": "",
-            "headers": list(request.headers), "client": self._client, "server": self._server, "extensions": {},
+            "headers": list(request.headers), "client": self._client, "server": self._server, "extensions": self._extensions,
         }
 
     async def _answer(self, request: h11.Request) -> bool:
@@ -298,9 +304,39 @@ class Http11:
 
     async def _write(self, data: bytes) -> None:
         if data and not await self._writer.write(data):
-            self._gone = True
-            if self._waiting is not None:
-                self._waiting.cancel()
+            self._left()
+
+    def _left(self) -> None:
+        """The client has gone (a write failed or stalled, or it hung up)."""
+        self._gone = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if (callback := self._on_leave) is not None and not self._finished:  # after the answer: nothing to cancel
+            self._on_leave = None
+            callback()
+
+    def _watch_departure(self, callback: Callback) -> Callback:
+        """The ``auxot.departure`` extension: ``callback`` is called once if the
+        client leaves before the returned function is called; no task reads for
+        it (``http_socket.Departures``).  Called at once if it has gone already."""
+        assert self._departures is not None
+        if self._gone:
+            callback()
+            return _nothing
+        self._on_leave = callback
+        watched = self._departures.add(self._fd, self._hung_up)
+        departures = self._departures
+
+        def unwatch() -> None:
+            self._on_leave = None
+            if watched:
+                departures.discard(self._fd, self._hung_up)
+
+        return unwatch
+
+
+def _nothing() -> None:
+    pass
 
 
 def malformed_chunks(conn: h11.Connection) -> bool:

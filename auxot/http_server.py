@@ -41,7 +41,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
 from .http11 import POISON, Http11, malformed_chunks
-from .http_socket import Connections, IdleDeadline, SocketWriter
+from .http_socket import Connections, Departures, IdleDeadline, SocketWriter
 
 __all__ = ["Connections", "serve_http"]
 
@@ -103,13 +103,14 @@ async def serve_http(
         listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
         binds.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
     context = WorkerContext(None)
+    departures = Departures() if Departures.available() else None
     hypercorn = partial(_Connection, connections)
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
 
     async def handler(stream: Any) -> None:
         handed_on = False
         try:
-            first = await _http11(app, stream, connections, config)
+            first = await _http11(app, stream, connections, config, departures)
             if first is not None:  # HTTP/2 or an upgrade: hypercorn's (which closes it)
                 handed_on = True
                 await hypercorn(first, wrapped, config, context, ConnectionState({}), stream)
@@ -120,22 +121,27 @@ async def serve_http(
                 with trio.CancelScope(shield=True):
                     await _close(stream)
 
-    async with trio.open_nursery() as clients:
-        async with trio.open_nursery() as accepting:
-            for listener in listeners:
-                accepting.start_soon(partial(trio.serve_listeners, handler, [listener], handler_nursery=clients))
-            task_status.started(binds)
-            await shutdown.wait()
-            accepting.cancel_scope.cancel()
-        with trio.CancelScope(shield=True):
-            for listener in listeners:
-                await listener.aclose()  # refused from now on, not left in the backlog
-        await context.terminated.set()  # busy keep-alive connections are not recycled
-        connections.close_idle()  # idle ones close
-        clients.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+    async with trio.open_nursery() as watching:
+        if departures is not None:
+            watching.start_soon(departures.run)
+        async with trio.open_nursery() as clients:
+            async with trio.open_nursery() as accepting:
+                for listener in listeners:
+                    accepting.start_soon(partial(trio.serve_listeners, handler, [listener], handler_nursery=clients))
+                task_status.started(binds)
+                await shutdown.wait()
+                accepting.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()  # refused from now on, not left in the backlog
+            await context.terminated.set()  # busy keep-alive connections are not recycled
+            connections.close_idle()  # idle ones close
+            clients.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        watching.cancel_scope.cancel()
 
 
-async def _http11(app: Any, stream: Any, connections: Connections, config: HypercornConfig) -> bytes | None:
+async def _http11(app: Any, stream: Any, connections: Connections, config: HypercornConfig,
+                  departures: Departures | None) -> bytes | None:
     """Serve a connection's HTTP/1.1 requests; the bytes read so far when it is
     to be handed to hypercorn (b"" for a TLS connection that chose h2)."""
     if isinstance(stream, trio.SSLStream):
@@ -155,7 +161,8 @@ async def _http11(app: Any, stream: Any, connections: Connections, config: Hyper
         client, server = parse_socket_addr(sock.family, sock.getpeername()), parse_socket_addr(sock.family, sock.getsockname())
     except OSError:  # gone already
         return None
-    return await Http11(app, stream, connections, config, scheme=scheme, client=client, server=server).run()
+    return await Http11(app, stream, connections, config, scheme=scheme, client=client, server=server,
+                        departures=departures, fd=sock.fileno()).run()
 
 
 async def _close(stream: Any) -> None:

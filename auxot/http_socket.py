@@ -16,12 +16,16 @@ writes, its keep-alive deadline, and what the app may ask about it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import select
 import time
-from typing import Any
+from typing import Any, Callable
 
 import trio
+
+log = logging.getLogger("auxot.http")
 
 STALL_MEMORY = 300.0  # seconds a stalled client's address is remembered for the app to ask about
 TLS_PIECE = 16 * 1024  # bytes per TLS send: the progress deadline applies to each
@@ -174,3 +178,66 @@ class SocketWriter:
             return tuple(stream.socket.getpeername()[:2])
         except (OSError, AttributeError):
             return None
+
+
+Callback = Callable[[], None]
+
+
+class Departures:
+    """One task for the whole server that learns when clients leave.
+
+    While a request is answered, the app wants to know if its client goes (to
+    cancel the upstream work and free the provider's slot).  The portable way is
+    a task per request reading the socket until EOF; spawning it, and its
+    nursery, cost ~100 µs per request on the bench's machine.  Here the sockets
+    of requests being answered sit in an epoll set of their own that waits only
+    for the peer's hang-up (``EPOLLRDHUP``; a reset is ``EPOLLHUP``/``EPOLLERR``,
+    always reported), and one task waits on that set: a request costs two
+    ``epoll_ctl`` calls.  Data the client sends meanwhile (a next request) does
+    not wake it.  Linux only: elsewhere :func:`Departures.available` is False
+    and the app falls back to reading its ``receive``."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._callbacks: dict[int, Callback] = {}
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(select, "epoll") and hasattr(select, "EPOLLRDHUP")
+
+    def add(self, fd: int, callback: Callback) -> bool:
+        """Call ``callback`` (once, from the watch task) when the peer of ``fd`` hangs up."""
+        try:
+            self._epoll.register(fd, select.EPOLLRDHUP)
+        except (OSError, ValueError):
+            return False
+        self._callbacks[fd] = callback
+        return True
+
+    def discard(self, fd: int, callback: Callback) -> None:
+        """Stop watching ``fd`` for ``callback`` (not for another connection that
+        has since been given the same descriptor number)."""
+        if self._callbacks.get(fd) is callback:
+            del self._callbacks[fd]
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):  # closed already: the kernel dropped it
+                pass
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self._epoll.fileno())
+                for fd, _ in self._epoll.poll(0):
+                    callback = self._callbacks.pop(fd, None)
+                    try:
+                        self._epoll.unregister(fd)
+                    except (OSError, ValueError):
+                        pass
+                    if callback is not None:
+                        try:
+                            callback()
+                        except Exception:
+                            log.exception("a departure callback failed")
+        finally:
+            self._epoll.close()

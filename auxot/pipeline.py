@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import trio
 
 from . import choices, ir
-from .asgi import Receive, Scope, Send, read_json
+from .asgi import Receive, Scope, Send, departure, read_json
 from .dialects import responses_output
 from .dialects.table import Answer, Dialect
 from .errors import AuxotError, InvalidRequest
@@ -75,7 +75,7 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
                 receive, send, events, error_body=dialect.error_body, record=record, stalled=svc.stall_check(scope),
                 stream=(lambda model: dialect.stream_encoder(answer, model)) if request.stream else None,
                 fold=lambda response: dialect.encode_response(answer, response), response_id=answer.id,
-                batched_reads=from_provider,
+                batched_reads=from_provider, departure=departure(scope),
             )
 
         if tools.server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery

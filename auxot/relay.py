@@ -1,8 +1,9 @@
 """Run a provider's event stream out to the client: as SSE, or folded into one
 JSON answer.
 
-The pump and a watcher for ``http.disconnect`` share one nursery, so a client
-that goes away cancels the pump, which closes the upstream connection (the
+A client that goes away cancels the pump (the server says so through its
+``auxot.departure`` extension, or a watcher for ``http.disconnect`` shares the
+pump's nursery), which closes the upstream connection (the
 provider frees its slot).  Errors before the first byte reach the client as a
 JSON error with the right status; after the headers, as the dialect's
 in-stream error followed by a clean end — never a fake normal stop.
@@ -24,7 +25,7 @@ from typing import (
 import trio
 
 from . import ir, reads
-from .asgi import SSE_HEADERS, Receive, Send, send_json, wait_disconnect
+from .asgi import SSE_HEADERS, Departure, Receive, Send, send_json, wait_disconnect
 from .dialects.table import StreamEncoder
 from .errors import AuxotError, ErrorKind, ProviderError, UpstreamError
 from .fold import Fold
@@ -96,6 +97,7 @@ async def relay(
     record: Record,
     stalled: Callable[[], bool] = lambda: False,
     batched_reads: bool = False,
+    departure: Departure | None = None,
 ) -> str:
     """Returns an outcome word for logs: ok, error, disconnected, stalled.  The
     request's ``record`` sees every event (tokens, first token, stop) and the
@@ -103,29 +105,49 @@ async def relay(
     client that stopped reading (``http_server``).  ``batched_reads``: the events
     come straight from a provider, which says which came from one upstream read
     (auxot/reads.py); they are written together.  Not where a layer between
-    drops some (the tool loop hides server calls)."""
+    drops some (the tool loop hides server calls).  ``departure``: the server's
+    way of saying when the client leaves (``asgi.DEPARTURE``); without it a
+    task reads ``receive`` for ``http.disconnect``."""
     outcome = "disconnected"
     watched = Watched(events, record)
     send = _final_message_shielded(send)
+
+    def gone() -> None:  # the client left: known before the ledger row is written on the way out
+        nonlocal outcome
+        if stalled():
+            outcome = "stalled"
+            record.stalled = True
+            log.info("a client stopped reading its answer; its request was cancelled and its slot freed")
+
+    async def answer() -> str:
+        async with aclosing(events):
+            if stream is not None:
+                return await _stream(send, watched, stream, error_body, record, batched_reads)
+            assert fold is not None
+            return await _fold(send, watched, fold, error_body, response_id, record)
+
+    if departure is not None:  # the server says when the client leaves: no task reads for it
+        with trio.CancelScope() as scope:
+            def left() -> None:
+                gone()
+                scope.cancel()
+
+            unwatch = departure(left)
+            try:
+                outcome = await answer()
+            finally:
+                unwatch()
+        return outcome
     async with trio.open_nursery() as nursery:
 
         async def watch() -> None:
-            nonlocal outcome
             await wait_disconnect(receive)
-            if stalled():  # known now, before the ledger row is written on the way out
-                outcome = "stalled"
-                record.stalled = True
-                log.info("a client stopped reading its answer; its request was cancelled and its slot freed")
+            gone()
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch)
         try:
-            async with aclosing(events):
-                if stream is not None:
-                    outcome = await _stream(send, watched, stream, error_body, record, batched_reads)
-                else:
-                    assert fold is not None
-                    outcome = await _fold(send, watched, fold, error_body, response_id, record)
+            outcome = await answer()
         finally:
             nursery.cancel_scope.cancel()
     return outcome

@@ -258,6 +258,34 @@ async def test_a_streaming_client_that_stops_reading_frees_its_slot(router: Rout
     await trio.aclose_forcefully(stream)
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_client_that_hangs_up_while_the_upstream_thinks_frees_its_slot_at_once(router: Router, streaming: bool) -> None:
+    """The upstream says nothing for 5 s; the client hangs up after 0.3 s.  The
+    server learns of it without any task reading the socket (http_socket.Departures),
+    cancels the request, and the slot is free well before the upstream would
+    have answered; the ledger says "disconnected"."""
+    router.double.mode = "slow"
+    stream = await trio.open_tcp_stream("127.0.0.1", router.port)
+    body = json.dumps({"model": MODEL, "max_tokens": 5, "stream": streaming,
+                       "messages": [{"role": "user", "content": "x"}]}).encode()
+    await stream.send_all(head("/api/anthropic/v1/messages", router.key, f"Content-Length: {len(body)}\r\n") + body)
+    (scheduler,) = router.scheduler
+    with trio.fail_after(4):
+        while scheduler.seats[0].in_use == 0:
+            await trio.sleep(0.01)
+        await trio.sleep(0.3)
+        left = trio.current_time()
+        await stream.aclose()
+        while scheduler.seats[0].in_use:
+            await trio.sleep(0.01)
+        freed = trio.current_time() - left
+        while not router.rows():
+            await trio.sleep(0.02)
+    assert freed < 1.0, f"the slot was held {freed:.2f}s after the client left"
+    (row,) = router.rows()
+    assert row["outcome"] == "disconnected", row
+
+
 def dechunk(body: bytes) -> bytes:
     out, at = bytearray(), 0
     while at < len(body):

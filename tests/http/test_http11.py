@@ -6,6 +6,7 @@ WebSocket upgrade handed on to hypercorn, and arbitrary bytes (hypothesis)."""
 from __future__ import annotations
 
 import json
+import socket
 from functools import partial
 from typing import Any, AsyncIterator
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from auxot.http11 import DRAIN_LIMIT
 from auxot.http_server import Connections, serve_http
+from auxot.http_socket import Departures
 
 
 class App:
@@ -279,3 +281,35 @@ async def _one_connection_of_garbage(server: tuple[int, App], prefix: bytes, cut
     ((status, _, body),) = await read_responses(good, 1)
     assert status == 200 and json.loads(body)["body"] == "fine"
     await good.aclose()
+
+
+@pytest.mark.skipif(not Departures.available(), reason="epoll with EPOLLRDHUP: Linux only")
+async def test_departures_tell_of_a_hang_up_not_of_data_and_forget_by_identity() -> None:
+    departures = Departures()
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    told: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(departures.run)
+        on_a, on_c = (lambda: told.append("a")), (lambda: told.append("c"))
+        assert departures.add(a.fileno(), on_a) and departures.add(c.fileno(), on_c)
+        b.send(b"a next request")  # data is not a departure
+        await trio.sleep(0.1)
+        assert told == []
+        departures.discard(c.fileno(), on_a)  # not c's callback: nothing happens
+        b.close()
+        d.close()
+        with trio.fail_after(2):
+            while len(told) < 2:
+                await trio.sleep(0.01)
+        assert sorted(told) == ["a", "c"]
+        e, f = socket.socketpair()
+        on_e = lambda: told.append("e")  # noqa: E731
+        assert departures.add(e.fileno(), on_e)
+        departures.discard(e.fileno(), on_e)  # the request ended: no call after
+        f.close()
+        await trio.sleep(0.1)
+        assert len(told) == 2
+        nursery.cancel_scope.cancel()
+    for s in (a, c, e):
+        s.close()
