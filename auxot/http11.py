@@ -226,7 +226,6 @@ class Http11:
         self._conn.receive_data(data)
         return True
 
-
     async def _receive(self) -> dict[str, Any]:
         if self._gone or self._finished:
             return _DISCONNECT
