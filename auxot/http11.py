@@ -115,14 +115,15 @@ class Http11:
         need_more = False
         while True:
             buffered, closed = self._conn.trailing_data
-            if not closed and (need_more or not (_HEAD_END.search(buffered) or len(buffered) > self._config.h11_max_incomplete_size)):
+            end = _HEAD_END.search(buffered)
+            if not closed and (need_more or not (end or len(buffered) > self._config.h11_max_incomplete_size)):
                 data = await self._idle.read(self._stream, self._config.read_timeout)
                 if data is None:
                     return None
                 self._conn.receive_data(data)
                 need_more = False
                 continue
-            head = buffered[:end.end()] if (end := _HEAD_END.search(buffered)) else buffered
+            head = buffered[:end.end()] if end else buffered
             if head.startswith(_H2_PREFACE) or _UPGRADE.search(head):
                 return buffered
             try:

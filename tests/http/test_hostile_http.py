@@ -261,9 +261,10 @@ async def test_a_streaming_client_that_stops_reading_frees_its_slot(router: Rout
 @pytest.mark.parametrize("streaming", [False, True])
 async def test_a_client_that_hangs_up_while_the_upstream_thinks_frees_its_slot_at_once(router: Router, streaming: bool) -> None:
     """The upstream says nothing for 5 s; the client hangs up after 0.3 s.  The
-    server learns of it without any task reading the socket (http_socket.Departures),
-    cancels the request, and the slot is free well before the upstream would
-    have answered; the ledger says "disconnected"."""
+    request is cancelled and the slot is free well before the upstream would
+    have answered; the ledger says "disconnected".  (Behaviour only: it holds
+    for the relay's watcher task as for http_socket.Departures, whose own test
+    is in test_http11.py.)"""
     router.double.mode = "slow"
     stream = await trio.open_tcp_stream("127.0.0.1", router.port)
     body = json.dumps({"model": MODEL, "max_tokens": 5, "stream": streaming,
