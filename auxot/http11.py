@@ -52,6 +52,8 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 POISON = b"\x00\r\n\r\n"
 _DISCONNECT = {"type": "http.disconnect"}
 _NO_BODY = frozenset({204, 304})
+# In the head h11 wrote when it chose chunked framing (it sets the header itself, title-cased).
+_CHUNKED_HEAD = b"\r\nTransfer-Encoding: chunked\r\n"
 
 
 class _Date:
@@ -87,6 +89,7 @@ class Http11:
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._started = self._head_sent = self._finished = self._body_done = self._gone = False
+        self._chunked = False  # the answer's framing, as h11 chose it for this client
         self._refusal = 0  # the status h11 gave for bad framing in the body
         self._waiting: trio.CancelScope | None = None  # a receive waiting for the client to leave
         self._departures, self._fd = departures, fd
@@ -163,6 +166,7 @@ class Http11:
         self._method = request.method
         self._status, self._headers, self._refusal = 0, [], 0
         self._started = self._head_sent = self._finished = self._body_done = self._gone = False
+        self._chunked = False  # the answer's framing, as h11 chose it for this client
         scope = self._scope(request)
         began = time.monotonic()
         try:
@@ -292,9 +296,14 @@ class Http11:
         out = []
         if not self._head_sent:
             self._head_sent = True
-            out.append(self._conn.send(h11.Response(status_code=self._status, headers=[*self._headers, (b"date", _Date.now())])))
+            head = self._conn.send(h11.Response(status_code=self._status, headers=[*self._headers, (b"date", _Date.now())]))
+            self._chunked = _CHUNKED_HEAD in head
+            out.append(head)
         if body and self._method != b"HEAD" and self._status not in _NO_BODY:
-            out.append(self._conn.send(h11.Data(data=body)))
+            if self._chunked:  # framed here: h11's Data event costs ~4 µs a chunk, once per streamed event
+                out += (b"%x\r\n" % len(body), body, b"\r\n")
+            else:
+                out.append(self._conn.send(h11.Data(data=body)))
         if not more:
             self._finished = True
             out.append(self._conn.send(h11.EndOfMessage()))

@@ -10,6 +10,7 @@ import socket
 from functools import partial
 from typing import Any, AsyncIterator
 
+import h11
 import pytest
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -19,6 +20,9 @@ from hypothesis import strategies as st
 from auxot.http11 import DRAIN_LIMIT
 from auxot.http_server import Connections, serve_http
 from auxot.http_socket import Departures
+
+
+STREAM_PIECES = (b"one ", b"", b"x" * 70_000, b"\r\n0\r\n\r\n", b"end")  # an empty piece, and one that looks like framing
 
 
 class App:
@@ -38,6 +42,12 @@ class App:
             await send({"type": "websocket.close", "code": 1000})
             return
         path = scope["path"]
+        if path == "/stream":  # no length: chunked for HTTP/1.1, to the close for HTTP/1.0
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            for piece in STREAM_PIECES:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if path == "/boom":
             raise RuntimeError("a bug")
         if path == "/wait":
@@ -182,6 +192,37 @@ async def test_http_1_0_is_answered_and_closed(server: tuple[int, App]) -> None:
     ((status, _, body),) = await read_responses(stream, 1)
     assert status == 200 and json.loads(body)["body"] == "hi"
     assert await closed(stream)
+
+
+async def test_a_streamed_answer_is_chunked_for_http_1_1_and_read_to_the_close_for_http_1_0(server: tuple[int, App]) -> None:
+    port, _ = server
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    client = h11.Connection(h11.CLIENT)
+    pieces: list[bytes] = []
+    for _ in range(2):  # the connection is kept: the framing ended where h11 expected it to
+        await stream.send_all(client.send(h11.Request(method="GET", target="/stream", headers=[("host", "x")]))
+                              + client.send(h11.EndOfMessage()))
+        with trio.fail_after(5):
+            while (event := client.next_event()) is not h11.PAUSED and not isinstance(event, h11.EndOfMessage):
+                if event is h11.NEED_DATA:
+                    client.receive_data(await stream.receive_some(65536))
+                elif isinstance(event, h11.Response):
+                    assert (b"transfer-encoding", b"chunked") in event.headers
+                elif isinstance(event, h11.Data):
+                    pieces.append(bytes(event.data))
+        assert b"".join(pieces) == b"".join(STREAM_PIECES)
+        pieces.clear()
+        client.start_next_cycle()
+    await stream.aclose()
+
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /stream HTTP/1.0\r\n\r\n")
+    data = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and body == b"".join(STREAM_PIECES)
 
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
