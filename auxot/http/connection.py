@@ -1,4 +1,6 @@
-"""One HTTP/1.1 connection: an h11 state machine over a trio stream.
+"""One HTTP/1.1 connection over a trio stream: h11 writes the request and
+reads the response head; the body is read by ``body`` (its framing, without
+h11's per-event cost, once per streamed token).
 
 Every network wait has a deadline, applied to the one operation it guards:
 ``first_byte`` while waiting for the response head, ``idle`` between body
@@ -7,6 +9,7 @@ chunks.  Protocol and network failures are mapped to the project's errors here.
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ import h11
 import trio
 
 from ..errors import ConnectError, ProtocolError, ReadTimeout
+from .body import BodyError, Chunked, Length, UntilClose, reader_for
 
 READ_SIZE = 64 * 1024
 
@@ -33,12 +37,18 @@ class Timeouts:
 class Connection:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=1024 * 1024)
+        # Plain TCP is read straight from its socket: trio's stream and socket layers cost
+        # more than the read itself, once per streamed token.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._h11 = _client()
+        self._method = ""
+        self._body: Chunked | Length | UntilClose = Length(0)
+        self._keep_alive = False  # what the response head allows
+        self._early, self._closed_early = b"", False  # what came with the head: body bytes, the peer's close
         self.last_used = time.monotonic()
         self.requests = 0
-        self.reusable = False  # true once a response ended cleanly and h11 is ready for the next
+        self.reusable = False  # true once a response ended cleanly and nothing was sent past it
         self.received = 0  # bytes received for the current request
-
 
     def is_idle_expired(self, max_idle: float) -> bool:
         return time.monotonic() - self.last_used > max_idle
@@ -56,9 +66,12 @@ class Connection:
         return bool(readable)
 
     async def send_request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        if self.requests:
+            self._h11 = _client()  # the last body was read past h11: a new cycle starts from a fresh one
         self.requests += 1
         self.reusable = False
         self.received = 0
+        self._method = method
         try:
             data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
             if body:
@@ -70,64 +83,100 @@ class Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectError(f"connection lost while sending: {exc}") from None
 
-    async def _next_event(self, timeout: float, waiting_for: str) -> h11.Event:
+    def _read_now(self) -> bytes | None:
+        """What a plain TCP socket holds now (b"": the peer closed), read without
+        trio's socket layers; None when nothing is there yet, or the stream is TLS."""
+        if self._socket is None:
+            return None
+        try:
+            return os.read(self._socket.fileno(), READ_SIZE)  # -1 once closed: EBADF, never another descriptor
+        except BlockingIOError:
+            return None
+
+    async def _wait_and_read(self) -> bytes:
+        if self._socket is None:
+            return bytes(await self._stream.receive_some(READ_SIZE))
+        while True:
+            await trio.lowlevel.wait_readable(self._socket)
+            if (data := self._read_now()) is not None:
+                return data
+
+    async def _receive(self, timeout: float, waiting_for: str) -> bytes:
+        """One read: b"" when the peer closed."""
+        try:
+            data = self._read_now()
+            if data is not None:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            else:
+                data = b""
+                # A plain scope, not fail_after (a generator context manager): once per read of every stream.
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                    data = await self._wait_and_read()
+                if scope.cancelled_caught:
+                    raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s")
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
+        if not data and not self.received:
+            # Closed before a single byte of the answer (a kept-alive connection
+            # the peer dropped as the request went out): the peer never took it.
+            raise ConnectError(f"upstream closed the connection before any {waiting_for}")
+        self.received += len(data)
+        return data
+
+    async def receive_response(self, timeout: float) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """The response head; its body is then read by :meth:`iter_body`."""
         while True:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
                 raise ProtocolError(f"malformed response from upstream: {exc}") from None
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]  # PAUSED only follows a complete answer, never read past
-            data: bytes | bytearray = b""
-            try:
-                # A plain scope, not fail_after (a generator context manager): once per read of every stream.
-                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-                    data = await self._stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
-            if scope.cancelled_caught:
-                raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s")
-            if not data and not self.received:
-                # Closed before a single byte of the answer (a kept-alive connection
-                # the peer dropped as the request went out): the peer never took it.
-                raise ConnectError(f"upstream closed the connection before any {waiting_for}")
-            self.received += len(data)
-            self._h11.receive_data(data)  # type: ignore[arg-type]  # trio's receive_some gives bytes or bytearray; h11 takes both
-
-    async def receive_response(self, timeout: float) -> tuple[int, list[tuple[bytes, bytes]]]:
-        while True:
-            event = await self._next_event(timeout, "response")
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                return event.status_code, list(event.headers)
-            if isinstance(event, h11.ConnectionClosed):
+            if event is h11.NEED_DATA:
+                self._h11.receive_data(await self._receive(timeout, "response"))
+            elif isinstance(event, h11.Response):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectError("upstream closed the connection before responding")
-            raise ProtocolError(f"unexpected {type(event).__name__} before the response head")
+            elif not isinstance(event, h11.InformationalResponse):
+                raise ProtocolError(f"unexpected {type(event).__name__} before the response head")
+        headers = list(event.headers)
+        self._keep_alive = event.http_version == b"1.1" and not any(
+            name == b"connection" and b"close" in value.lower() for name, value in headers)
+        self._body = reader_for(event.status_code, headers, self._method)
+        self._early, self._closed_early = self._h11.trailing_data
+        return event.status_code, headers
 
     async def iter_body(self, idle: float, deadline: float | None = None) -> AsyncIterator[bytes]:
-        """The body's chunks; ``deadline`` (time.monotonic) bounds the whole body."""
+        """The body's pieces, one per read; ``deadline`` (time.monotonic) bounds the whole body."""
+        body, data, closed = self._body, self._early, self._closed_early  # first, what came with the head
+        self._early = b""
         while True:
+            try:
+                piece = body.feed(data) if data else b""
+                if closed:
+                    body.eof()
+            except BodyError as exc:
+                raise (ConnectError if closed else ProtocolError)(f"upstream's body: {exc}") from None
+            if piece:
+                yield piece
+            if body.done or closed:
+                break
             timeout = idle
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ReadTimeout("the upstream exchange exceeded its total deadline")
                 timeout = min(idle, left)
-            event = await self._next_event(timeout, "data")
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self.last_used = time.monotonic()
-                if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-                    self._h11.start_next_cycle()
-                    self.reusable = True
-                return
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectError("upstream closed the connection mid-body")
+            data = await self._receive(timeout, "data")
+            closed = not data
+        self.last_used = time.monotonic()
+        self.reusable = self._keep_alive and not closed and not body.extra
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
+
+
+def _client() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=1024 * 1024)
 
 
 class Response:

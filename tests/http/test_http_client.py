@@ -5,7 +5,7 @@ from typing import AsyncIterator
 import pytest
 import trio
 
-from auxot.errors import ConnectError, HTTPClientError, ReadTimeout
+from auxot.errors import ConnectError, HTTPClientError, ProtocolError, ReadTimeout
 from auxot.http import Pool, Timeouts
 from tests.support.loopback_server import LoopbackServer, chunks_of
 
@@ -212,4 +212,79 @@ async def test_a_request_racing_the_peers_idle_close_is_retried_once(nursery: tr
         async with pool.request("GET", "/b") as resp:
             assert await resp.read() == b"GET /b 0"
     assert server.connections == 2 and [t for _, t, _, _ in server.requests] == ["/a", "/b"]
+    await pool.aclose()
+
+
+async def raw_server(nursery: trio.Nursery, answers: list[bytes], *, byte_by_byte: bool = False) -> tuple[int, list[int]]:
+    """Answers each request read on a connection with the next of ``answers``, as
+    raw bytes (one send, or a byte at a time), then closes; returns the port and the
+    number of requests each connection carried."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    carried: list[int] = []
+
+    async def serve(stream: trio.SocketStream) -> None:
+        carried.append(0)
+        buffer = b""
+        async with stream:
+            while answers:
+                while b"\r\n\r\n" not in buffer:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buffer += data
+                _, _, buffer = buffer.partition(b"\r\n\r\n")
+                carried[-1] += 1
+                answer = answers.pop(0)
+                for piece in ([answer[i:i + 1] for i in range(len(answer))] if byte_by_byte else [answer]):
+                    await stream.send_all(piece)
+
+    nursery.start_soon(trio.serve_listeners, serve, listeners)
+    return listeners[0].socket.getsockname()[1], carried
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-Sum: 1\r\n\r\n"
+
+
+async def test_a_chunked_body_a_byte_at_a_time_reads_whole_and_keeps_the_connection(nursery: trio.Nursery) -> None:
+    port, carried = await raw_server(nursery, [CHUNKED, CHUNKED], byte_by_byte=True)
+    pool = Pool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        for _ in range(2):
+            async with pool.request("GET", "/") as resp:
+                assert await resp.read() == b"hello!"
+    assert carried == [2]
+    await pool.aclose()
+
+
+@pytest.mark.parametrize("answer", [
+    CHUNKED + b"HTTP/1.1 200 OK\r\n",  # bytes nobody asked for, past the body
+    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello!",
+])
+async def test_a_connection_whose_answer_forbids_reuse_is_not_reused(nursery: trio.Nursery, answer: bytes) -> None:
+    port, carried = await raw_server(nursery, [answer, answer])
+    pool = Pool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        for _ in range(2):
+            async with pool.request("GET", "/") as resp:
+                assert await resp.read() == b"hello!"
+    assert carried == [1, 1]
+    await pool.aclose()
+
+
+async def test_a_body_to_the_close_is_read_to_the_close(nursery: trio.Nursery) -> None:
+    port, carried = await raw_server(nursery, [b"HTTP/1.1 200 OK\r\n\r\nall of it, until the close"])
+    pool = Pool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        async with pool.request("GET", "/") as resp:
+            assert await resp.read() == b"all of it, until the close"
+    await pool.aclose()
+
+
+async def test_broken_chunk_framing_is_a_protocol_error_not_data(nursery: trio.Nursery) -> None:
+    port, _ = await raw_server(nursery, [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"])
+    pool = Pool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10), pytest.raises(ProtocolError, match="not followed by CRLF"):
+        async with pool.request("GET", "/") as resp:
+            await resp.read()
     await pool.aclose()

@@ -1,0 +1,166 @@
+"""A response body's framing, read without h11 (sans-IO, like h11 itself).
+
+h11 reads the response head, once per request.  The body is read here: a
+streamed answer arrives as one read per token, and h11's event machinery costs
+about 10 µs a read on the bench's machine, where this costs about 1 µs.  The
+framing is the one h11 would choose (RFC 9112 §6.3): chunked when the answer says
+``Transfer-Encoding`` (h11 accepts only ``chunked``), else its ``Content-Length``,
+else to the close of the connection.
+
+Each reader's :meth:`feed` takes the bytes read and returns the body bytes they
+complete, all in one piece (a read that carried several chunks gives one
+piece); ``done`` says the body has ended; :meth:`eof` is told the connection
+closed, and raises :class:`BodyError` if the body was cut short.  Bytes past the
+end of a body are kept in ``extra``: a peer that sends them cannot keep its
+connection.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A chunk's size line: hex digits (h11 allows 20), optional whitespace, optional extensions.
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*")
+# A trailer is a header field (h11's rule): a token, a colon, a value of visible characters.
+_TRAILER = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?[ \t]*")
+MAX_LINE = 64 * 1024  # a size line or a trailer line longer than this is refused
+MAX_TRAILERS = 64 * 1024
+
+
+class BodyError(ValueError):
+    """The body's framing is broken, or the connection closed before its end."""
+
+
+class _Reader:
+    done = False
+    extra = b""
+
+    def feed(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def eof(self) -> None:
+        if not self.done:
+            raise BodyError("the connection closed before the end of the body")
+
+
+class Length(_Reader):
+    def __init__(self, length: int) -> None:
+        self._left = length
+        self.done = length == 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            self.extra += data
+            return b""
+        if len(data) < self._left:
+            self._left -= len(data)
+            return data
+        body, self.extra = data[: self._left], data[self._left:]
+        self._left, self.done = 0, True
+        return body
+
+
+class UntilClose(_Reader):
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def eof(self) -> None:
+        self.done = True
+
+
+class Chunked(_Reader):
+    """``size CRLF data CRLF`` ... ``0 CRLF`` trailers ``CRLF``.  Lines end in
+    CRLF only (a bare LF is refused, as h11 does)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._left = 0  # bytes of the current chunk's data still to come
+        self._state = self._size  # the step that reads what is buffered next
+        self._trailers = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            self.extra += data
+            return b""
+        self._buffer = self._buffer + data if self._buffer else data
+        out: list[bytes] = []
+        while self._buffer and not self.done and self._state(out):
+            pass
+        if self.done:
+            self.extra, self._buffer = self._buffer, b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    # Each step consumes from the buffer and says whether it made progress.
+
+    def _line(self) -> bytes | None:
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_LINE or b"\n" in self._buffer:
+                raise BodyError("a chunk line is too long, or not ended by CRLF")
+            return None
+        line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
+        if b"\n" in line or len(line) > MAX_LINE:
+            raise BodyError("a chunk line is too long, or not ended by CRLF")
+        return line
+
+    def _size(self, out: list[bytes]) -> bool:
+        line = self._line()
+        if line is None:
+            return False
+        match = _SIZE_LINE.fullmatch(line)
+        if match is None:
+            raise BodyError(f"malformed chunk size line {line[:40]!r}")
+        self._left = int(match[1], 16)
+        self._state = self._data if self._left else self._trailer
+        return True
+
+    def _data(self, out: list[bytes]) -> bool:
+        buf = self._buffer
+        if len(buf) <= self._left:
+            out.append(buf)
+            self._left -= len(buf)
+            self._buffer = b""
+            return False
+        out.append(buf[: self._left])
+        self._buffer = buf[self._left:]
+        self._left = 0
+        self._state = self._data_end
+        return True
+
+    def _data_end(self, out: list[bytes]) -> bool:
+        if len(self._buffer) < 2:
+            if self._buffer != b"\r"[: len(self._buffer)]:
+                raise BodyError("chunk data not followed by CRLF")
+            return False
+        if self._buffer[:2] != b"\r\n":
+            raise BodyError("chunk data not followed by CRLF")
+        self._buffer = self._buffer[2:]
+        self._state = self._size
+        return True
+
+    def _trailer(self, out: list[bytes]) -> bool:
+        line = self._line()
+        if line is None:
+            return False
+        self._trailers += len(line) + 2
+        if self._trailers > MAX_TRAILERS:
+            raise BodyError("the chunked body's trailers are too long")
+        if not line:
+            self.done = True
+        elif _TRAILER.fullmatch(line) is None:
+            raise BodyError(f"malformed trailer line {line[:40]!r}")
+        return True
+
+
+def reader_for(status: int, headers: list[tuple[bytes, bytes]], method: str) -> Chunked | Length | UntilClose:
+    """The body's framing, from a response head h11 has already validated
+    (lower-cased names; one valid Content-Length; Transfer-Encoding only ``chunked``)."""
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return Length(0)
+    length = None
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return Chunked()
+        if name == b"content-length":
+            length = int(value)
+    return UntilClose() if length is None else Length(length)
