@@ -20,6 +20,7 @@ import trio
 
 from ..errors import ConnectError, ProtocolError, ReadTimeout
 from .body import BodyError, Chunked, Length, UntilClose, reader_for
+from .deadlines import read_deadlines
 
 READ_SIZE = 64 * 1024
 
@@ -40,6 +41,8 @@ class Connection:
         # Plain TCP is read straight from its socket: trio's stream and socket layers cost
         # more than the read itself, once per streamed token.
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._deadlines = read_deadlines()  # its reads' deadlines, without a cancel scope each
+        self._expired = False
         self._h11 = _client()
         self._method = ""
         self._body: Chunked | Length | UntilClose = Length(0)
@@ -93,13 +96,31 @@ class Connection:
         except BlockingIOError:
             return None
 
-    async def _wait_and_read(self) -> bytes:
+    async def _wait_and_read(self, deadline: float) -> bytes | None:
+        """The next read, once there is something to read; None if ``deadline`` passed first."""
         if self._socket is None:
-            return bytes(await self._stream.receive_some(READ_SIZE))
+            with trio.CancelScope(deadline=deadline):
+                return bytes(await self._stream.receive_some(READ_SIZE))
+            return None
         while True:
-            await trio.lowlevel.wait_readable(self._socket)
+            self._expired = False
+            self._deadlines.arm(self, deadline)
+            try:
+                await trio.lowlevel.wait_readable(self._socket)
+            except trio.ClosedResourceError:
+                if self._expired:
+                    return None
+                raise
+            finally:
+                self._deadlines.disarm(self)
             if (data := self._read_now()) is not None:
                 return data
+
+    def expire(self) -> None:
+        """A read's deadline passed (``deadlines.ReadDeadlines``): wake it; the pool then closes the connection."""
+        self._expired = True
+        if self._socket is not None:
+            trio.lowlevel.notify_closing(self._socket)
 
     async def _receive(self, timeout: float, waiting_for: str) -> bytes:
         """One read: b"" when the peer closed."""
@@ -107,13 +128,8 @@ class Connection:
             data = self._read_now()
             if data is not None:
                 await trio.lowlevel.checkpoint_if_cancelled()
-            else:
-                data = b""
-                # A plain scope, not fail_after (a generator context manager): once per read of every stream.
-                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-                    data = await self._wait_and_read()
-                if scope.cancelled_caught:
-                    raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s")
+            elif (data := await self._wait_and_read(trio.current_time() + timeout)) is None:
+                raise ReadTimeout(f"no {waiting_for} from upstream within {timeout:g}s")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectError(f"connection lost while waiting for {waiting_for}: {exc}") from None
         if not data and not self.received:
