@@ -68,6 +68,9 @@ class UntilClose(_Reader):
         self.done = True
 
 
+_SIZE, _DATA, _DATA_END, _TRAILER_LINE = range(4)  # where a chunked body's reader is
+
+
 class Chunked(_Reader):
     """``size CRLF data CRLF`` ... ``0 CRLF`` trailers ``CRLF``.  Lines end in
     CRLF only (a bare LF is refused, as h11 does)."""
@@ -75,22 +78,75 @@ class Chunked(_Reader):
     def __init__(self) -> None:
         self._buffer = b""
         self._left = 0  # bytes of the current chunk's data still to come
-        self._state = self._size  # the step that reads what is buffered next
+        self._state = _SIZE
         self._trailers = 0
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
             self.extra += data
             return b""
-        self._buffer = self._buffer + data if self._buffer else data
+        buf = self._buffer + data if self._buffer else data
+        if self._state == _SIZE and (one := self._whole_chunk(buf)) is not None:
+            return one  # the usual read of a stream: one whole chunk, nothing else
+        self._buffer = buf
         out: list[bytes] = []
-        while self._buffer and not self.done and self._state(out):
+        while self._buffer and not self.done and self._step(out):
             pass
         if self.done:
             self.extra, self._buffer = self._buffer, b""
         return out[0] if len(out) == 1 else b"".join(out)
 
-    # Each step consumes from the buffer and says whether it made progress.
+    def _whole_chunk(self, buf: bytes) -> bytes | None:
+        """``buf`` is exactly one complete non-empty chunk: its data (else None; the steps read it)."""
+        end = buf.find(b"\r\n", 0, MAX_LINE)
+        if end < 0 or (match := _SIZE_LINE.fullmatch(buf, 0, end)) is None:
+            return None
+        size = int(match[1], 16)
+        start = end + 2
+        if size == 0 or len(buf) != start + size + 2 or buf[-2:] != b"\r\n":
+            return None
+        self._buffer = b""
+        return buf[start:-2]
+
+    def _step(self, out: list[bytes]) -> bool:
+        """Reads what is buffered in the current state; says whether it made progress."""
+        state = self._state
+        if state == _SIZE:
+            line = self._line()
+            if line is None:
+                return False
+            match = _SIZE_LINE.fullmatch(line)
+            if match is None:
+                raise BodyError(f"malformed chunk size line {line[:40]!r}")
+            self._left = int(match[1], 16)
+            self._state = _DATA if self._left else _TRAILER_LINE
+        elif state == _DATA:
+            buf = self._buffer
+            if len(buf) <= self._left:
+                out.append(buf)
+                self._left -= len(buf)
+                self._buffer = b""
+                return False
+            out.append(buf[: self._left])
+            self._buffer, self._left, self._state = buf[self._left:], 0, _DATA_END
+        elif state == _DATA_END:
+            if self._buffer[:2] != b"\r\n"[: len(self._buffer)]:
+                raise BodyError("chunk data not followed by CRLF")
+            if len(self._buffer) < 2:
+                return False
+            self._buffer, self._state = self._buffer[2:], _SIZE
+        else:
+            line = self._line()
+            if line is None:
+                return False
+            self._trailers += len(line) + 2
+            if self._trailers > MAX_TRAILERS:
+                raise BodyError("the chunked body's trailers are too long")
+            if not line:
+                self.done = True
+            elif _TRAILER.fullmatch(line) is None:
+                raise BodyError(f"malformed trailer line {line[:40]!r}")
+        return True
 
     def _line(self) -> bytes | None:
         end = self._buffer.find(b"\r\n")
@@ -102,54 +158,6 @@ class Chunked(_Reader):
         if b"\n" in line or len(line) > MAX_LINE:
             raise BodyError("a chunk line is too long, or not ended by CRLF")
         return line
-
-    def _size(self, out: list[bytes]) -> bool:
-        line = self._line()
-        if line is None:
-            return False
-        match = _SIZE_LINE.fullmatch(line)
-        if match is None:
-            raise BodyError(f"malformed chunk size line {line[:40]!r}")
-        self._left = int(match[1], 16)
-        self._state = self._data if self._left else self._trailer
-        return True
-
-    def _data(self, out: list[bytes]) -> bool:
-        buf = self._buffer
-        if len(buf) <= self._left:
-            out.append(buf)
-            self._left -= len(buf)
-            self._buffer = b""
-            return False
-        out.append(buf[: self._left])
-        self._buffer = buf[self._left:]
-        self._left = 0
-        self._state = self._data_end
-        return True
-
-    def _data_end(self, out: list[bytes]) -> bool:
-        if len(self._buffer) < 2:
-            if self._buffer != b"\r"[: len(self._buffer)]:
-                raise BodyError("chunk data not followed by CRLF")
-            return False
-        if self._buffer[:2] != b"\r\n":
-            raise BodyError("chunk data not followed by CRLF")
-        self._buffer = self._buffer[2:]
-        self._state = self._size
-        return True
-
-    def _trailer(self, out: list[bytes]) -> bool:
-        line = self._line()
-        if line is None:
-            return False
-        self._trailers += len(line) + 2
-        if self._trailers > MAX_TRAILERS:
-            raise BodyError("the chunked body's trailers are too long")
-        if not line:
-            self.done = True
-        elif _TRAILER.fullmatch(line) is None:
-            raise BodyError(f"malformed trailer line {line[:40]!r}")
-        return True
 
 
 def reader_for(status: int, headers: list[tuple[bytes, bytes]], method: str) -> Chunked | Length | UntilClose:

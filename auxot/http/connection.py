@@ -43,6 +43,7 @@ class Connection:
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._deadlines = read_deadlines()  # its reads' deadlines, without a cancel scope each
         self._expired = False
+        self._drained = True  # the socket's buffer was emptied by the last read (or none came yet)
         self._h11 = _client()
         self._method = ""
         self._body: Chunked | Length | UntilClose = Length(0)
@@ -75,6 +76,7 @@ class Connection:
         self.reusable = False
         self.received = 0
         self._method = method
+        self._drained = True  # the answer is not there yet
         try:
             data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
             if body:
@@ -92,9 +94,11 @@ class Connection:
         if self._socket is None:
             return None
         try:
-            return os.read(self._socket.fileno(), READ_SIZE)  # -1 once closed: EBADF, never another descriptor
+            data = os.read(self._socket.fileno(), READ_SIZE)  # -1 once closed: EBADF, never another descriptor
         except BlockingIOError:
             return None
+        self._drained = len(data) < READ_SIZE
+        return data
 
     async def _wait_and_read(self, deadline: float) -> bytes | None:
         """The next read, once there is something to read; None if ``deadline`` passed first."""
@@ -125,7 +129,9 @@ class Connection:
     async def _receive(self, timeout: float, waiting_for: str) -> bytes:
         """One read: b"" when the peer closed."""
         try:
-            data = self._read_now()
+            # A read that took less than it could emptied the socket: the next one
+            # waits first (a streamed token arrives alone) instead of failing once.
+            data = None if self._drained else self._read_now()
             if data is not None:
                 await trio.lowlevel.checkpoint_if_cancelled()
             elif (data := await self._wait_and_read(trio.current_time() + timeout)) is None:

@@ -68,15 +68,7 @@ class Pool:
         try:
             deadline = time.monotonic() + self.timeouts.total if self.timeouts.total else None
             conn = await self._acquire()
-            finished = False
             reused = conn.requests > 0
-
-            async def body_iter() -> AsyncIterator[bytes]:
-                nonlocal finished
-                async for chunk in conn.iter_body(self.timeouts.idle, deadline):
-                    yield chunk
-                finished = True
-
             try:
                 all_headers = [*self._headers, *headers]
                 if body:
@@ -97,12 +89,12 @@ class Pool:
                     conn = await self._open()
                     await conn.send_request(method, self.base_path + path, all_headers, body)
                     status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
-                yield Response(status, head, body_iter())
+                yield Response(status, head, conn.iter_body(self.timeouts.idle, deadline))
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await conn.aclose()
                 raise
-            if finished and conn.reusable:
+            if conn.reusable:  # its body was read to the end, and the answer lets it be kept
                 self._idle.append(conn)
             else:
                 await conn.aclose()

@@ -67,6 +67,33 @@ def test_a_valid_chunked_body_in_any_pieces_reads_as_h11_reads_it(body: tuple[by
     assert reader.done and reader.extra == after
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(chunk_data, extension), min_size=1, max_size=6))
+def test_a_stream_read_a_whole_chunk_at_a_time_reads_the_same(chunks: list[tuple[bytes, bytes]]) -> None:
+    """The reader's shortcut for a read that is exactly one chunk (the usual read of a
+    stream, one token each) gives what its steps give a byte at a time."""
+    whole, by_byte = Chunked(), Chunked()
+    for data, ext in chunks:
+        wire = b"%x%s\r\n%s\r\n" % (len(data), ext, data)
+        assert whole.feed(wire) == data == ours(by_byte, [wire[i:i + 1] for i in range(len(wire))])
+    assert whole.feed(b"0\r\n\r\n") == b"" and whole.done and not whole.extra
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=12), st.binary(max_size=40), st.binary(max_size=3))
+def test_anything_shaped_like_one_chunk_reads_as_the_steps_read_it(line: bytes, data: bytes, end: bytes) -> None:
+    wire = line + b"\r\n" + data + end
+
+    def outcome(pieces: list[bytes]) -> tuple[bytes, bool, bytes] | str:
+        reader = Chunked()
+        try:
+            return ours(reader, pieces), reader.done, reader.extra
+        except BodyError:
+            return "refused"
+
+    assert outcome([wire]) == outcome([wire[i:i + 1] for i in range(len(wire))])
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(
     st.binary(max_size=60),
