@@ -70,7 +70,8 @@ async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record:
 
 class Watched:
     """Passes events through, showing each to the request's record (first
-    token, tokens in and out, stop or error)."""
+    token, tokens in and out, stop or error).  (The relay shows them itself, in
+    its loops: a layer less per streamed token.)"""
 
     def __init__(self, events: AsyncGenerator[ir.Event, None], record: Record) -> None:
         self._events = events
@@ -109,8 +110,7 @@ async def relay(
     way of saying when the client leaves (``asgi.DEPARTURE``); without it a
     task reads ``receive`` for ``http.disconnect``."""
     outcome = "disconnected"
-    watched = Watched(events, record)
-    send = _final_message_shielded(send)
+    unshielded, send = send, _final_message_shielded(send)
 
     def gone() -> None:  # the client left: known before the ledger row is written on the way out
         nonlocal outcome
@@ -122,9 +122,9 @@ async def relay(
     async def answer() -> str:
         async with aclosing(events):
             if stream is not None:
-                return await _stream(send, watched, stream, error_body, record, batched_reads)
+                return await _stream(send, unshielded, events, stream, error_body, record, batched_reads)
             assert fold is not None
-            return await _fold(send, watched, fold, error_body, response_id, record)
+            return await _fold(send, events, fold, error_body, response_id, record)
 
     if departure is not None:  # the server says when the client leaves: no task reads for it
         with trio.CancelScope() as scope:
@@ -174,11 +174,13 @@ def _final_message_shielded(send: Send) -> Send:
 
 
 async def _stream(
-    send: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody, record: Record,
-    batched_reads: bool = False,
+    send: Send, send_more: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody,
+    record: Record, batched_reads: bool = False,
 ) -> str:
+    """``send_more``: ``send`` without the final message's shield, for the chunks before it."""
     try:
         first = await anext(events)
+        record.observe(first, trio.current_time())
     except StopAsyncIteration:
         await send_error(send, ProviderError("the provider returned an empty stream"), error_body, record)
         return "error"
@@ -204,10 +206,10 @@ async def _stream(
         if pending and not (batched_reads and reads.more_follow()):
             body = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send_more({"type": "http.response.body", "body": body, "more_body": True})
 
     try:
-        outcome = await _pump(events, encoder, put, first=first)
+        outcome = await _pump(events, encoder, put, record, first=first)
     except trio.Cancelled:
         # The client went away (nothing to tell) or the router is shutting down and
         # the grace period ran out: end the stream with an error, not silently.
@@ -222,14 +224,19 @@ async def _stream(
     return outcome
 
 
-async def _pump(events: AsyncIterator[ir.Event], encoder: Any, put: Callable[[bytes], Awaitable[None]], *, first: ir.Event) -> str:
+async def _pump(
+    events: AsyncIterator[ir.Event], encoder: Any, put: Callable[[bytes], Awaitable[None]], record: Record, *, first: ir.Event,
+) -> str:
     """Encode the events and ``put`` each one's bytes (b"" too: the end of an
     upstream read may encode to nothing), until they end ("ok" or "error").  A
-    provider's failure mid-stream becomes an in-stream error chunk."""
+    provider's failure mid-stream becomes an in-stream error chunk.  The
+    ``record`` sees every event first (tokens, first token, stop)."""
     outcome = "ok"
     await put(encoder.encode(first))
+    observe = record.observe
     try:
         async for event in events:
+            observe(event, trio.current_time())
             if isinstance(event, ir.StreamError):
                 outcome = "error"
             await put(encoder.encode(event))
@@ -251,6 +258,7 @@ async def _fold(
     acc = Fold(response_id)
     try:
         async for event in events:
+            record.observe(event, trio.current_time())
             acc.feed(event)
     except AuxotError as err:
         await send_error(send, err, error_body, record)

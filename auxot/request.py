@@ -3,7 +3,7 @@ explicitly from the pipeline to whoever learns a fact, filled in as it goes.
 
     pipeline        endpoint, start times, key, model asked
     scheduler       provider and its tier, model served, attempts, failovers, time queued
-    relay (Watched) first token, tokens in / out, stop or error, a stalled reader
+    relay           first token, tokens in / out, stop or error, a stalled reader
     gate            HTTP status (its ``metered`` send), then the ledger row
 
 When the request ends the record becomes one usage-ledger row (:meth:`row`) and

@@ -50,6 +50,13 @@ class Decoder:
 
     def feed(self, chunk: bytes) -> list[Event]:
         buf = self._buffer
+        if (not buf and not self._data and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and chunk.count(b"\n") == 2
+                and b"\r" not in chunk and len(chunk) <= self._max):
+            # The usual read of a stream: one whole event of one data line, nothing else.
+            self._pending_cr = False
+            one = Event(chunk[6:-2].decode("utf-8", "replace"), self._event, self._id, self._retry)
+            self._event = self._retry = None
+            return [one]
         if self._pending_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = False

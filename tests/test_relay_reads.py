@@ -54,7 +54,7 @@ async def relayed(events: AsyncIterator[ir.Event], batched: bool = True) -> tupl
         await trio.sleep(0)
 
     with trio.fail_after(10):
-        outcome = await _stream(send, events, lambda model: TaggingEncoder(), lambda err: {}, Record("t"), batched)
+        outcome = await _stream(send, send, events, lambda model: TaggingEncoder(), lambda err: {}, Record("t"), batched)
     assert sent[0]["type"] == "http.response.start" and sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     return [m["body"] for m in sent[1:-1]], outcome
 

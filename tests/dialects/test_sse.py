@@ -1,4 +1,5 @@
 import random
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -78,3 +79,17 @@ def test_oversized_event_is_refused_on_the_fast_path_too() -> None:
         assert "larger than 100" in str(exc)
     else:
         raise AssertionError("an oversized event must raise")
+
+
+@given(st.lists(st.one_of(_LINE, st.just("")), max_size=30))
+def test_a_read_of_one_whole_event_decodes_as_the_general_path(lines: list[str]) -> None:
+    """A stream read per event (one token each) takes the one-event shortcut where it
+    can; fed event by event, the same bytes give what they give a byte at a time."""
+    text = "".join(line + "\n" for line in lines) + "\n"
+    data = text.encode()
+    pieces = re.findall(rb"(?s).*?\n\n|.+", data)  # each up to the blank line that ends an event
+    assert b"".join(pieces) == data
+    decoder = sse.Decoder()
+    by_event = [event for piece in pieces for event in decoder.feed(piece)]
+    decoder = sse.Decoder()
+    assert by_event == [event for i in range(len(data)) for event in decoder.feed(data[i:i + 1])]
