@@ -1,6 +1,6 @@
-"""One HTTP/1.1 connection over a trio stream: h11 writes the request and
-reads the response head; the body is read by ``body`` (its framing, without
-h11's per-event cost, once per streamed token).
+"""One HTTP/1.1 connection over a trio stream: ``head`` writes the request and
+reads the response head, ``body`` reads the body (h11's rules, without its
+cost: once per request for a head, once per streamed token for the body).
 
 Every network wait has a deadline, applied to the one operation it guards:
 ``first_byte`` while waiting for the response head, ``idle`` between body
@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-import h11
 import trio
 
 from ..errors import ConnectError, ProtocolError, ReadTimeout
 from .body import BodyError, Chunked, Length, UntilClose, reader_for
 from .deadlines import read_deadlines
+from .head import HeadError, read_head, request_head
 
 READ_SIZE = 64 * 1024
 
@@ -44,11 +44,10 @@ class Connection:
         self._deadlines = read_deadlines()  # its reads' deadlines, without a cancel scope each
         self._expired = False
         self._drained = True  # the socket's buffer was emptied by the last read (or none came yet)
-        self._h11 = _client()
         self._method = ""
         self._body: Chunked | Length | UntilClose = Length(0)
         self._keep_alive = False  # what the response head allows
-        self._early, self._closed_early = b"", False  # what came with the head: body bytes, the peer's close
+        self._early = b""  # the body's first bytes, read with the head
         self.last_used = time.monotonic()
         self.requests = 0
         self.reusable = False  # true once a response ended cleanly and nothing was sent past it
@@ -69,21 +68,16 @@ class Connection:
             return True
         return bool(readable)
 
-    async def send_request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        if self.requests:
-            self._h11 = _client()  # the last body was read past h11: a new cycle starts from a fresh one
+    async def send_request(self, method: str, target: str, fields: bytes, body: bytes) -> None:
+        """``fields``: the header lines (``head.field_lines``), Host and a body's Content-Length among them."""
         self.requests += 1
         self.reusable = False
         self.received = 0
         self._method = method
         self._drained = True  # the answer is not there yet
         try:
-            data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
-            if body:
-                data += self._h11.send(h11.Data(data=body))
-            data += self._h11.send(h11.EndOfMessage())
-            await self._stream.send_all(data)
-        except h11.LocalProtocolError as exc:
+            await self._stream.send_all(request_head(method, target, fields) + body)
+        except HeadError as exc:
             raise ProtocolError(f"cannot send request: {exc}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectError(f"connection lost while sending: {exc}") from None
@@ -146,30 +140,34 @@ class Connection:
         return data
 
     async def receive_response(self, timeout: float) -> tuple[int, list[tuple[bytes, bytes]]]:
-        """The response head; its body is then read by :meth:`iter_body`."""
+        """The response head (names lower-cased); its body is then read by :meth:`iter_body`."""
+        buf = b""
         while True:
             try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
+                found = read_head(buf) if buf else None
+            except HeadError as exc:
                 raise ProtocolError(f"malformed response from upstream: {exc}") from None
-            if event is h11.NEED_DATA:
-                self._h11.receive_data(await self._receive(timeout, "response"))
-            elif isinstance(event, h11.Response):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectError("upstream closed the connection before responding")
-            elif not isinstance(event, h11.InformationalResponse):
-                raise ProtocolError(f"unexpected {type(event).__name__} before the response head")
-        headers = list(event.headers)
-        self._keep_alive = event.http_version == b"1.1" and not any(
-            name == b"connection" and b"close" in value.lower() for name, value in headers)
-        self._body = reader_for(event.status_code, headers, self._method)
-        self._early, self._closed_early = self._h11.trailing_data
-        return event.status_code, headers
+            if found is None:
+                data = await self._receive(timeout, "response")
+                if not data:
+                    raise (ProtocolError if buf else ConnectError)("upstream closed the connection before responding")
+                buf += data
+                continue
+            head, size = found
+            buf = buf[size:]
+            if head.status == 101:
+                raise ProtocolError("upstream switched protocols unasked (101)")
+            if head.status >= 200:
+                break  # else an interim answer (100 Continue, 103 Early Hints): the answer follows
+        self._keep_alive = head.http_version == b"1.1" and not any(
+            name == b"connection" and b"close" in value.lower() for name, value in head.headers)
+        self._body = reader_for(head.status, head.headers, self._method)
+        self._early = buf
+        return head.status, head.headers
 
     async def iter_body(self, idle: float, deadline: float | None = None) -> AsyncIterator[bytes]:
         """The body's pieces, one per read; ``deadline`` (time.monotonic) bounds the whole body."""
-        body, data, closed = self._body, self._early, self._closed_early  # first, what came with the head
+        body, data, closed = self._body, self._early, False  # first, what came with the head
         self._early = b""
         while True:
             try:
@@ -195,10 +193,6 @@ class Connection:
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
-
-
-def _client() -> h11.Connection:
-    return h11.Connection(h11.CLIENT, max_incomplete_event_size=1024 * 1024)
 
 
 class Response:

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..errors import ConnectError
+from ..errors import ConnectError, ProtocolError
 from .connection import Connection, Response, Timeouts
+from .head import HeadError, field_lines
 from .network import open_stream
 
 
@@ -35,6 +36,7 @@ class Pool:
         self._tls = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self.timeouts = timeouts
         self._headers = [("Host", parts.netloc), *headers]  # sent with every request (a credential, say)
+        self._fields = b""  # those, as header lines: checked and written once, at the first request
         self._idle: list[Connection] = []
         self._limit = trio.Semaphore(max_connections)
         self.opened = 0  # connections opened over the pool's life (for tests and benchmarks)
@@ -70,11 +72,12 @@ class Pool:
             conn = await self._acquire()
             reused = conn.requests > 0
             try:
-                all_headers = [*self._headers, *headers]
-                if body:
-                    all_headers.append(("Content-Length", str(len(body))))
                 try:
-                    await conn.send_request(method, self.base_path + path, all_headers, body)
+                    fields = self._header_lines(headers, body)
+                except HeadError as exc:
+                    raise ProtocolError(f"cannot send request: {exc}") from None
+                try:
+                    await conn.send_request(method, self.base_path + path, fields, body)
                     status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
                 except ConnectError:
                     if not reused or conn.received:
@@ -87,7 +90,7 @@ class Pool:
                     # request would be a second, paid-for generation.
                     await conn.aclose()
                     conn = await self._open()
-                    await conn.send_request(method, self.base_path + path, all_headers, body)
+                    await conn.send_request(method, self.base_path + path, fields, body)
                     status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)
                 yield Response(status, head, conn.iter_body(self.timeouts.idle, deadline))
             except BaseException:
@@ -100,6 +103,12 @@ class Pool:
                 await conn.aclose()
         finally:
             self._limit.release()
+
+    def _header_lines(self, headers: list[tuple[str, str]], body: bytes) -> bytes:
+        if not self._fields:
+            self._fields = field_lines(self._headers)
+        length = b"Content-Length: %d\r\n" % len(body) if body else b""
+        return self._fields + (field_lines(headers) if headers else b"") + length
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
