@@ -76,11 +76,24 @@ class Connection:
         self._method = method
         self._drained = True  # the answer is not there yet
         try:
-            await self._stream.send_all(request_head(method, target, fields) + body)
+            data = request_head(method, target, fields) + body
+            sent = self._write_now(data)
+            if sent < len(data):
+                await self._stream.send_all(memoryview(data)[sent:])
         except HeadError as exc:
             raise ProtocolError(f"cannot send request: {exc}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectError(f"connection lost while sending: {exc}") from None
+
+    def _write_now(self, data: bytes) -> int:
+        """What a plain TCP socket takes at once (a request usually fits), written
+        without trio's stream layers: the bytes written; 0 for TLS or when it is full."""
+        if self._socket is None:
+            return 0
+        try:
+            return os.write(self._socket.fileno(), data)
+        except BlockingIOError:
+            return 0
 
     def _read_now(self) -> bytes | None:
         """What a plain TCP socket holds now (b"": the peer closed), read without

@@ -288,3 +288,14 @@ async def test_broken_chunk_framing_is_a_protocol_error_not_data(nursery: trio.N
         async with pool.request("GET", "/") as resp:
             await resp.read()
     await pool.aclose()
+
+
+async def test_a_request_larger_than_the_socket_takes_at_once_is_sent_whole(nursery: trio.Nursery) -> None:
+    server = await start(nursery, echo)
+    pool = Pool(f"http://127.0.0.1:{server.port}")
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB: the first write takes part of it, the rest waits for the reader
+    with trio.fail_after(10):
+        async with pool.request("POST", "/big", body=body) as resp:
+            assert await resp.read() == f"POST /big {len(body)}".encode()
+    assert server.requests[0][3] == body
+    await pool.aclose()
