@@ -1,8 +1,12 @@
-"""The project's own outbound HTTP/1.1 client: h11 driven over a trio stream.
+"""The project's own outbound HTTP/1.1 client over a trio stream.
 
 Layers, one file each (after httpcore): ``pool`` (keep-alive connections per
-origin) → ``connection`` (one h11 connection: send a request, stream a response)
-→ ``network`` (the only module that opens sockets and TLS).
+origin) → ``connection`` (one connection: send a request, stream a response)
+→ ``network`` (the only module that opens sockets and TLS).  The wire format is
+sans-IO, as in h11, and held to h11 by hypothesis tests: ``head`` (a request
+head written, a response head read) and ``body`` (chunked, Content-Length or
+to-the-close bodies).  ``deadlines``: one task for the run keeps the read
+deadlines of plain sockets (no cancel scope per read, once per streamed token).
 """
 
 from .connection import Response, Timeouts

@@ -11,9 +11,9 @@ costs is what the server and trio cost per request, nothing of auxot's.
 
 With ``--upstream URL`` it is the *floor* instead: the same app, but each
 non-streamed answer is fetched from ``URL/v1/chat/completions`` (nginx's fixed
-JSON) through auxot's own HTTP client (``auxot.http.Pool``, h11 over a trio
+JSON) through auxot's own HTTP client (``auxot.http.Pool``, over a trio
 socket, keep-alive) and passed back untouched.  No parsing, no auth, no
-ledger: what any router built on this server, trio and h11 must pay at least.
+ledger: what any router built on this server, trio and this client must pay at least.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class Hey:
 
 
 class TrioClient:
-    """In-process: the project's own h11 client.  Slower than wrk (Python), so
+    """In-process: the project's own HTTP client.  Slower than wrk (Python), so
     it understates every server alike; used only when wrk and hey are absent."""
 
     def describe(self) -> str:

@@ -7,7 +7,7 @@
             which includes llama-server loading the model.
 
 The router runs as its own process; this process is only the client (the
-project's h11 client on trio), so the two never share an event loop.
+project's HTTP client on trio), so the two never share an event loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 read straight from nginx, through auxot to an OpenAI client, and through auxot
 to an Anthropic client.
 
-Per run the client (the project's h11 client, in this process) records the time
+Per run the client (the project's HTTP client, in this process) records the time
 to the first body byte and to the last; chunks/s is the answer's chunks over
 first-to-last byte, the relay's own pace once it streams.  The client counts the
 content chunks it got and checks the stream's end marker.

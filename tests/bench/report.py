@@ -34,7 +34,7 @@ def nonstream_table(points: list[nonstream.Point], summary: list[str]) -> str:
     """Three tables: the figures; the ratios (the targets' and the floor's); CPU per request.
 
     The floor (the ceiling app plus one hop to nginx through auxot's own HTTP
-    client, nothing else) is what any router on this server, trio and h11 pays at
+    client, nothing else) is what any router on this server, trio and that client pays at
     least: ``auxot ÷ floor`` is the router's own work, ``floor ÷ ceiling`` the hop's."""
     sides = ("ceiling", "floor", "direct", "auxot")
     head = " | ".join(f"{name + ' req/s':>13} {'p50 ms':>7} {'p99 ms':>7}" for name in sides)
