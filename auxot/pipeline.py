@@ -47,7 +47,9 @@ def endpoint(dialect: Dialect) -> Endpoint:
 
 async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Receive, send: Send) -> None:
     async with svc.record(dialect.endpoint) as record, AsyncExitStack() as held:
-        send = svc.gate.metered(record, send)  # the ledger row is written before the answer's last byte
+        # The ledger row is written before the answer's last byte.  A stream's chunks between its
+        # head and its end need nothing of that: they go to the server's own ``send``.
+        send_chunk, send = send, svc.gate.metered(record, send)
         try:
             key = await svc.authenticate(scope, x_api_key=dialect.x_api_key)
             record.key_id = key.id
@@ -75,7 +77,7 @@ async def generate(svc: Services, dialect: Dialect, scope: Scope, receive: Recei
                 receive, send, events, error_body=dialect.error_body, record=record, stalled=svc.stall_check(scope),
                 stream=(lambda model: dialect.stream_encoder(answer, model)) if request.stream else None,
                 fold=lambda response: dialect.encode_response(answer, response), response_id=answer.id,
-                batched_reads=from_provider, departure=departure(scope),
+                batched_reads=from_provider, departure=departure(scope), send_chunk=send_chunk,
             )
 
         if tools.server_tools:  # rounds of the model and tool calls, as one answer; the calls run in this nursery

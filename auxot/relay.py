@@ -99,6 +99,7 @@ async def relay(
     stalled: Callable[[], bool] = lambda: False,
     batched_reads: bool = False,
     departure: Departure | None = None,
+    send_chunk: Send | None = None,
 ) -> str:
     """Returns an outcome word for logs: ok, error, disconnected, stalled.  The
     request's ``record`` sees every event (tokens, first token, stop) and the
@@ -108,9 +109,12 @@ async def relay(
     (auxot/reads.py); they are written together.  Not where a layer between
     drops some (the tool loop hides server calls).  ``departure``: the server's
     way of saying when the client leaves (``asgi.DEPARTURE``); without it a
-    task reads ``receive`` for ``http.disconnect``."""
+    task reads ``receive`` for ``http.disconnect``.  ``send_chunk``: where a
+    stream's chunks between its head and its last message may go instead of
+    ``send`` (the server's own, past the layers that note only the head and the
+    end)."""
     outcome = "disconnected"
-    unshielded, send = send, _final_message_shielded(send)
+    send_more, send = send_chunk or send, _final_message_shielded(send)
 
     def gone() -> None:  # the client left: known before the ledger row is written on the way out
         nonlocal outcome
@@ -122,7 +126,7 @@ async def relay(
     async def answer() -> str:
         async with aclosing(events):
             if stream is not None:
-                return await _stream(send, unshielded, events, stream, error_body, record, batched_reads)
+                return await _stream(send, send_more, events, stream, error_body, record, batched_reads)
             assert fold is not None
             return await _fold(send, events, fold, error_body, response_id, record)
 

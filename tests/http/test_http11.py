@@ -215,6 +215,17 @@ async def test_a_streamed_answer_is_chunked_for_http_1_1_and_read_to_the_close_f
         client.start_next_cycle()
     await stream.aclose()
 
+    # HEAD: the head alone (no chunk of the streamed body), and the next request is answered after it
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n" + post("/echo", b"next"))
+    with trio.fail_after(5):
+        data = b""
+        while not data.endswith(b'"next"}'):
+            data += await stream.receive_some(65536)
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200") and rest.startswith(b"HTTP/1.1 200")
+    await stream.aclose()
+
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET /stream HTTP/1.0\r\n\r\n")
     data = b""
