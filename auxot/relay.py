@@ -70,8 +70,9 @@ async def send_error(send: Send, err: AuxotError, error_body: ErrorBody, record:
 
 class Watched:
     """Passes events through, showing each to the request's record (first
-    token, tokens in and out, stop or error).  (The relay shows them itself, in
-    its loops: a layer less per streamed token.)"""
+    token, tokens in and out, stop or error), for the endpoints that consume
+    events themselves (Responses).  The relay shows them in its own loops: a
+    layer less per streamed token."""
 
     def __init__(self, events: AsyncGenerator[ir.Event, None], record: Record) -> None:
         self._events = events
@@ -181,7 +182,8 @@ async def _stream(
     send: Send, send_more: Send, events: AsyncIterator[ir.Event], encoder_for: EncoderFactory, error_body: ErrorBody,
     record: Record, batched_reads: bool = False,
 ) -> str:
-    """``send_more``: ``send`` without the final message's shield, for the chunks before it."""
+    """``send_more``: where the chunks before the last one go (``send``'s layers,
+    the final message's shield and the ledger's meter, have nothing to do for them)."""
     try:
         first = await anext(events)
         record.observe(first, trio.current_time())
