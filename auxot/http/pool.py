@@ -64,6 +64,10 @@ class Pool:
         # checkpoint costs about as much as parsing a response head); wait only
         # when the pool is full.
         try:
+            fields = self._header_lines(headers, body)
+        except HeadError as exc:
+            raise ProtocolError(f"cannot send request: {exc}") from None
+        try:
             self._limit.acquire_nowait()
         except trio.WouldBlock:
             await self._limit.acquire()
@@ -72,10 +76,6 @@ class Pool:
             conn = await self._acquire()
             reused = conn.requests > 0
             try:
-                try:
-                    fields = self._header_lines(headers, body)
-                except HeadError as exc:
-                    raise ProtocolError(f"cannot send request: {exc}") from None
                 try:
                     await conn.send_request(method, self.base_path + path, fields, body)
                     status, head = await conn.receive_response(first_byte_timeout or self.timeouts.first_byte)

@@ -299,3 +299,16 @@ async def test_a_request_larger_than_the_socket_takes_at_once_is_sent_whole(nurs
             assert await resp.read() == f"POST /big {len(body)}".encode()
     assert server.requests[0][3] == body
     await pool.aclose()
+
+
+async def test_a_header_that_would_smuggle_a_line_is_refused_before_anything_is_sent(nursery: trio.Nursery) -> None:
+    server = await start(nursery, echo)
+    pool = Pool(f"http://127.0.0.1:{server.port}", max_connections=1)
+    with trio.fail_after(10):
+        with pytest.raises(ProtocolError, match="cannot send request"):
+            async with pool.request("GET", "/", headers=[("X-Id", "1\r\nInjected: yes")]):
+                pass
+        async with pool.request("GET", "/after") as resp:  # its slot was given back
+            assert await resp.read() == b"GET /after 0"
+    assert [target for _, target, _, _ in server.requests] == ["/after"]
+    await pool.aclose()
