@@ -168,24 +168,65 @@ def test_a_ledger_commit_that_would_wait_is_refused_at_once_and_done_in_a_thread
     store.close()
 
 
-def test_the_ledger_checkpoints_in_the_thread_path_only(tmp_path: Path) -> None:
+def _wal_is_reused(store: Store, wal: Path, start: float) -> bool:
+    """Whether the next commits start again at the head of the WAL (it was
+    checkpointed); without a checkpoint each commit appends a few pages."""
+    size = wal.stat().st_size
+    for i in range(5):
+        assert store.record_usage_many([_row(start + i)], wait=False) is True
+    return wal.stat().st_size == size
+
+
+def test_the_ledger_checkpoints_on_the_event_loop_while_checkpoints_are_quick(tmp_path: Path) -> None:
     from auxot.accounts import store as store_module
 
     path = tmp_path / "db.sqlite3"
     store = Store(path)
-    for i in range(store_module.CHECKPOINT_EVERY):
-        assert store.record_usage_many([_row(float(i))], wait=False) is True
     wal = path.with_name(path.name + "-wal")
-    # Due: the event loop's call declines, so that the checkpoint runs in a thread.
-    assert store.record_usage_many([_row(-1.0)], wait=False) is False
-    assert store.record_usage_many([_row(-2.0)]) is True
-    # Checkpointed: the next commits start again at the head of the WAL, which
-    # does not grow (without the checkpoint, each commit appends a few pages).
-    size = wal.stat().st_size
-    for i in range(5):
-        assert store.record_usage_many([_row(1000.0 + i)], wait=False) is True
-    assert wal.stat().st_size == size
-    assert len(store.usage_rows()) == store_module.CHECKPOINT_EVERY + 6
+    assert not _wal_is_reused(store, wal, -10.0)  # the fake this rejects: no checkpoint at all
+    for i in range(store_module.CHECKPOINT_EVERY - 6):
+        assert store.record_usage_many([_row(float(i))], wait=False) is True
+    # The event loop's call that makes the checkpoint due commits and checkpoints.
+    assert store.record_usage_many([_row(-1.0)], wait=False) is True
+    assert _wal_is_reused(store, wal, 1000.0)
+    assert len(store.usage_rows()) == store_module.CHECKPOINT_EVERY + 5
+    store.close()
+
+
+def test_after_a_slow_checkpoint_the_next_ones_go_to_a_thread_then_the_loop_tries_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auxot.accounts import store as store_module
+
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    wal = path.with_name(path.name + "-wal")
+    monkeypatch.setattr(store_module, "CHECKPOINT_ON_LOOP_S", 0.0)  # every checkpoint is slow
+    monkeypatch.setattr(store_module, "CHECKPOINTS_IN_THREADS", 2)
+    every = store_module.CHECKPOINT_EVERY
+    written = 0
+
+    def commits(n: int) -> None:
+        nonlocal written
+        for _ in range(n):
+            assert store.record_usage_many([_row(float(written))], wait=False) is True
+            written += 1
+
+    commits(every)  # the first checkpoint runs on the loop, and is slow
+    assert _wal_is_reused(store, wal, 1e6)
+    written += 5
+    for round_ in range(2):  # the next two are the thread's: the loop declines, writing nothing
+        commits(every - 5)  # due now, and left due
+        assert store.record_usage_many([_row(-1.0)], wait=False) is False
+        assert store.record_usage_many([_row(-2.0)]) is True  # in a thread: commits and checkpoints
+        written += 1
+        assert _wal_is_reused(store, wal, 2e6 + 10 * round_)
+        written += 5
+    commits(every - 6)
+    assert store.record_usage_many([_row(-3.0)], wait=False) is True  # the loop's again
+    written += 1
+    assert _wal_is_reused(store, wal, 3e6)
+    written += 5
+    assert len(store.usage_rows()) == written
     store.close()
 
 
