@@ -1,4 +1,4 @@
-"""HTTP/1.1 on h11, the app run in the connection's own task.
+"""HTTP/1.1, the app run in the connection's own task.
 
 Every plain request takes this path.  hypercorn's HTTP/1.1 costs ~650 µs of
 CPU per request for an empty app on the bench's machine, where a bare loop of
@@ -8,16 +8,27 @@ channel and several layers of events.  Here a connection is one task: it reads
 a request head, calls the ASGI app with this connection's ``receive`` and
 ``send``, and reads the next head once the answer is out.
 
+The protocol is not h11's either: h11 took ~125 µs of a request (~70 to read
+it, ~55 to write its answer) through its events, state machine and
+validators.  Heads are read and written by ``auxot.http.head`` and bodies read
+by ``auxot.http.body``, both held to h11 by hypothesis tests (the same heads
+accepted and refused, the same bytes written; where they are stricter, the
+module says so), so that hostile input meets the rules it met before.
+
 - **The body is read when the app asks for it** (``receive``); once it is
   read, ``receive`` reads on to notice the client leaving (EOF) and returns
   ``http.disconnect`` then, or once the answer is complete.  Bytes of a next
-  request sent early stay in h11's buffer for the next cycle.  A body the app
+  request sent early stay in the connection's buffer for the next one (up to
+  the head limit; then it is not read further until the answer is out).  A
+  request that asked for ``100 Continue`` gets it when the app first waits
+  for its body.  A body the app
   did not read (an answer before the body, a 401) is read and dropped, up to
   :data:`DRAIN_LIMIT` bytes, so that the connection can be kept.
-- **The answer's head goes out with its first body bytes**, in one write.
-- **Bad framing** is answered as h11 says (400, 431, ...) and the connection
-  closes; a chunk line ended by a bare LF is refused at once (RFC 9112 §7.1),
-  where h11 would wait for a CRLF that never comes.
+- **The answer's head goes out with its first body bytes**, in one write,
+  framed as h11 frames it (``head.response_head``); a body longer or shorter
+  than its own Content-Length breaks the answer, and the connection closes.
+- **Bad framing** is answered (400, 431, 501, 505) and the connection closes;
+  a chunk line ended by a bare LF is refused at once (RFC 9112 §7.1).
 - **Handed on:** a request that asks to upgrade (WebSocket, h2c) and the
   HTTP/2 preface go to hypercorn's protocol code with the bytes read so far
   (:meth:`Http11.run` returns them); so does a TLS connection that chose h2.
@@ -32,11 +43,12 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
-import h11
 import trio
 from hypercorn.config import Config as HypercornConfig
 
 from .asgi import DEPARTURE
+from .http.body import BodyError, Chunked, Length
+from .http.head import Framing, HeadError, RequestHead, read_request_head, response_head
 from .http_socket import Callback, Connections, Departures, IdleDeadline, SocketWriter
 
 log = logging.getLogger("auxot.http")
@@ -46,14 +58,9 @@ DRAIN_TIMEOUT = 5.0  # seconds they may take
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _UPGRADE = re.compile(rb"(?im)^upgrade[ \t]*:")
 _H2_PREFACE = b"PRI * HTTP/2.0"
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-# Fed to a connection whose chunk framing is already malformed: it can never
-# parse as a chunk line, so h11 raises and the request is answered 400.
-POISON = b"\x00\r\n\r\n"
 _DISCONNECT = {"type": "http.disconnect"}
-_NO_BODY = frozenset({204, 304})
-# In the head h11 wrote when it chose chunked framing (it sets the header itself, title-cased).
-_CHUNKED_HEAD = b"\r\nTransfer-Encoding: chunked\r\n"
+_CONTINUE = b"HTTP/1.1 100 \r\n\r\n"
+_NOT_STARTED = Framing(0, False, False)
 
 
 class _Date:
@@ -80,21 +87,28 @@ class Http11:
         self._stream = stream
         self._connections = connections
         self._config = config
+        self._max_head = config.h11_max_incomplete_size
         self._writer = SocketWriter(stream, connections)
         self._idle = IdleDeadline(connections, config.keep_alive_timeout)
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_size)
+        self._buffer = b""  # read and not yet taken: the next request's head, the body's next bytes
+        self._eof = False  # the client has sent its last byte
         self._scheme, self._client, self._server = scheme, client, server
         # The request being answered:
-        self._method = b""
+        self._request: RequestHead | None = None
+        self._body_reader: Chunked | Length = Length(0)
+        self._continued = False  # 100 Continue sent (or not needed)
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
-        self._started = self._head_sent = self._finished = self._body_done = self._gone = False
-        self._chunked = False  # the answer's framing, as h11 chose it for this client
-        self._refusal = 0  # the status h11 gave for bad framing in the body
+        self._started = self._head_sent = self._finished = self._gone = False
+        self._body_done = False  # the app has had the whole body
+        self._framing = _NOT_STARTED  # the answer's, once its head is out
+        self._left = 0  # of a Content-Length answer, the bytes still to come
+        self._broken = False  # the answer broke its own framing: the connection cannot be kept
+        self._refusal = 0  # the status for bad framing in the body
         self._waiting: trio.CancelScope | None = None  # a receive waiting for the client to leave
         self._departures, self._fd = departures, fd
         self._on_leave: Callback | None = None  # the app's, while it watches for the client leaving
-        self._hung_up: Callback = self._left  # one bound method: Departures.discard compares by identity
+        self._hung_up: Callback = self._hung_up_now  # one bound method: Departures.discard compares by identity
         self._extensions = {DEPARTURE: self._watch_departure} if departures is not None and fd >= 0 else {}
 
     async def run(self) -> bytes | None:
@@ -105,68 +119,73 @@ class Http11:
                 self._idle.idle()
                 request = await self._next_request()
                 self._idle.busy()
-                if not isinstance(request, h11.Request):
+                if not isinstance(request, RequestHead):
                     return request
                 if not await self._answer(request) or not await self._recycle():
                     return None
         finally:
             self._idle.close()
 
-    async def _next_request(self) -> h11.Request | bytes | None:
+    async def _read(self) -> bool:
+        """More of what the client sends, into the buffer; False when there is no
+        more (its end, a timeout, a broken connection)."""
+        data = await self._idle.read(self._stream, self._config.read_timeout)
+        if not data:
+            self._eof = True
+            return False
+        self._buffer = self._buffer + data if self._buffer else data
+        return True
+
+    async def _next_request(self) -> RequestHead | bytes | None:
         """The next request head; its raw bytes when it is to be handed on; None
         when the connection is to close (timeout, EOF, bad framing answered)."""
-        need_more = False
+        self._head_sent = False  # for a refusal: nothing of an answer is out yet
         while True:
-            buffered, closed = self._conn.trailing_data
+            buffered = self._buffer
             end = _HEAD_END.search(buffered)
-            if not closed and (need_more or not (end or len(buffered) > self._config.h11_max_incomplete_size)):
-                data = await self._idle.read(self._stream, self._config.read_timeout)
-                if data is None:
+            if not end and len(buffered) <= self._max_head and not self._eof:
+                if not await self._read():
                     return None
-                self._conn.receive_data(data)
-                need_more = False
                 continue
             head = buffered[:end.end()] if end else buffered
             if head.startswith(_H2_PREFACE) or _UPGRADE.search(head):
                 return buffered
             try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                await self._refuse(exc.error_status_hint)
+                found = read_request_head(buffered, self._max_head)
+            except HeadError as exc:
+                await self._refuse(exc.status)
                 return None
-            if isinstance(event, h11.Request):
-                return event
-            if event is h11.NEED_DATA:
-                need_more = True
-                continue
-            return None  # ConnectionClosed
+            if found is None:  # the client's end came before the end of a head
+                return None
+            request, size = found
+            self._buffer = buffered[size:]
+            return request
 
     async def _refuse(self, status: int) -> None:
         """Answer bad framing (no body; the connection closes)."""
-        if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            try:
-                data = self._conn.send(h11.Response(status_code=status, headers=[
-                    (b"content-length", b"0"), (b"connection", b"close"), (b"date", _Date.now())]))
-                data += self._conn.send(h11.EndOfMessage()) or b""
-            except h11.LocalProtocolError:
-                return
-            await self._writer.write(data or b"")
+        if not self._head_sent:
+            self._head_sent = True
+            head, _ = response_head(status, [(b"content-length", b"0"), (b"date", _Date.now())], method=b"GET",
+                                    http_version=b"1.1", keep_alive=False)
+            await self._writer.write(head)
 
-    def _scope(self, request: h11.Request) -> dict[str, Any]:
+    def _scope(self, request: RequestHead) -> dict[str, Any]:
         path, _, query = request.target.partition(b"?")
         return {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": request.http_version.decode(), "method": request.method.decode("ascii").upper(),
             "scheme": self._scheme, "path": _unquote(path), "raw_path": path, "query_string": query, "root_path": "",
-            "headers": list(request.headers), "client": self._client, "server": self._server, "extensions": self._extensions,
+            "headers": request.headers, "client": self._client, "server": self._server, "extensions": self._extensions,
         }
 
-    async def _answer(self, request: h11.Request) -> bool:
+    async def _answer(self, request: RequestHead) -> bool:
         """Run the app for ``request``; False when the connection is to close."""
-        self._method = request.method
+        self._request = request
+        self._body_reader = Chunked() if request.chunked else Length(request.length)
+        self._continued = not request.expect_continue
         self._status, self._headers, self._refusal = 0, [], 0
-        self._started = self._head_sent = self._finished = self._body_done = self._gone = False
-        self._chunked = False  # the answer's framing, as h11 chose it for this client
+        self._started = self._head_sent = self._finished = self._gone = self._broken = self._body_done = False
+        self._framing, self._left = _NOT_STARTED, 0
         scope = self._scope(request)
         began = time.monotonic()
         try:
@@ -176,12 +195,13 @@ class Http11:
         if self._config.accesslog is not None:
             await self._config.log.access(scope, {"status": self._status, "headers": self._headers},  # type: ignore[arg-type]
                                           time.monotonic() - began)
-        if self._refusal and not self._started:  # bad framing in the body
+        if self._refusal and not self._head_sent:  # bad framing in the body
             await self._refuse(self._refusal)
             return False
         if self._finished or self._gone:
             return not self._gone
-        if not self._started:  # the app ended without an answer
+        if not self._head_sent:  # the app ended without an answer (or with one that could not be sent)
+            self._started = False
             await self._send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]})
             await self._send({"type": "http.response.body", "body": b""})
             return not self._gone
@@ -189,15 +209,9 @@ class Http11:
 
     async def _recycle(self) -> bool:
         """Ready the connection for its next request: False when it is to close."""
-        if self._connections.closing or self._conn.our_state is not h11.DONE:
+        if self._connections.closing or not self._finished or self._broken or not self._framing.keep_alive:
             return False
-        if self._conn.their_state is h11.SEND_BODY and not await self._drain():
-            return False
-        try:
-            self._conn.start_next_cycle()
-        except h11.LocalProtocolError:
-            return False
-        return True
+        return self._body_reader.done or await self._drain()
 
     async def _drain(self) -> bool:
         """Read and drop what is left of a body the app did not read."""
@@ -205,31 +219,36 @@ class Http11:
         with trio.move_on_after(DRAIN_TIMEOUT):
             while dropped <= DRAIN_LIMIT:
                 try:
-                    event = self._conn.next_event()
-                except h11.RemoteProtocolError:
+                    piece = await self._body_piece()
+                except BodyError:
                     return False
-                if isinstance(event, h11.EndOfMessage):
+                if piece is None:
+                    return False
+                dropped += len(piece)
+                if self._body_reader.done:
                     return True
-                if isinstance(event, h11.Data):
-                    dropped += len(event.data)
-                elif event is h11.NEED_DATA:
-                    if not await self._feed():
-                        return False
-                else:
-                    return False
         return False
 
-    async def _feed(self) -> bool:
-        """h11 needs more of the request: read it; False when the client has gone.
-        A chunk line already broken is not waited on: h11 is made to refuse it."""
-        if malformed_chunks(self._conn):
-            self._conn.receive_data(POISON)
-            return True
-        data = await self._idle.read(self._stream, self._config.read_timeout)
-        if not data:
-            return False
-        self._conn.receive_data(data)
-        return True
+    async def _body_piece(self) -> bytes | None:
+        """The body's next bytes (b"" once it has ended); None when the client
+        has gone first.  Raises BodyError for broken framing."""
+        reader = self._body_reader
+        while not reader.done:
+            if self._buffer:
+                data, self._buffer = self._buffer, b""
+                self._continued = True  # the client sends the body without waiting: no 100 Continue
+                piece = reader.feed(data)
+                if reader.done:
+                    self._buffer, reader.extra = reader.extra, b""  # the next request's, sent early
+                if piece:
+                    return piece
+                continue
+            if not self._continued:
+                self._continued = True
+                await self._write(_CONTINUE)
+            if not await self._read():
+                return None
+        return b""
 
     async def _receive(self) -> dict[str, Any]:
         if self._gone or self._finished:
@@ -240,12 +259,10 @@ class Http11:
         try:
             with trio.CancelScope() as self._waiting:
                 while True:
-                    data = await self._idle.read(self._stream, self._config.read_timeout)
-                    if not data:
+                    if not await self._read():  # what comes is the next request, sent early: kept
                         self._gone = True
                         break
-                    self._conn.receive_data(data)  # the next request, sent early: h11 keeps it
-                    if len(self._conn.trailing_data[0]) > self._config.h11_max_incomplete_size:
+                    if len(self._buffer) > self._max_head:
                         await trio.sleep_forever()  # enough of it is waiting: read no more now
         finally:
             self._waiting = None
@@ -253,32 +270,20 @@ class Http11:
 
     async def _body(self) -> dict[str, Any]:
         """The body's next piece: all that has arrived, in one message."""
-        pieces: list[bytes] = []
-        while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._refusal, self._gone = exc.error_status_hint, True
-                return _DISCONNECT
-            if isinstance(event, h11.Data):
-                pieces.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                self._body_done = True
-                return {"type": "http.request", "body": b"".join(pieces), "more_body": False}
-            elif event is h11.NEED_DATA:
-                if pieces:
-                    return {"type": "http.request", "body": b"".join(pieces), "more_body": True}
-                if self._conn.they_are_waiting_for_100_continue:
-                    await self._write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-                if not await self._feed():
-                    self._gone = True
-                    return _DISCONNECT
-            else:  # ConnectionClosed
-                self._gone = True
-                return _DISCONNECT
+        try:
+            piece = await self._body_piece()
+        except BodyError:
+            self._refusal, self._gone = 400, True
+            return _DISCONNECT
+        if piece is None:
+            self._gone = True
+            return _DISCONNECT
+        self._body_done = self._body_reader.done
+        return {"type": "http.request", "body": piece, "more_body": not self._body_done}
 
     async def _send(self, message: dict[str, Any]) -> None:
-        if self._chunked and message.get("more_body") and message["type"] == "http.response.body" and not self._gone:
+        framing = self._framing
+        if framing.chunked and message.get("more_body") and message["type"] == "http.response.body" and not self._gone:
             if chunk := message.get("body"):  # a streamed answer's next chunk (the path of every streamed token)
                 await self._write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             return
@@ -299,28 +304,39 @@ class Http11:
         more = message.get("more_body", False)
         out = []
         if not self._head_sent:
-            self._head_sent = True
-            head = self._conn.send(h11.Response(status_code=self._status, headers=[*self._headers, (b"date", _Date.now())]))
-            # A body in chunks, framed here (h11's Data event costs ~4 µs a chunk, once per streamed event).
-            self._chunked = _CHUNKED_HEAD in head and self._method != b"HEAD" and self._status not in _NO_BODY
+            request = self._request
+            assert request is not None
+            head, framing = response_head(self._status, [*self._headers, (b"date", _Date.now())], method=request.method,
+                                          http_version=request.http_version, keep_alive=request.keep_alive)
+            self._head_sent, self._framing, self._left = True, framing, framing.length or 0
+            self._continued = True  # answered: a client waiting for 100 Continue waits no more
             out.append(head)
-        if body and self._method != b"HEAD" and self._status not in _NO_BODY:
-            if self._chunked:
+        if body and framing.length != 0:
+            if framing.chunked:
                 out += (b"%x\r\n" % len(body), body, b"\r\n")
             else:
-                out.append(self._conn.send(h11.Data(data=body)))
+                if framing.length is not None:
+                    if len(body) > self._left:
+                        self._broken = True
+                        raise RuntimeError(f"the answer's body is longer than its Content-Length ({framing.length})")
+                    self._left -= len(body)
+                out.append(body)
         if not more:
-            self._finished, self._chunked = True, False
-            out.append(self._conn.send(h11.EndOfMessage()))
-        await self._write(b"".join(piece for piece in out if piece))
+            self._finished = True
+            if framing.chunked:
+                out.append(b"0\r\n\r\n")
+            elif self._left:
+                self._broken = True  # the client waits for bytes that will not come: it learns by the close
+        if out:
+            await self._write(out[0] if len(out) == 1 else b"".join(out))
         if self._finished and self._waiting is not None:
             self._waiting.cancel()
 
     async def _write(self, data: bytes) -> None:
         if data and not await self._writer.write(data):
-            self._left()
+            self._hung_up_now()
 
-    def _left(self) -> None:
+    def _hung_up_now(self) -> None:
         """The client has gone (a write failed or stalled, or it hung up)."""
         self._gone = True
         if self._waiting is not None:
@@ -351,17 +367,6 @@ class Http11:
 
 def _nothing() -> None:
     pass
-
-
-def malformed_chunks(conn: h11.Connection) -> bool:
-    """A chunked body whose unparsed rest holds a line ended by a bare LF.
-    While h11 reads a body, what it leaves unparsed is only ever an incomplete
-    chunk-size line or trailer (data is handed on as it comes), so a bare LF
-    there can only be broken framing (not yet refused: no POISON after it)."""
-    if conn.their_state is not h11.SEND_BODY:
-        return False
-    pending, _ = conn.trailing_data
-    return bool(_BARE_LF.search(pending)) and not pending.endswith(POISON)
 
 
 def _unquote(path: bytes) -> str:

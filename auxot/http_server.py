@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
 from functools import partial
 from typing import Any
@@ -50,12 +51,17 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
-from .http11 import POISON, Http11, malformed_chunks
+from .http11 import Http11
 from .http_socket import Connections, Departures, IdleDeadline, SocketWriter
 
 __all__ = ["Connections", "serve_http"]
 
 log = logging.getLogger("auxot.http")
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+# Fed to hypercorn's h11 connection once its chunk framing is malformed: it can
+# never parse as a chunk line, so h11 raises and the request is answered 400.
+POISON = b"\x00\r\n\r\n"
 
 ACCEPT_BURST = 256  # connections accepted in one pass of the scheduler, at most
 # accept(2) errors that say the machine is out of something: logged, and accepting pauses (as trio does)
@@ -156,6 +162,18 @@ async def serve_http(
             connections.close_idle()  # idle ones close
             clients.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         watching.cancel_scope.cancel()
+
+
+def malformed_chunks(conn: h11.Connection) -> bool:
+    """A chunked body whose unparsed rest holds a line ended by a bare LF.
+    While h11 reads a body, what it leaves unparsed is only ever an incomplete
+    chunk-size line or trailer (data is handed on as it comes), so a bare LF
+    there can only be broken framing (not yet refused: no POISON after it);
+    h11 would wait for a CRLF that never comes."""
+    if conn.their_state is not h11.SEND_BODY:
+        return False
+    pending, _ = conn.trailing_data
+    return bool(_BARE_LF.search(pending)) and not pending.endswith(POISON)
 
 
 async def _accept(sock: socket.socket, tls: Any, handler: Any, clients: trio.Nursery) -> None:
