@@ -303,24 +303,25 @@ class Http11:
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
         out = []
+        left = self._left
         if not self._head_sent:
             request = self._request
             assert request is not None
             head, framing = response_head(self._status, [*self._headers, (b"date", _Date.now())], method=request.method,
                                           http_version=request.http_version, keep_alive=request.keep_alive)
-            self._head_sent, self._framing, self._left = True, framing, framing.length or 0
-            self._continued = True  # answered: a client waiting for 100 Continue waits no more
             out.append(head)
+            left = framing.length or 0
         if body and framing.length != 0:
-            if framing.chunked:
-                out += (b"%x\r\n" % len(body), body, b"\r\n")
-            else:
-                if framing.length is not None:
-                    if len(body) > self._left:
-                        self._broken = True
-                        raise RuntimeError(f"the answer's body is longer than its Content-Length ({framing.length})")
-                    self._left -= len(body)
-                out.append(body)
+            if framing.length is not None:
+                if len(body) > left:  # before anything of it is out, the app's error becomes a 500
+                    self._broken = self._head_sent
+                    raise RuntimeError(f"the answer's body is longer than its Content-Length ({framing.length})")
+                left -= len(body)
+            out += (b"%x\r\n" % len(body), body, b"\r\n") if framing.chunked else (body,)
+        if not self._head_sent:
+            self._head_sent, self._framing = True, framing
+            self._continued = True  # answered: a client waiting for 100 Continue waits no more
+        self._left = left
         if not more:
             self._finished = True
             if framing.chunked:

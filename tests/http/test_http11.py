@@ -50,6 +50,10 @@ class App:
             return
         if path == "/boom":
             raise RuntimeError("a bug")
+        if path in ("/long", "/short"):  # a body longer, or shorter, than its own Content-Length
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+            await send({"type": "http.response.body", "body": b"12345" if path == "/long" else b"12"})
+            return
         if path == "/wait":
             while (await receive())["type"] != "http.disconnect":
                 pass
@@ -249,6 +253,60 @@ async def test_bad_framing_gets_its_status_and_the_connection_closes(server: tup
     ((got, headers, _),) = await read_responses(stream, 1)
     assert got == status and headers["connection"] == "close"
     assert await closed(stream)
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+    (b"GET /echo HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"GET /echo HTTP/1.1\r\nX: a\r\n\r\n", 400),  # no Host
+])
+async def test_heads_refused_by_the_stricter_rules_get_their_status(server: tuple[int, App], request_bytes: bytes,
+                                                                   status: int) -> None:
+    """Content-Length with Transfer-Encoding is how requests are smuggled past a
+    proxy: refused here (h11 took the chunked body and kept the connection)."""
+    port, _ = server
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(request_bytes + post("/echo", b"smuggled"))
+    ((got, headers, _),) = await read_responses(stream, 1)
+    assert got == status and headers["connection"] == "close"
+    assert await closed(stream)
+
+
+async def test_an_answer_longer_than_its_length_is_a_500_and_one_shorter_closes_the_connection(
+        server: tuple[int, App]) -> None:
+    port, _ = server
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(post("/long") + post("/echo", b"next"))
+    (status, _, _), (status2, _, body) = await read_responses(stream, 2)
+    assert status == 500 and status2 == 200 and json.loads(body)["body"] == "next"  # nothing of it went out: served on
+    await stream.aclose()
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(post("/short"))
+    with trio.fail_after(5):
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n12")  # then the close: the client can tell
+
+
+async def test_a_body_sent_with_its_head_gets_no_100_continue_and_pipelined_chunks_are_framed(
+        server: tuple[int, App]) -> None:
+    port, _ = server
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(post("/echo", b"hello", "Expect: 100-continue\r\n")[:-2])  # the body's start with the head
+    await trio.sleep(0.2)  # (the server has read it, and waits for the rest)
+    await stream.send_all(b"lo")
+    with trio.fail_after(5):
+        raw = b""
+        while not raw.endswith(b'"hello"}'):
+            raw += await stream.receive_some(65536)
+    assert raw.startswith(b"HTTP/1.1 200 ")  # the body began with the head: no interim answer before it
+    chunked = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n"
+    await stream.send_all(chunked + post("/echo", b"third"))
+    answers = await read_responses(stream, 2)
+    assert [json.loads(body)["body"] for _, _, body in answers] == ["abcde", "third"]
+    await stream.aclose()
 
 
 async def test_the_app_hears_a_client_leave(server: tuple[int, App]) -> None:
