@@ -1,5 +1,5 @@
-"""A client connection's socket as both inbound protocols use it (HTTP/1.1 on
-h11 in ``http11``, hypercorn's HTTP/2 and WebSocket in ``http_server``): its
+"""A client connection's socket as both inbound protocols use it (HTTP/1.1 in
+``http11``, hypercorn's HTTP/2 and WebSocket in ``http_server``): its
 writes, its keep-alive deadline, and what the app may ask about it.
 
 - **Writes** go out at once when the socket takes them: no lock and no trip

@@ -1,11 +1,12 @@
-"""A response body's framing, read without h11 (sans-IO, like h11 itself).
+"""A body's framing, read without h11 (sans-IO, like h11 itself): an upstream
+answer's for the client (``reader_for``), a request's for the server
+(``auxot.http11``: ``Chunked`` or ``Length``, as ``head.read_request_head`` says).
 
-h11 reads the response head, once per request.  The body is read here: a
-streamed answer arrives as one read per token, and h11's event machinery costs
-about 10 µs a read on the bench's machine, where this costs about 1 µs.  The
-framing is the one h11 would choose (RFC 9112 §6.3): chunked when the answer says
-``Transfer-Encoding`` (h11 accepts only ``chunked``), else its ``Content-Length``,
-else to the close of the connection.
+A streamed answer arrives as one read per token, and h11's event machinery
+costs about 10 µs a read on the bench's machine, where this costs about 1 µs.
+An answer's framing is the one h11 would choose (RFC 9112 §6.3): chunked when
+the answer says ``Transfer-Encoding`` (h11 accepts only ``chunked``), else its
+``Content-Length``, else to the close of the connection.
 
 Each reader's :meth:`feed` takes the bytes read and returns the body bytes they
 complete, all in one piece (a read that carried several chunks gives one
@@ -161,7 +162,7 @@ class Chunked(_Reader):
 
 
 def reader_for(status: int, headers: list[tuple[bytes, bytes]], method: str) -> Chunked | Length | UntilClose:
-    """The body's framing, from a response head h11 has already validated
+    """The body's framing, from a response head ``head.read_head`` has already validated
     (lower-cased names; one valid Content-Length; Transfer-Encoding only ``chunked``)."""
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return Length(0)

@@ -1,5 +1,5 @@
 """A cloud upstream as a provider: OpenAI, Anthropic, or any OpenAI-compatible
-server, reached through the project's own HTTP client (h11 + trio + TLS).
+server, reached through the project's own HTTP client (``auxot.http``: trio + TLS).
 
 The request is encoded in the upstream's dialect, the upstream always streams,
 and its SSE body becomes IR events through :class:`UpstreamStream` — so any
