@@ -69,8 +69,9 @@ ACCEPT_BURST = 256  # connections accepted in one pass of the scheduler, at most
 _CAPACITY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _CAPACITY_PAUSE = 0.1
 # accept(2) errors that concern one connection, not the listener (as trio's SocketListener)
-_ONE_CONNECTION = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN,
-                             errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.EPERM})
+_ONE_CONNECTION = frozenset(getattr(errno, name) for name in (
+    "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH",
+    "EPERM") if hasattr(errno, name))  # (ENONET is Linux's)
 
 
 class _Connection(TCPServer):
