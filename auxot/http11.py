@@ -27,7 +27,8 @@ module says so), so that hostile input meets the rules it met before.
 - **The answer's head goes out with its first body bytes**, in one write,
   framed as h11 frames it (``head.response_head``); a body longer or shorter
   than its own Content-Length breaks the answer, and the connection closes.
-- **Bad framing** is answered (400, 431, 501, 505) and the connection closes;
+- **Bad framing** is answered (400, 431, 501, 505, with a JSON error saying
+  what was refused) and the connection closes;
   a chunk line ended by a bare LF is refused at once (RFC 9112 §7.1).
 - **Handed on:** a request that asks to upgrade (WebSocket, h2c) and the
   HTTP/2 preface go to hypercorn's protocol code with the bytes read so far
@@ -36,6 +37,7 @@ module says so), so that hostile input meets the rules it met before.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -104,7 +106,7 @@ class Http11:
         self._framing = _NOT_STARTED  # the answer's, once its head is out
         self._left = 0  # of a Content-Length answer, the bytes still to come
         self._broken = False  # the answer broke its own framing: the connection cannot be kept
-        self._refusal = 0  # the status for bad framing in the body
+        self._refusal: tuple[int, str] | None = None  # the status and reason for bad framing in the body
         self._waiting: trio.CancelScope | None = None  # a receive waiting for the client to leave
         self._departures, self._fd = departures, fd
         self._on_leave: Callback | None = None  # the app's, while it watches for the client leaving
@@ -153,7 +155,7 @@ class Http11:
             try:
                 found = read_request_head(buffered, self._max_head)
             except HeadError as exc:
-                await self._refuse(exc.status)
+                await self._refuse(exc.status, str(exc))
                 return None
             if found is None:  # the client's end came before the end of a head
                 return None
@@ -161,13 +163,18 @@ class Http11:
             self._buffer = buffered[size:]
             return request
 
-    async def _refuse(self, status: int) -> None:
-        """Answer bad framing (no body; the connection closes)."""
+    async def _refuse(self, status: int, reason: str) -> None:
+        """Answer bad framing; the connection closes.  No dialect has read the
+        request, so the error is in the envelope both read: OpenAI's SDKs take
+        ``error.message``, Anthropic's ``type: error`` and ``error.type``."""
         if not self._head_sent:
             self._head_sent = True
-            head, _ = response_head(status, [(b"content-length", b"0"), (b"date", _Date.now())], method=b"GET",
-                                    http_version=b"1.1", keep_alive=False)
-            await self._writer.write(head)
+            body = json.dumps({"type": "error", "error": {
+                "type": "invalid_request_error", "message": f"the request's HTTP framing was refused: {reason}",
+                "param": None, "code": None}}).encode()
+            head, _ = response_head(status, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+                                             (b"date", _Date.now())], method=b"GET", http_version=b"1.1", keep_alive=False)
+            await self._writer.write(head + body)
 
     def _scope(self, request: RequestHead) -> dict[str, Any]:
         path, _, query = request.target.partition(b"?")
@@ -183,7 +190,7 @@ class Http11:
         self._request = request
         self._body_reader = Chunked() if request.chunked else Length(request.length)
         self._continued = not request.expect_continue
-        self._status, self._headers, self._refusal = 0, [], 0
+        self._status, self._headers, self._refusal = 0, [], None
         self._started = self._head_sent = self._finished = self._gone = self._broken = self._body_done = False
         self._framing, self._left = _NOT_STARTED, 0
         scope = self._scope(request)
@@ -196,7 +203,7 @@ class Http11:
             await self._config.log.access(scope, {"status": self._status, "headers": self._headers},  # type: ignore[arg-type]
                                           time.monotonic() - began)
         if self._refusal and not self._head_sent:  # bad framing in the body
-            await self._refuse(self._refusal)
+            await self._refuse(*self._refusal)
             return False
         if self._finished or self._gone:
             return not self._gone
@@ -272,8 +279,8 @@ class Http11:
         """The body's next piece: all that has arrived, in one message."""
         try:
             piece = await self._body_piece()
-        except BodyError:
-            self._refusal, self._gone = 400, True
+        except BodyError as exc:
+            self._refusal, self._gone = (400, str(exc)), True
             return _DISCONNECT
         if piece is None:
             self._gone = True

@@ -250,8 +250,11 @@ async def test_bad_framing_gets_its_status_and_the_connection_closes(server: tup
     port, _ = server
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(request_bytes)
-    ((got, headers, _),) = await read_responses(stream, 1)
+    ((got, headers, body),) = await read_responses(stream, 1)
     assert got == status and headers["connection"] == "close"
+    error = json.loads(body)  # the envelope both dialects' SDKs read
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith("the request's HTTP framing was refused: ")
     assert await closed(stream)
 
 
@@ -268,8 +271,8 @@ async def test_heads_refused_by_the_stricter_rules_get_their_status(server: tupl
     port, _ = server
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(request_bytes + post("/echo", b"smuggled"))
-    ((got, headers, _),) = await read_responses(stream, 1)
-    assert got == status and headers["connection"] == "close"
+    ((got, headers, body),) = await read_responses(stream, 1)
+    assert got == status and headers["connection"] == "close" and json.loads(body)["error"]["message"]
     assert await closed(stream)
 
 
