@@ -50,14 +50,13 @@ from hypercorn.config import Config as HypercornConfig
 
 from .asgi import DEPARTURE
 from .http.body import BodyError, Chunked, Length
-from .http.head import Framing, HeadError, RequestHead, read_request_head, response_head
+from .http.head import HEAD_END, Framing, HeadError, RequestHead, read_request_head, response_head
 from .http_socket import Callback, Connections, Departures, IdleDeadline, SocketWriter
 
 log = logging.getLogger("auxot.http")
 
 DRAIN_LIMIT = 64 * 1024  # bytes of an unread request body dropped to keep the connection
 DRAIN_TIMEOUT = 5.0  # seconds they may take
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _UPGRADE = re.compile(rb"(?im)^upgrade[ \t]*:")
 _H2_PREFACE = b"PRI * HTTP/2.0"
 _DISCONNECT = {"type": "http.disconnect"}
@@ -144,7 +143,7 @@ class Http11:
         self._head_sent = False  # for a refusal: nothing of an answer is out yet
         while True:
             buffered = self._buffer
-            end = _HEAD_END.search(buffered)
+            end = HEAD_END.search(buffered)
             if not end and len(buffered) <= self._max_head and not self._eof:
                 if not await self._read():
                     return None

@@ -6,9 +6,10 @@ h11 took ~115 µs on the bench's machine to write a request and read its
 answer's head (every header through its event classes and validators), and
 ~125 µs to read a request and write its answer; this takes a fraction of
 that.  What is refused follows h11's rules (RFC 9112), and
-``tests/http/test_head.py`` holds this module to h11 with hypothesis: a head
-read here reads the same in h11, what h11 refuses is refused here, and a
-response head written here is byte for byte the one h11 writes.
+``tests/http/test_head.py`` (the client's side) and ``test_server_head.py``
+(the server's) hold this module to h11 with hypothesis: a head read here reads
+the same in h11, what h11 refuses is refused here, and a response head written
+here is byte for byte the one h11 writes.
 
 Stricter than h11 (refused here, taken there):
 
@@ -33,7 +34,7 @@ _VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"  # visible characters, inner s
 _FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*")
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) ([0-9]{3})(?: [ \t\x21-\x7e\x80-\xff]*)?")
-_HEAD_END = re.compile(rb"\n\r?\n")
+HEAD_END = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF or bare LF)
 _TOKEN_ONLY = re.compile(_TOKEN)
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 _SAFE_VALUE = re.compile(_VALUE)
@@ -67,7 +68,7 @@ class ResponseHead(NamedTuple):
     headers: list[tuple[bytes, bytes]]  # names lower-cased; one Content-Length at most
 
 
-class _Framing:
+class _BodyFields:
     """A head's Content-Length and Transfer-Encoding, checked as h11 checks
     them: one length (a repeat of it, or a list of it, is kept once), and no
     coding but one ``chunked``.  ``coding_status``: the answer to a request
@@ -123,7 +124,7 @@ def request_head(method: str, target: str, fields: bytes) -> bytes:
 
 def read_head(buf: bytes) -> tuple[ResponseHead, int] | None:
     """The response head at the start of ``buf`` and the bytes it took; None if it is not complete yet."""
-    end = _HEAD_END.search(buf)
+    end = HEAD_END.search(buf)
     if end is None:
         if len(buf) > MAX_HEAD:
             raise HeadError(f"response head larger than {MAX_HEAD} bytes")
@@ -135,13 +136,13 @@ def read_head(buf: bytes) -> tuple[ResponseHead, int] | None:
     if status is None:
         raise HeadError(f"illegal status line {lines[0][:80]!r}")
     headers: list[tuple[bytes, bytes]] = []
-    framing = _Framing()
+    fields = _BodyFields()
     for line in lines[1:]:
         field = _FIELD_LINE.fullmatch(line)
         if field is None:
             raise HeadError(f"illegal header line {line[:80]!r}")
         name = field[1].lower()
-        if (value := framing.take(name, field[2])) is not None:
+        if (value := fields.take(name, field[2])) is not None:
             headers.append((name, value))
     return ResponseHead(int(status[2]), status[1], headers), end.end()
 
@@ -160,7 +161,7 @@ def _tokens(value: bytes) -> list[bytes]:
 def read_request_head(buf: bytes, max_size: int) -> tuple[RequestHead, int] | None:
     """The request head at the start of ``buf`` and the bytes it took; None if it
     is not complete yet.  A head over ``max_size`` bytes is refused (431)."""
-    end = _HEAD_END.search(buf)
+    end = HEAD_END.search(buf)
     if end is None:
         if len(buf) > max_size:
             raise HeadError(f"request head larger than {max_size} bytes", 431)
@@ -173,7 +174,7 @@ def read_request_head(buf: bytes, max_size: int) -> tuple[RequestHead, int] | No
         raise HeadError(f"illegal request line {lines[0][:80]!r}")
     version = request[3]
     headers: list[tuple[bytes, bytes]] = []
-    framing = _Framing(coding_status=501)
+    fields = _BodyFields(coding_status=501)
     close = expect = False
     hosts = 0
     for line in lines[1:]:
@@ -181,7 +182,7 @@ def read_request_head(buf: bytes, max_size: int) -> tuple[RequestHead, int] | No
         if field is None:
             raise HeadError(f"illegal header line {line[:80]!r}")
         name = field[1].lower()
-        if (value := framing.take(name, field[2])) is None:
+        if (value := fields.take(name, field[2])) is None:
             continue
         if name == b"host":
             hosts += 1
@@ -194,10 +195,10 @@ def read_request_head(buf: bytes, max_size: int) -> tuple[RequestHead, int] | No
         raise HeadError("a request needs one Host header" if hosts == 0 else "multiple Host headers")
     if version not in (b"1.0", b"1.1"):
         raise HeadError(f"HTTP/{version.decode()} is not supported", 505)
-    if framing.chunked and framing.length is not None:
+    if fields.chunked and fields.length is not None:
         raise HeadError("both Content-Length and Transfer-Encoding")
     modern = version == b"1.1"
-    return RequestHead(request[1], request[2], version, headers, int(framing.length or 0), framing.chunked,
+    return RequestHead(request[1], request[2], version, headers, int(fields.length or 0), fields.chunked,
                        modern and not close, modern and expect), end.end()
 
 
@@ -221,18 +222,18 @@ def response_head(status: int, headers: list[tuple[bytes, bytes]], *, method: by
     if not 200 <= status <= 999:
         raise HeadError(f"cannot send the status {status}")
     out: list[tuple[bytes, bytes]] = []
-    framing = _Framing()
+    fields = _BodyFields()
     close = False
     for raw_name, raw_value in headers:
         if _TOKEN_ONLY.fullmatch(raw_name) is None or _SAFE_VALUE.fullmatch(raw_value) is None:
             raise HeadError(f"cannot send the header {raw_name[:40]!r}: illegal name or value")
         name = raw_name.lower()
-        if (value := framing.take(name, raw_value)) is None:
+        if (value := fields.take(name, raw_value)) is None:
             continue
         if name == b"connection":
             close = close or b"close" in _tokens(value)
         out.append((raw_name, value))
-    length, chunked = framing.length, framing.chunked
+    length, chunked = fields.length, fields.chunked
     modern = http_version == b"1.1"
     need_close = False
     unknown = status not in (204, 304) and (chunked or length is None)  # for HEAD: as a GET would be answered
